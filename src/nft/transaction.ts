@@ -1,0 +1,94 @@
+// One atomic nf_tables transaction: a batch that replaces whole tables (delete-if-present + create).
+import { FAMILY, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES } from './constants.js';
+import type { Table, TableContents } from './model.js';
+import {
+  writeDelTable,
+  writeNewChain,
+  writeNewRule,
+  writeNewSet,
+  writeNewSetElems,
+  writeNewTable,
+} from './messages.js';
+import { NLM_F_REQUEST, NetlinkWriter } from './netlink.js';
+
+/** An encoded batch plus a description of every message, indexed as the kernel's errors are. */
+export interface Batch {
+  buffer: Buffer;
+  /** descriptions[i] names message #i (0 = batch begin). */
+  descriptions: string[];
+  /** Sequence number of message #0; message #i has seq firstSeq + i. */
+  firstSeq: number;
+}
+
+/** Collects messages between a batch begin and end, numbering them. */
+class BatchWriter {
+  private readonly w = new NetlinkWriter(8192);
+  private readonly descriptions: string[] = [];
+
+  constructor(private readonly firstSeq: number) {
+    this.control(NFNL_MSG_BATCH_BEGIN, 'batch begin');
+  }
+
+  private control(type: number, description: string): void {
+    this.w.beginMessage(type, NLM_F_REQUEST, this.nextSeq(), FAMILY.unspec, NFNL_SUBSYS_NFTABLES);
+    this.w.endMessage();
+    this.descriptions.push(description);
+  }
+
+  private nextSeq(): number {
+    return this.firstSeq + this.descriptions.length;
+  }
+
+  add(description: string, write: (w: NetlinkWriter, seq: number) => void): void {
+    write(this.w, this.nextSeq());
+    this.descriptions.push(description);
+  }
+
+  finish(): Batch {
+    this.control(NFNL_MSG_BATCH_END, 'batch end');
+    return { buffer: this.w.toBuffer(), descriptions: this.descriptions, firstSeq: this.firstSeq };
+  }
+}
+
+const tableLabel = (t: Table): string => `${t.family} ${t.name}`;
+
+/**
+ * Replaces each table wholesale in one transaction: `add table` (a no-op if present), `delete table`,
+ * then the new table with its chains, sets and rules. Works on every nf_tables kernel (no
+ * DESTROYTABLE needed) and makes re-applying idempotent. If any message fails, nothing changes.
+ */
+export function replaceTablesBatch(contents: readonly TableContents[], firstSeq = 1): Batch {
+  const b = new BatchWriter(firstSeq);
+  for (const { table } of contents) {
+    b.add(`ensure table ${tableLabel(table)}`, (w, seq) => writeNewTable(w, seq, { family: table.family, name: table.name }));
+    b.add(`delete table ${tableLabel(table)}`, (w, seq) => writeDelTable(w, seq, table));
+  }
+  for (const { table, chains, sets, rules } of contents) {
+    const label = tableLabel(table);
+    b.add(`add table ${label}`, (w, seq) => writeNewTable(w, seq, table));
+    for (const c of chains) b.add(`add chain ${label} ${c.name}`, (w, seq) => writeNewChain(w, seq, c));
+    for (const s of sets) {
+      b.add(`add set ${label} ${s.name}`, (w, seq) => writeNewSet(w, seq, s));
+      if (s.elements.length > 0) {
+        b.add(`add ${s.elements.length} elements to set ${label} ${s.name}`, (w, seq) => writeNewSetElems(w, seq, s));
+      }
+    }
+    const perChain = new Map<string, number>();
+    for (const r of rules) {
+      const n = (perChain.get(r.chain) ?? 0) + 1;
+      perChain.set(r.chain, n);
+      b.add(`add rule ${label} ${r.chain} #${n}`, (w, seq) => writeNewRule(w, seq, r));
+    }
+  }
+  return b.finish();
+}
+
+/** Deletes the given tables if present, in one transaction (absent tables are not an error). */
+export function deleteTablesBatch(tables: readonly Table[], firstSeq = 1): Batch {
+  const b = new BatchWriter(firstSeq);
+  for (const t of tables) {
+    b.add(`ensure table ${tableLabel(t)}`, (w, seq) => writeNewTable(w, seq, { family: t.family, name: t.name }));
+    b.add(`delete table ${tableLabel(t)}`, (w, seq) => writeDelTable(w, seq, t));
+  }
+  return b.finish();
+}
