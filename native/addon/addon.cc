@@ -1,6 +1,275 @@
-// meshcni native addon: the only code that crosses into the kernel (placeholder, being written).
+// meshcni native addon: the only code that crosses into the kernel. Each blocking call runs on a
+// worker thread (AsyncWorker); the TypeScript layer in src/kernel/ hides this module completely.
 #include <napi.h>
 
-static Napi::Object Init(Napi::Env env, Napi::Object exports) { return exports; }
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <linux/netlink.h>
+
+#include <string>
+#include <vector>
+
+#include "netns.h"
+#include "nlsock.h"
+
+namespace meshcni {
+namespace {
+
+constexpr int kTimeoutMs = 10000;
+constexpr int kDumpRetries = 5;
+
+Napi::Error SysErrorToJs(Napi::Env env, const SysError &e) {
+  Napi::Error err = Napi::Error::New(env, e.message);
+  err.Set("code", Napi::String::New(env, e.code));
+  err.Set("errno", Napi::Number::New(env, e.err));
+  return err;
+}
+
+std::vector<uint8_t> BytesOf(const Napi::Value &v, const char *what) {
+  if (!v.IsBuffer()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a Buffer");
+  auto b = v.As<Napi::Buffer<uint8_t>>();
+  if (b.Length() == 0) throw Napi::TypeError::New(v.Env(), std::string(what) + " must not be empty");
+  return std::vector<uint8_t>(b.Data(), b.Data() + b.Length());
+}
+
+std::string StringOf(const Napi::Value &v, const char *what) {
+  if (!v.IsString()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+int ProtocolOf(const Napi::Value &v) {
+  if (v.IsUndefined()) return NETLINK_NETFILTER;
+  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), "protocol must be a number");
+  int p = v.As<Napi::Number>().Int32Value();
+  if (p != NETLINK_NETFILTER && p != NETLINK_ROUTE) throw Napi::RangeError::New(v.Env(), "protocol must be NETLINK_NETFILTER or NETLINK_ROUTE");
+  return p;
+}
+
+/** Opens the pod namespace and a netlink socket inside it; -1 with `e` set on failure. */
+int PodSocket(const std::string &path, int protocol, size_t batchBytes, SysError *e) {
+  int nsfd = OpenPodNetns(path, e);
+  if (nsfd < 0) return -1;
+  int sock = NetlinkSocketIn(nsfd, protocol, e);
+  close(nsfd);
+  if (sock < 0) return -1;
+  if (!PrepareNetlinkSocket(sock, batchBytes, e)) {
+    close(sock);
+    return -1;
+  }
+  return sock;
+}
+
+/** applyBatch(path, buffer, protocol?) → Promise<{messages, acked}>; rejects naming the failing message. */
+class ApplyWorker : public Napi::AsyncWorker {
+ public:
+  ApplyWorker(Napi::Env env, std::string path, std::vector<uint8_t> batch, int protocol)
+      : Napi::AsyncWorker(env, "meshcni.applyBatch"), deferred_(Napi::Promise::Deferred::New(env)),
+        path_(std::move(path)), batch_(std::move(batch)), protocol_(protocol) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    int sock = PodSocket(path_, protocol_, batch_.size(), &error_);
+    if (sock < 0) {
+      failed_ = true;
+      return;
+    }
+    failed_ = !Transact(sock, batch_, kTimeoutMs, &result_, &error_);
+    close(sock);
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (failed_) {
+      deferred_.Reject(SysErrorToJs(env, error_).Value());
+      return;
+    }
+    if (!result_.errors.empty()) {
+      deferred_.Reject(BatchError(env).Value());
+      return;
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("messages", Napi::Number::New(env, result_.messages));
+    o.Set("acked", Napi::Number::New(env, result_.acked));
+    deferred_.Resolve(o);
+  }
+
+  void OnError(const Napi::Error &e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  // The first error is the cause; later ones are usually its consequences (ENOENT for a chain that
+  // the failed message would have created), but all are reported.
+  Napi::Error BatchError(Napi::Env env) {
+    const MessageError &first = result_.errors.front();
+    uint32_t index = first.seq - result_.firstSeq;
+    std::string code = ErrnoName(first.err);
+    std::string msg = "kernel rejected netlink message #" + std::to_string(index) + " (seq " + std::to_string(first.seq) +
+                      "): " + code + " " + strerror(first.err);
+    if (!first.extack.empty()) msg += " (" + first.extack + ")";
+    Napi::Error err = Napi::Error::New(env, msg);
+    err.Set("name", Napi::String::New(env, "NetlinkBatchError"));
+    err.Set("code", Napi::String::New(env, code));
+    err.Set("errno", Napi::Number::New(env, first.err));
+    err.Set("index", Napi::Number::New(env, index));
+    err.Set("seq", Napi::Number::New(env, first.seq));
+    err.Set("extack", Napi::String::New(env, first.extack));
+    Napi::Array all = Napi::Array::New(env, result_.errors.size());
+    for (size_t i = 0; i < result_.errors.size(); i++) {
+      const MessageError &m = result_.errors[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("index", Napi::Number::New(env, m.seq - result_.firstSeq));
+      o.Set("seq", Napi::Number::New(env, m.seq));
+      o.Set("errno", Napi::Number::New(env, m.err));
+      o.Set("code", Napi::String::New(env, ErrnoName(m.err)));
+      o.Set("extack", Napi::String::New(env, m.extack));
+      all.Set(uint32_t(i), o);
+    }
+    err.Set("errors", all);
+    return err;
+  }
+
+  Napi::Promise::Deferred deferred_;
+  std::string path_;
+  std::vector<uint8_t> batch_;
+  int protocol_;
+  bool failed_ = false;
+  SysError error_;
+  TransactResult result_;
+};
+
+/** dump(path, [requests], protocol?) → Promise<Buffer[]>: each request's replies, DONE excluded. */
+class DumpWorker : public Napi::AsyncWorker {
+ public:
+  DumpWorker(Napi::Env env, std::string path, std::vector<std::vector<uint8_t>> requests, int protocol)
+      : Napi::AsyncWorker(env, "meshcni.dump"), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)),
+        requests_(std::move(requests)), protocol_(protocol) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    int sock = PodSocket(path_, protocol_, 0, &error_);
+    if (sock < 0) {
+      failed_ = true;
+      return;
+    }
+    replies_.resize(requests_.size());
+    for (size_t i = 0; i < requests_.size() && !failed_; i++) failed_ = !DumpWithRetry(sock, i);
+    close(sock);
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (failed_) {
+      deferred_.Reject(SysErrorToJs(env, error_).Value());
+      return;
+    }
+    Napi::Array out = Napi::Array::New(env, replies_.size());
+    for (size_t i = 0; i < replies_.size(); i++) {
+      out.Set(uint32_t(i), Napi::Buffer<uint8_t>::Copy(env, replies_[i].data(), replies_[i].size()));
+    }
+    deferred_.Resolve(out);
+  }
+
+  void OnError(const Napi::Error &e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  // A dump interrupted by a concurrent change is inconsistent: throw it away and ask again.
+  bool DumpWithRetry(int sock, size_t i) {
+    for (int attempt = 0; attempt < kDumpRetries; attempt++) {
+      bool interrupted = false;
+      replies_[i].clear();
+      if (!Dump(sock, requests_[i], kTimeoutMs, &replies_[i], &interrupted, &error_)) return false;
+      if (!interrupted) return true;
+    }
+    error_ = {EAGAIN, "EAGAIN", "netlink dump kept being interrupted by concurrent changes"};
+    return false;
+  }
+
+  Napi::Promise::Deferred deferred_;
+  std::string path_;
+  std::vector<std::vector<uint8_t>> requests_;
+  std::vector<std::vector<uint8_t>> replies_;
+  int protocol_;
+  bool failed_ = false;
+  SysError error_;
+};
+
+Napi::Value ApplyBatch(const Napi::CallbackInfo &info) {
+  auto *w = new ApplyWorker(info.Env(), StringOf(info[0], "netns path"), BytesOf(info[1], "batch"), ProtocolOf(info[2]));
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value DumpRequests(const Napi::CallbackInfo &info) {
+  std::string path = StringOf(info[0], "netns path");
+  if (!info[1].IsArray()) throw Napi::TypeError::New(info.Env(), "requests must be an array of Buffers");
+  Napi::Array arr = info[1].As<Napi::Array>();
+  std::vector<std::vector<uint8_t>> requests;
+  for (uint32_t i = 0; i < arr.Length(); i++) requests.push_back(BytesOf(arr.Get(i), "dump request"));
+  auto *w = new DumpWorker(info.Env(), std::move(path), std::move(requests), ProtocolOf(info[2]));
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Object IdentityToJs(Napi::Env env, const NsIdentity &id) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("dev", Napi::BigInt::New(env, uint64_t(id.dev)));
+  o.Set("ino", Napi::BigInt::New(env, uint64_t(id.ino)));
+  return o;
+}
+
+/** netnsIdentity(path) → {dev, ino}; throws ENOENT / ENOTNETNS / EACCES naming the path. */
+Napi::Value NetnsIdentity(const Napi::CallbackInfo &info) {
+  NsIdentity id;
+  SysError e;
+  if (!NetnsIdentityOf(StringOf(info[0], "netns path"), &id, &e)) throw SysErrorToJs(info.Env(), e);
+  return IdentityToJs(info.Env(), id);
+}
+
+/** checkPodNetns(path): throws unless the path is a netns other than the host's own. */
+Napi::Value CheckPodNetns(const Napi::CallbackInfo &info) {
+  SysError e;
+  int fd = OpenPodNetns(StringOf(info[0], "netns path"), &e);
+  if (fd < 0) throw SysErrorToJs(info.Env(), e);
+  close(fd);
+  return info.Env().Undefined();
+}
+
+/** peerCredentials(fd) → {pid, uid, gid} of the process at the other end of a unix socket. */
+Napi::Value PeerCredentials(const Napi::CallbackInfo &info) {
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "fd must be a number");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  struct ucred cred = {};
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    SysError e;
+    Fail(&e, "getsockopt(SO_PEERCRED) on fd", std::to_string(fd));
+    throw SysErrorToJs(info.Env(), e);
+  }
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("pid", Napi::Number::New(info.Env(), cred.pid));
+  o.Set("uid", Napi::Number::New(info.Env(), cred.uid));
+  o.Set("gid", Napi::Number::New(info.Env(), cred.gid));
+  return o;
+}
+
+Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  exports.Set("applyBatch", Napi::Function::New(env, ApplyBatch, "applyBatch"));
+  exports.Set("dump", Napi::Function::New(env, DumpRequests, "dump"));
+  exports.Set("netnsIdentity", Napi::Function::New(env, NetnsIdentity, "netnsIdentity"));
+  exports.Set("checkPodNetns", Napi::Function::New(env, CheckPodNetns, "checkPodNetns"));
+  exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials, "peerCredentials"));
+  exports.Set("NETLINK_ROUTE", Napi::Number::New(env, NETLINK_ROUTE));
+  exports.Set("NETLINK_NETFILTER", Napi::Number::New(env, NETLINK_NETFILTER));
+  return exports;
+}
+
+}  // namespace
+}  // namespace meshcni
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) { return meshcni::InitModule(env, exports); }
 
 NODE_API_MODULE(meshcni, Init)

@@ -38,9 +38,13 @@ export function formatExpr(e: Expr): string {
   }
 }
 
+// The kernel dumps a rule's compat info back only when the rule holds an x_tables match (seen on
+// 6.x kernels: not for native-only rules, not for a lone target), so only then is it comparable.
+const hasXtExpr = (r: Rule): boolean => r.exprs.some((e) => e.type === 'match');
+
 export const formatRule = (r: Rule): string =>
   `${r.family} ${r.table} ${r.chain} [ ${r.exprs.map(formatExpr).join(' ] [ ')} ]` +
-  (r.compat && (r.compat.proto !== 0 || r.compat.flags !== 0) ? ` compat ${r.compat.proto}/${r.compat.flags}` : '');
+  (r.compat && hasXtExpr(r) && (r.compat.proto !== 0 || r.compat.flags !== 0) ? ` compat ${r.compat.proto}/${r.compat.flags}` : '');
 
 export const formatChain = (c: Chain): string =>
   `${c.family} ${c.table} ${c.name}` +

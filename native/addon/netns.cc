@@ -1,0 +1,119 @@
+// Network namespaces by path. Everything here is a thin, checked wrapper over one or two syscalls.
+#include "netns.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <linux/netlink.h>
+#include <linux/nsfs.h>
+
+namespace meshcni {
+
+std::string ErrnoName(int err) {
+  const char *name = strerrorname_np(err);
+  return name ? std::string(name) : "E" + std::to_string(err);
+}
+
+bool Fail(SysError *e, const std::string &what, const std::string &path) {
+  int err = errno;
+  e->err = err;
+  e->code = ErrnoName(err);
+  e->message = what + " " + path + ": " + strerror(err);
+  return false;
+}
+
+static void Refuse(SysError *e, int err, const char *code, const std::string &message) {
+  e->err = err;
+  e->code = code;
+  e->message = message;
+}
+
+int OpenNetns(const std::string &path, NsIdentity *id, SysError *e) {
+  if (path.empty() || path[0] != '/') {
+    Refuse(e, EINVAL, "EINVAL", "network namespace path must be absolute, got '" + path + "'");
+    return -1;
+  }
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    Fail(e, "cannot open network namespace", path);
+    return -1;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    Fail(e, "cannot stat network namespace", path);
+    close(fd);
+    return -1;
+  }
+  // NS_GET_NSTYPE answers only for nsfs files: anything else (a regular file, /dev/null, a mount
+  // point whose namespace was never bind-mounted) is refused here instead of failing in setns().
+  int type = ioctl(fd, NS_GET_NSTYPE);
+  if (type != CLONE_NEWNET) {
+    Refuse(e, EINVAL, "ENOTNETNS", path + " is not a network namespace");
+    close(fd);
+    return -1;
+  }
+  id->dev = st.st_dev;
+  id->ino = st.st_ino;
+  return fd;
+}
+
+bool NetnsIdentityOf(const std::string &path, NsIdentity *id, SysError *e) {
+  int fd = OpenNetns(path, id, e);
+  if (fd < 0) return false;
+  close(fd);
+  return true;
+}
+
+int OpenPodNetns(const std::string &path, SysError *e) {
+  NsIdentity target, self, init;
+  int fd = OpenNetns(path, &target, e);
+  if (fd < 0) return -1;
+  bool haveSelf = NetnsIdentityOf("/proc/self/ns/net", &self, e);
+  bool haveInit = NetnsIdentityOf("/proc/1/ns/net", &init, e);
+  if (!haveSelf) {
+    close(fd);
+    return -1;
+  }
+  if (target == self || (haveInit && target == init)) {
+    Refuse(e, EPERM, "EHOSTNETNS", "refusing to program " + path + ": it is the host's own network namespace");
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int NetlinkSocketIn(int nsfd, int protocol, SysError *e) {
+  int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (home < 0) {
+    Fail(e, "cannot open", "/proc/thread-self/ns/net");
+    return -1;
+  }
+  if (setns(nsfd, CLONE_NEWNET) != 0) {
+    Fail(e, "setns into", "the pod's network namespace");
+    close(home);
+    return -1;
+  }
+  int sock = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
+  int socketErrno = errno;
+  if (setns(home, CLONE_NEWNET) != 0) {
+    // This thread now sits in a pod's namespace and cannot leave: abort rather than let the thread
+    // pool run the next job (possibly for another pod, or the host) in the wrong namespace.
+    fprintf(stderr, "meshcni: FATAL: cannot return a worker thread to its network namespace: %s\n", strerror(errno));
+    abort();
+  }
+  close(home);
+  if (sock < 0) {
+    errno = socketErrno;
+    Fail(e, "cannot create netlink socket in", "the pod's network namespace");
+  }
+  return sock;
+}
+
+}  // namespace meshcni

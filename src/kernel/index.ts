@@ -1,0 +1,126 @@
+// The TypeScript face of the native addon: typed, promise-based, nothing else. No other module
+// loads the addon; everything that crosses into the kernel goes through these functions.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { dirname, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+
+interface NetlinkErrorDetail {
+  index: number;
+  seq: number;
+  errno: number;
+  code: string;
+  extack: string;
+}
+
+interface Addon {
+  applyBatch(path: string, batch: Buffer, protocol?: number): Promise<{ messages: number; acked: number }>;
+  dump(path: string, requests: Buffer[], protocol?: number): Promise<Buffer[]>;
+  netnsIdentity(path: string): { dev: bigint; ino: bigint };
+  checkPodNetns(path: string): void;
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number };
+  NETLINK_ROUTE: number;
+  NETLINK_NETFILTER: number;
+}
+
+/** The package root: the nearest directory above this file holding binding.gyp (src/ or dist/ layout). */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(resolve(dir, 'binding.gyp'))) return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new Error('meshcni: cannot find the package root (binding.gyp) above ' + fileURLToPath(import.meta.url));
+    dir = up;
+  }
+}
+
+let addon: Addon | undefined;
+function native(): Addon {
+  if (!addon) {
+    const require = createRequire(import.meta.url);
+    const load = require('node-gyp-build') as (root: string) => Addon;
+    addon = load(packageRoot());
+  }
+  return addon;
+}
+
+/** A system call or refusal from the addon: `code` is the errno name or ENOTNETNS / EHOSTNETNS. */
+export interface KernelError extends Error {
+  code: string;
+  errno: number;
+}
+
+/** The kernel rejected a message of a batch. `index` counts messages from 0 (the batch begin). */
+export class NetlinkBatchError extends Error {
+  readonly index: number;
+  readonly seq: number;
+  readonly errno: number;
+  readonly code: string;
+  readonly extack: string;
+  readonly errors: NetlinkErrorDetail[];
+  constructor(raw: Error & NetlinkErrorDetail & { errors: NetlinkErrorDetail[] }) {
+    super(raw.message);
+    this.name = 'NetlinkBatchError';
+    this.index = raw.index;
+    this.seq = raw.seq;
+    this.errno = raw.errno;
+    this.code = raw.code;
+    this.extack = raw.extack;
+    this.errors = raw.errors;
+  }
+}
+
+export const NETLINK_NETFILTER = 12;
+export const NETLINK_ROUTE = 0;
+
+/**
+ * Sends a netlink batch in the network namespace at `netnsPath` and waits for every ACK. The socket
+ * is created inside the namespace by a worker thread that enters it and returns at once; the host's
+ * own namespace is refused (code EHOSTNETNS). Rejects with NetlinkBatchError when the kernel refuses
+ * a message (for nf_tables batches: then nothing of the batch was applied).
+ */
+export async function applyNetlinkBatch(
+  netnsPath: string,
+  batch: Buffer,
+  protocol: number = NETLINK_NETFILTER,
+): Promise<{ messages: number; acked: number }> {
+  try {
+    return await native().applyBatch(netnsPath, batch, protocol);
+  } catch (e) {
+    if (e instanceof Error && e.name === 'NetlinkBatchError') {
+      throw new NetlinkBatchError(e as Error & NetlinkErrorDetail & { errors: NetlinkErrorDetail[] });
+    }
+    throw e;
+  }
+}
+
+/** Runs dump requests in the namespace, one after another on one socket; returns each one's replies. */
+export function netlinkDumps(netnsPath: string, requests: Buffer[], protocol: number = NETLINK_NETFILTER): Promise<Buffer[]> {
+  return native().dump(netnsPath, requests, protocol);
+}
+
+/** Runs one dump request in the namespace; resolves with every reply message (NLMSG_DONE excluded). */
+export async function netlinkDump(netnsPath: string, request: Buffer, protocol: number = NETLINK_NETFILTER): Promise<Buffer> {
+  const [reply] = await netlinkDumps(netnsPath, [request], protocol);
+  return reply ?? Buffer.alloc(0);
+}
+
+/** The identity (device + inode of the nsfs file) of the namespace at `path`. Throws ENOENT / ENOTNETNS. */
+export function netnsIdentity(path: string): { dev: bigint; ino: bigint } {
+  return native().netnsIdentity(path);
+}
+
+/** Identity of the namespace this process runs in (the host's, for the agent). */
+export function ownNetnsIdentity(): { dev: bigint; ino: bigint } {
+  return native().netnsIdentity('/proc/self/ns/net');
+}
+
+/** Throws unless `path` is a network namespace that is not the host's own (ENOENT, ENOTNETNS, EHOSTNETNS). */
+export function checkPodNetns(path: string): void {
+  native().checkPodNetns(path);
+}
+
+/** uid/gid/pid of the process on the other end of a connected unix socket (SO_PEERCRED). */
+export function peerCredentials(fd: number): { pid: number; uid: number; gid: number } {
+  return native().peerCredentials(fd);
+}

@@ -1,0 +1,64 @@
+// Programs tables into a network namespace as one transaction, and reads a namespace's tables back.
+// The only file of src/nft that does I/O, through src/kernel.
+import { applyNetlinkBatch, netlinkDumps, NetlinkBatchError } from '../kernel/index.js';
+import type { TableContents, Table } from './model.js';
+import { NetlinkWriter } from './netlink.js';
+import { writeDumpRequest } from './messages.js';
+import { assembleRuleset } from './ruleset.js';
+import { deleteTablesBatch, replaceTablesBatch, type Batch } from './transaction.js';
+
+/** The kernel refused the transaction; nothing of it was applied. Names the failing message. */
+export class TransactionError extends Error {
+  constructor(
+    readonly netns: string,
+    readonly index: number,
+    readonly description: string,
+    readonly code: string,
+    readonly errno: number,
+    cause: Error,
+  ) {
+    super(`nftables transaction in ${netns} rejected at message #${index} (${description}): ${code} — ${cause.message}`, { cause });
+    this.name = 'TransactionError';
+  }
+}
+
+async function send(netnsPath: string, batch: Batch): Promise<number> {
+  try {
+    const r = await applyNetlinkBatch(netnsPath, batch.buffer);
+    return r.messages;
+  } catch (e) {
+    if (e instanceof NetlinkBatchError) {
+      const description = batch.descriptions[e.index] ?? `message #${e.index}`;
+      throw new TransactionError(netnsPath, e.index, description, e.code, e.errno, e);
+    }
+    throw e;
+  }
+}
+
+/** Replaces the given tables in the namespace atomically: all of them change, or none. */
+export async function applyTables(netnsPath: string, contents: readonly TableContents[]): Promise<{ messages: number; bytes: number }> {
+  const batch = replaceTablesBatch(contents);
+  const messages = await send(netnsPath, batch);
+  return { messages, bytes: batch.buffer.length };
+}
+
+/** Removes the given tables from the namespace (absent ones are fine), atomically. */
+export async function deleteTables(netnsPath: string, tables: readonly Table[]): Promise<void> {
+  await send(netnsPath, deleteTablesBatch(tables));
+}
+
+function dumpRequest(kind: Parameters<typeof writeDumpRequest>[1], set?: { family: Table['family']; table: string; name: string }): Buffer {
+  const w = new NetlinkWriter(64);
+  writeDumpRequest(w, kind, 1, set?.family ?? 'unspec', set);
+  return w.toBuffer();
+}
+
+/** Reads every table, chain, set (with elements) and rule in the namespace. */
+export async function readTables(netnsPath: string): Promise<TableContents[]> {
+  const replies = await netlinkDumps(netnsPath, (['GETTABLE', 'GETCHAIN', 'GETSET', 'GETRULE'] as const).map((k) => dumpRequest(k)));
+  const tables = assembleRuleset(replies);
+  const sets = tables.flatMap((t) => t.sets);
+  if (sets.length === 0) return tables;
+  const elems = await netlinkDumps(netnsPath, sets.map((s) => dumpRequest('GETSETELEM', s)));
+  return assembleRuleset([...replies, ...elems]);
+}
