@@ -5,7 +5,7 @@ import type { TableContents, Table } from './model.js';
 import { NetlinkWriter } from './netlink.js';
 import { writeDumpRequest } from './messages.js';
 import { assembleRuleset } from './ruleset.js';
-import { deleteTablesBatch, replaceTablesBatch, type Batch } from './transaction.js';
+import { ackLastMessageOnly, deleteTablesBatch, replaceTablesBatch, type Batch, type ReplaceMode } from './transaction.js';
 
 /** The kernel refused the transaction; nothing of it was applied. Names the failing message. */
 export class TransactionError extends Error {
@@ -24,7 +24,7 @@ export class TransactionError extends Error {
 
 async function send(netnsPath: string, batch: Batch): Promise<number> {
   try {
-    const r = await applyNetlinkBatch(netnsPath, batch.buffer);
+    const r = await applyNetlinkBatch(netnsPath, ackLastMessageOnly(batch).buffer);
     return r.messages;
   } catch (e) {
     if (e instanceof NetlinkBatchError) {
@@ -35,11 +35,25 @@ async function send(netnsPath: string, batch: Batch): Promise<number> {
   }
 }
 
-/** Replaces the given tables in the namespace atomically: all of them change, or none. */
-export async function applyTables(netnsPath: string, contents: readonly TableContents[]): Promise<{ messages: number; bytes: number }> {
-  const batch = replaceTablesBatch(contents);
-  const messages = await send(netnsPath, batch);
-  return { messages, bytes: batch.buffer.length };
+/**
+ * Replaces the given tables in the namespace atomically: all of them change, or none. A fresh pod
+ * namespace takes one round trip (exclusive create); when a table already exists the kernel says
+ * EEXIST, nothing has changed, and the whole set is replaced in a second transaction.
+ */
+export async function applyTables(
+  netnsPath: string,
+  contents: readonly TableContents[],
+): Promise<{ messages: number; bytes: number; mode: ReplaceMode }> {
+  const fast = replaceTablesBatch(contents, 1, 'create');
+  try {
+    const messages = await send(netnsPath, fast);
+    return { messages, bytes: fast.buffer.length, mode: 'create' };
+  } catch (e) {
+    if (!(e instanceof TransactionError && e.code === 'EEXIST' && e.description.startsWith('add table '))) throw e;
+  }
+  const full = replaceTablesBatch(contents, 1, 'replace');
+  const messages = await send(netnsPath, full);
+  return { messages, bytes: full.buffer.length, mode: 'replace' };
 }
 
 /** Removes the given tables from the namespace (absent ones are fine), atomically. */

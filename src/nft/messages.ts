@@ -21,6 +21,7 @@ import {
   NLM_F_ACK,
   NLM_F_APPEND,
   NLM_F_CREATE,
+  NLM_F_EXCL,
   NLM_F_REQUEST,
   attrMap,
   parseAttrs,
@@ -36,8 +37,9 @@ const NF_DROP = 0;
 const NF_ACCEPT = 1;
 const NEW_FLAGS = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE;
 
-export function writeNewTable(w: NetlinkWriter, seq: number, t: Table): void {
-  w.beginMessage(msgType(NFT_MSG.NEWTABLE), NEW_FLAGS, seq, FAMILY[t.family]);
+/** `exclusive` fails the message with EEXIST when the table is already there. */
+export function writeNewTable(w: NetlinkWriter, seq: number, t: Table, exclusive = false): void {
+  w.beginMessage(msgType(NFT_MSG.NEWTABLE), NEW_FLAGS | (exclusive ? NLM_F_EXCL : 0), seq, FAMILY[t.family]);
   w.str(TABLE.NAME, t.name);
   if (t.flags !== undefined) w.u32(TABLE.FLAGS, t.flags);
   w.endMessage();

@@ -9,7 +9,7 @@ import {
   writeNewSetElems,
   writeNewTable,
 } from './messages.js';
-import { NLM_F_REQUEST, NetlinkWriter } from './netlink.js';
+import { NLM_F_ACK, NLM_F_REQUEST, NetlinkWriter } from './netlink.js';
 
 /** An encoded batch plus a description of every message, indexed as the kernel's errors are. */
 export interface Batch {
@@ -53,19 +53,28 @@ class BatchWriter {
 const tableLabel = (t: Table): string => `${t.family} ${t.name}`;
 
 /**
- * Replaces each table wholesale in one transaction: `add table` (a no-op if present), `delete table`,
- * then the new table with its chains, sets and rules. Works on every nf_tables kernel (no
- * DESTROYTABLE needed) and makes re-applying idempotent. If any message fails, nothing changes.
+ * How a replace treats tables that may already exist:
+ * - `create`: assume none exists and create each one exclusively (NLM_F_EXCL). A table that is
+ *   there after all fails the batch with EEXIST and nothing changes; the caller then replaces.
+ *   This is the fast path for a fresh pod namespace: deleting anything makes the kernel wait for an
+ *   RCU grace period at commit (~15 ms here), creating does not.
+ * - `replace`: `add table` (a no-op if present), `delete table`, then the new table. Idempotent on
+ *   every nf_tables kernel (no DESTROYTABLE needed).
  */
-export function replaceTablesBatch(contents: readonly TableContents[], firstSeq = 1): Batch {
+export type ReplaceMode = 'create' | 'replace';
+
+/** Replaces each table wholesale in one transaction with its chains, sets and rules; all or nothing. */
+export function replaceTablesBatch(contents: readonly TableContents[], firstSeq = 1, mode: ReplaceMode = 'replace'): Batch {
   const b = new BatchWriter(firstSeq);
-  for (const { table } of contents) {
-    b.add(`ensure table ${tableLabel(table)}`, (w, seq) => writeNewTable(w, seq, { family: table.family, name: table.name }));
-    b.add(`delete table ${tableLabel(table)}`, (w, seq) => writeDelTable(w, seq, table));
+  if (mode === 'replace') {
+    for (const { table } of contents) {
+      b.add(`ensure table ${tableLabel(table)}`, (w, seq) => writeNewTable(w, seq, { family: table.family, name: table.name }));
+      b.add(`delete table ${tableLabel(table)}`, (w, seq) => writeDelTable(w, seq, table));
+    }
   }
   for (const { table, chains, sets, rules } of contents) {
     const label = tableLabel(table);
-    b.add(`add table ${label}`, (w, seq) => writeNewTable(w, seq, table));
+    b.add(`add table ${label}`, (w, seq) => writeNewTable(w, seq, table, mode === 'create'));
     for (const c of chains) b.add(`add chain ${label} ${c.name}`, (w, seq) => writeNewChain(w, seq, c));
     for (const s of sets) {
       b.add(`add set ${label} ${s.name}`, (w, seq) => writeNewSet(w, seq, s));
@@ -91,4 +100,27 @@ export function deleteTablesBatch(tables: readonly Table[], firstSeq = 1): Batch
     b.add(`delete table ${tableLabel(t)}`, (w, seq) => writeDelTable(w, seq, t));
   }
   return b.finish();
+}
+
+/**
+ * Asks the kernel to acknowledge only the batch's last message. nfnetlink reports every failing
+ * message anyway and processes a batch in order, so one ACK for the last message (after any
+ * errors) tells the whole outcome; an ACK per message would cost a datagram and a wake-up each.
+ */
+export function ackLastMessageOnly(batch: Batch): Batch {
+  const buf = Buffer.from(batch.buffer);
+  const offsets: number[] = [];
+  for (let off = 0; off + 16 <= buf.length; ) {
+    const len = buf.readUInt32LE(off);
+    if (len < 16) break;
+    offsets.push(off);
+    off += (len + 3) & ~3;
+  }
+  // Inner messages are all but the batch begin (first) and batch end (last).
+  const inner = offsets.slice(1, -1);
+  inner.forEach((off, i) => {
+    const flags = buf.readUInt16LE(off + 6);
+    buf.writeUInt16LE(i === inner.length - 1 ? flags | NLM_F_ACK : flags & ~NLM_F_ACK, off + 6);
+  });
+  return { ...batch, buffer: buf };
 }
