@@ -1,6 +1,7 @@
 // Programs tables into a network namespace as one transaction, and reads a namespace's tables back.
 // The only file of src/nft that does I/O, through src/kernel.
-import { applyNetlinkBatch, netlinkDumps, NetlinkBatchError } from '../kernel/index.js';
+import { applyNetlinkBatch, netlinkDumps, NetlinkBatchError, NETLINK_ROUTE } from '../kernel/index.js';
+import { routingBatch, type RoutingPlan } from './route.js';
 import type { TableContents, Table } from './model.js';
 import { NetlinkWriter } from './netlink.js';
 import { writeDumpRequest } from './messages.js';
@@ -75,4 +76,23 @@ export async function readTables(netnsPath: string): Promise<TableContents[]> {
   if (sets.length === 0) return tables;
   const elems = await netlinkDumps(netnsPath, sets.map((s) => dumpRequest('GETSETELEM', s)));
   return assembleRuleset([...replies, ...elems]);
+}
+
+/**
+ * Programs the pod's routing needs (TPROXY policy rule + local route, loopback addresses) over
+ * rtnetlink. Each message stands alone (rtnetlink has no transactions); a rule that is already
+ * there (EEXIST) is what we wanted, so a repeated apply succeeds.
+ */
+export async function applyRouting(netnsPath: string, plan: RoutingPlan): Promise<void> {
+  const batch = routingBatch(plan);
+  if (!batch) return;
+  try {
+    await applyNetlinkBatch(netnsPath, batch.buffer, NETLINK_ROUTE);
+  } catch (e) {
+    if (!(e instanceof NetlinkBatchError)) throw e;
+    const real = e.errors.filter((x) => x.code !== 'EEXIST');
+    if (real.length === 0) return;
+    const first = real[0]!;
+    throw new Error(`routing in ${netnsPath}: ${batch.descriptions[first.index] ?? `message #${first.index}`} failed: ${first.code}${first.extack ? ` (${first.extack})` : ''}`);
+  }
 }

@@ -1,0 +1,126 @@
+// rtnetlink as data → bytes: the few routing messages a captured pod may need beside its nftables
+// rules (TPROXY's policy rule and local route, the ::6 inbound-passthrough address on lo).
+// rtnetlink attributes are in host byte order (little-endian here), unlike nf_tables' big-endian.
+import { ipv4Bytes, ipv6Bytes, parsePrefix } from './addr.js';
+import { NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST } from './netlink.js';
+
+const RTM_NEWADDR = 20;
+const RTM_NEWROUTE = 24;
+const RTM_NEWRULE = 32;
+const AF_INET = 2;
+const AF_INET6 = 10;
+const FRA_PRIORITY = 6;
+const FRA_FWMARK = 10;
+/** The preference `ip rule add` picks in a fresh namespace; fixed so a repeat is EEXIST, not a copy. */
+const RULE_PRIORITY = 32765;
+const FRA_TABLE = 15;
+const FRA_FWMASK = 16;
+const FR_ACT_TO_TBL = 1;
+const RTA_OIF = 4;
+const RTA_TABLE = 15;
+const RTN_LOCAL = 2;
+const RT_SCOPE_HOST = 254;
+const RTPROT_BOOT = 3;
+const IFA_ADDRESS = 1;
+const IFA_LOCAL = 2;
+const IFA_F_NODAD = 0x02;
+const RT_SCOPE_HOST_ADDR = 254;
+/** `lo` is always interface 1 in a network namespace. */
+export const LOOPBACK_IFINDEX = 1;
+
+/** What a pod needs besides nftables. */
+export interface RoutingPlan {
+  /** TPROXY: `ip rule add fwmark MARK lookup TABLE` + `ip route add local default dev lo table TABLE`. */
+  tproxy?: { mark: number; table: number; families: readonly (4 | 6)[] };
+  /** Addresses to put on `lo` (e.g. `::6/128` for IPv6 inbound passthrough). */
+  loopbackAddresses?: readonly string[];
+}
+
+export interface RouteBatch {
+  buffer: Buffer;
+  descriptions: string[];
+}
+
+function attrU32(type: number, v: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeUInt16LE(8, 0);
+  b.writeUInt16LE(type, 2);
+  b.writeUInt32LE(v >>> 0, 4);
+  return b;
+}
+
+function attrBytes(type: number, v: Buffer): Buffer {
+  const len = 4 + v.length;
+  const b = Buffer.alloc((len + 3) & ~3);
+  b.writeUInt16LE(len, 0);
+  b.writeUInt16LE(type, 2);
+  v.copy(b, 4);
+  return b;
+}
+
+function message(type: number, flags: number, seq: number, header: Buffer, attrs: Buffer[]): Buffer {
+  const body = Buffer.concat([header, ...attrs]);
+  const h = Buffer.alloc(16);
+  h.writeUInt32LE(16 + body.length, 0);
+  h.writeUInt16LE(type, 4);
+  h.writeUInt16LE(flags, 6);
+  h.writeUInt32LE(seq, 8);
+  return Buffer.concat([h, body]);
+}
+
+const familyOf = (v: 4 | 6): number => (v === 4 ? AF_INET : AF_INET6);
+
+function ruleMessage(seq: number, v: 4 | 6, mark: number, table: number): Buffer {
+  const hdr = Buffer.alloc(12);
+  hdr.writeUInt8(familyOf(v), 0);
+  hdr.writeUInt8(table < 256 ? table : 252, 4);
+  hdr.writeUInt8(FR_ACT_TO_TBL, 7);
+  const flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+  return message(RTM_NEWRULE, flags, seq, hdr, [attrU32(FRA_PRIORITY, RULE_PRIORITY), attrU32(FRA_FWMARK, mark), attrU32(FRA_FWMASK, 0xffffffff), attrU32(FRA_TABLE, table)]);
+}
+
+function localRouteMessage(seq: number, v: 4 | 6, table: number): Buffer {
+  const hdr = Buffer.alloc(12);
+  hdr.writeUInt8(familyOf(v), 0);
+  hdr.writeUInt8(table < 256 ? table : 252, 4);
+  hdr.writeUInt8(RTPROT_BOOT, 5);
+  hdr.writeUInt8(RT_SCOPE_HOST, 6);
+  hdr.writeUInt8(RTN_LOCAL, 7);
+  // REPLACE makes a repeated apply a no-op instead of EEXIST.
+  const flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+  return message(RTM_NEWROUTE, flags, seq, hdr, [attrU32(RTA_TABLE, table), attrU32(RTA_OIF, LOOPBACK_IFINDEX)]);
+}
+
+function addressMessage(seq: number, prefix: string): Buffer {
+  const p = parsePrefix(prefix);
+  const v6 = p.family === 6;
+  const hdr = Buffer.alloc(8);
+  hdr.writeUInt8(v6 ? AF_INET6 : AF_INET, 0);
+  hdr.writeUInt8(p.bits, 1);
+  hdr.writeUInt8(IFA_F_NODAD, 2);
+  hdr.writeUInt8(RT_SCOPE_HOST_ADDR, 3);
+  hdr.writeUInt32LE(LOOPBACK_IFINDEX, 4);
+  const addr = v6 ? ipv6Bytes(prefix.split('/')[0]!) : ipv4Bytes(prefix.split('/')[0]!);
+  const flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+  return message(RTM_NEWADDR, flags, seq, hdr, [attrBytes(IFA_LOCAL, addr), attrBytes(IFA_ADDRESS, addr)]);
+}
+
+/** Encodes the plan as rtnetlink messages, each acknowledged, seq 1…n. */
+export function routingBatch(plan: RoutingPlan): RouteBatch | null {
+  const parts: Buffer[] = [];
+  const descriptions: string[] = [];
+  const add = (b: Buffer, d: string): void => {
+    parts.push(b);
+    descriptions.push(d);
+  };
+  let seq = 1;
+  for (const a of plan.loopbackAddresses ?? []) add(addressMessage(seq++, a), `add address ${a} dev lo`);
+  if (plan.tproxy) {
+    const { mark, table, families } = plan.tproxy;
+    for (const v of families) {
+      add(ruleMessage(seq++, v, mark, table), `ip -${v} rule add fwmark ${mark} lookup ${table}`);
+      add(localRouteMessage(seq++, v, table), `ip -${v} route add local default dev lo table ${table}`);
+    }
+  }
+  return parts.length === 0 ? null : { buffer: Buffer.concat(parts), descriptions };
+}
