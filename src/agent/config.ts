@@ -1,0 +1,134 @@
+// The agent's settings file (YAML): every key, its default and its validation. Capture settings are
+// validated by src/capture; this file owns the whole file and rejects keys nobody knows.
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+
+export type RepairPolicy = 'repair' | 'delete' | 'report';
+
+export interface AgentSettings {
+  socketPath: string;
+  stateDir: string;
+  /** Standalone mode: pods come from manifests in this directory instead of the API server. */
+  podsDir?: string;
+  /** This node's name (Kubernetes mode); default from $NODE_NAME. */
+  nodeName?: string;
+  /** Kubeconfig file (Kubernetes mode); default in-cluster or $KUBECONFIG. */
+  kubeconfig?: string;
+  /** host:port of the loopback HTTP server for /healthz, /readyz, /metrics; '' disables it. */
+  metricsAddress: string;
+  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+  cniConfDir: string;
+  cniBinDir: string;
+  /** Chain into the node's CNI config on start (serve). */
+  install: boolean;
+  uninstallOnShutdown: boolean;
+  repairPolicy: RepairPolicy;
+  /** 0 disables the periodic reconcile (it still runs once at start). */
+  reconcileIntervalSeconds: number;
+  podLookupTimeoutMs: number;
+  maxBodyBytes: number;
+  /** Everything else in the file: the capture settings, validated by src/capture. */
+  capture: Record<string, unknown>;
+}
+
+export const CAPTURE_KEYS = ['excludeNamespaces', 'layout', 'nftSets', 'dualStack', 'requireSidecarStatus'] as const;
+
+export const DEFAULT_SETTINGS: Omit<AgentSettings, 'capture'> = {
+  socketPath: '/var/run/meshcni/cni.sock',
+  stateDir: '/var/run/meshcni',
+  metricsAddress: '127.0.0.1:15120',
+  logLevel: 'info',
+  cniConfDir: '/etc/cni/net.d',
+  cniBinDir: '/opt/cni/bin',
+  install: false,
+  uninstallOnShutdown: false,
+  repairPolicy: 'repair',
+  reconcileIntervalSeconds: 60,
+  podLookupTimeoutMs: 2000,
+  maxBodyBytes: 1 << 20,
+};
+
+export class ConfigError extends Error {
+  constructor(source: string, key: string, value: unknown, reason: string) {
+    super(`${source}: setting '${key}' = ${JSON.stringify(value)}: ${reason}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+const POLICIES = ['repair', 'delete', 'report'];
+
+type Checker = (v: unknown) => string | null;
+const isString: Checker = (v) => (typeof v === 'string' && v !== '' ? null : 'must be a non-empty string');
+const isAbsPath: Checker = (v) => (typeof v === 'string' && v.startsWith('/') ? null : 'must be an absolute path');
+const isBool: Checker = (v) => (typeof v === 'boolean' ? null : 'must be true or false');
+const oneOf = (allowed: string[]): Checker => (v) => (typeof v === 'string' && allowed.includes(v) ? null : `must be one of ${allowed.join(', ')}`);
+const intRange = (min: number, max: number): Checker => (v) =>
+  Number.isInteger(v) && (v as number) >= min && (v as number) <= max ? null : `must be an integer from ${min} to ${max}`;
+const hostPort: Checker = (v) => {
+  if (v === '') return null;
+  if (typeof v !== 'string') return 'must be host:port';
+  const m = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):(\d{1,5})$/.exec(v);
+  if (!m || Number(m[2]) > 65535) return 'must be a loopback host:port such as 127.0.0.1:15120 (or empty to disable)';
+  return null;
+};
+
+const CHECKS: Record<Exclude<keyof AgentSettings, 'capture'>, Checker> = {
+  socketPath: isAbsPath,
+  stateDir: isAbsPath,
+  podsDir: isAbsPath,
+  nodeName: isString,
+  kubeconfig: isAbsPath,
+  metricsAddress: hostPort,
+  logLevel: oneOf(LOG_LEVELS),
+  cniConfDir: isAbsPath,
+  cniBinDir: isAbsPath,
+  install: isBool,
+  uninstallOnShutdown: isBool,
+  repairPolicy: oneOf(POLICIES),
+  reconcileIntervalSeconds: intRange(0, 86400),
+  podLookupTimeoutMs: intRange(0, 60000),
+  maxBodyBytes: intRange(1024, 64 << 20),
+};
+
+/**
+ * Validates a settings object (from the file, then flags on top). Unknown keys are errors: a typo
+ * in a node's config must not silently fall back to a default.
+ */
+export function parseSettings(obj: Record<string, unknown>, source: string): AgentSettings {
+  const out: Record<string, unknown> = { ...DEFAULT_SETTINGS };
+  const capture: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(obj)) {
+    if (value === undefined) continue;
+    if ((CAPTURE_KEYS as readonly string[]).includes(key)) {
+      capture[key] = value;
+      continue;
+    }
+    const check = CHECKS[key as keyof typeof CHECKS];
+    if (!check) throw new ConfigError(source, key, value, 'unknown setting');
+    const problem = check(value);
+    if (problem) throw new ConfigError(source, key, value, problem);
+    out[key] = value;
+  }
+  return { ...(out as Omit<AgentSettings, 'capture'>), capture };
+}
+
+/** Reads the YAML file (absent path → defaults). */
+export function loadSettingsFile(path: string | undefined): Record<string, unknown> {
+  if (!path) return {};
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read config file ${path}: ${(e as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (e) {
+    throw new Error(`config file ${path} is not valid YAML: ${(e as Error).message}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new Error(`config file ${path} must be a YAML mapping of settings`);
+  return doc as Record<string, unknown>;
+}
