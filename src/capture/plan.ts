@@ -1,0 +1,57 @@
+// Pod → plan: the capture decision, the redirect settings and the exact tables to program, for the
+// configured layout, with the text an operator would read (iptables-save or nft syntax). Pure.
+import type { TableContents } from '../nft/model.js';
+import { renderNft } from '../nft/render-nft.js';
+import type { RoutingPlan } from '../nft/route.js';
+import { encodeXtRuleset } from '../nft/xtables/encode.js';
+import type { XtRuleset } from '../nft/xtables/model.js';
+import { renderRestore } from '../nft/xtables/render.js';
+import type { CaptureConfig, Layout } from './config.js';
+import { decideCapture } from './decision.js';
+import { buildIptables } from './iptables.js';
+import { buildNftTables } from './nftables.js';
+import { podFromObject } from './pod.js';
+import { redirectSettings, type RedirectSettings } from './settings.js';
+
+export type PodPlan =
+  | {
+      capture: true;
+      layout: Layout;
+      settings: RedirectSettings;
+      /** Everything to program, IPv4 and IPv6, in one transaction. */
+      tables: TableContents[];
+      /** iptables layout: the rulesets as iptables-restore would take them. */
+      iptables: { v4: XtRuleset; v6: XtRuleset | null };
+      /** What an operator reads: iptables-save text (IPv4 then IPv6) or nft text. */
+      text: string;
+      /** Routing the pod needs besides nftables (TPROXY, ::6 on lo); absent when none. */
+      routing?: RoutingPlan;
+    }
+  | { capture: false; reason: string };
+
+export function planPod(obj: unknown, config: CaptureConfig): PodPlan {
+  const pod = podFromObject(obj);
+  const d = decideCapture(pod, config);
+  if (!d.capture) return d;
+  const settings = redirectSettings(pod, config);
+  const iptables = buildIptables(settings);
+  let tables: TableContents[];
+  let text: string;
+  if (config.layout === 'nft') {
+    tables = buildNftTables(iptables.v4, iptables.v6, { sets: config.nftSets });
+    text = renderNft(tables);
+  } else {
+    tables = [...encodeXtRuleset(iptables.v4), ...(iptables.v6 ? encodeXtRuleset(iptables.v6) : [])];
+    text = `# IPv4 (iptables-save)\n${renderRestore(iptables.v4)}${iptables.v6 ? `# IPv6 (ip6tables-save)\n${renderRestore(iptables.v6)}` : ''}`;
+  }
+  const plan: PodPlan = { capture: true, layout: config.layout, settings, tables, iptables, text };
+  const routing: RoutingPlan = {};
+  const captureInbound = settings.includeInboundPorts.all || settings.includeInboundPorts.ports.length > 0;
+  if (settings.mode === 'TPROXY' && captureInbound) {
+    routing.tproxy = { mark: settings.tproxyMark, table: settings.tproxyTable, families: settings.dualStack ? [4, 6] : [4] };
+  }
+  // Envoy's inbound passthrough binds ::6 for IPv6; the address must exist on lo.
+  if (settings.dualStack) routing.loopbackAddresses = ['::6/128'];
+  if (routing.tproxy || routing.loopbackAddresses) plan.routing = routing;
+  return plan;
+}
