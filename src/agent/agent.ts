@@ -1,0 +1,169 @@
+// The node agent as one object with a lifetime: pod source, state, CNI socket, admin endpoint,
+// installer and reconcile loop, started in order and stopped gracefully in reverse.
+import type { Logger } from 'pino';
+import { parseCaptureConfig, type CaptureConfig } from '../capture/config.js';
+import { planPod as planCapture } from '../capture/plan.js';
+import { applyRouting, applyTables, readTables } from '../nft/apply.js';
+import type { RoutingPlan } from '../nft/route.js';
+import type { TableContents } from '../nft/model.js';
+import { AdminServer } from './admin.js';
+import type { AgentSettings } from './config.js';
+import { createCniHandler, type PodPlan } from './handler.js';
+import { createMetrics, type AgentMetrics } from './metrics.js';
+import { DirPodSource } from './pods/dir.js';
+import { KubePodSource } from './pods/kube.js';
+import type { PodSource } from './pods/source.js';
+import { reconcileOnce, type ReconcileReport } from './reconcile.js';
+import { CniSocketServer } from './server.js';
+import { PodStateStore } from './state.js';
+
+type CapturePlan = Extract<PodPlan, { capture: true }>;
+
+export interface AgentDeps {
+  /** Injected pod source (tests); otherwise built from the settings. */
+  pods?: PodSource;
+  /** Called at start and stop when the settings ask for CNI installation. */
+  installer?: { start(): Promise<void>; stop(opts: { uninstall: boolean }): Promise<void> };
+}
+
+/** Pod object → the handler's plan, via the pure capture engine. */
+export function makePlanner(capture: CaptureConfig): (pod: Record<string, unknown>) => PodPlan & { routing?: RoutingPlan } {
+  return (pod) => {
+    const p = planCapture(pod, capture);
+    if (!p.capture) return p;
+    const rules = p.tables.reduce((n: number, t: TableContents) => n + t.rules.length, 0);
+    return {
+      capture: true,
+      layout: p.layout,
+      tables: p.tables,
+      summary: { layout: p.layout, tables: p.tables.length, rules },
+      ...(p.routing ? { routing: p.routing } : {}),
+    };
+  };
+}
+
+/** Programs a plan: routes first (TPROXY needs them), then the one nftables transaction. */
+export async function applyPlan(netns: string, plan: CapturePlan & { routing?: RoutingPlan }): Promise<void> {
+  if (plan.routing) await applyRouting(netns, plan.routing);
+  await applyTables(netns, plan.tables);
+}
+
+export class Agent {
+  readonly metrics: AgentMetrics = createMetrics();
+  readonly state: PodStateStore;
+  readonly pods: PodSource;
+  private readonly server: CniSocketServer;
+  private admin?: AdminServer;
+  private reconcileTimer?: NodeJS.Timeout;
+  private reconciling?: Promise<ReconcileReport>;
+  private ready = false;
+  private notReady = 'starting';
+  private readonly planPod: (pod: Record<string, unknown>) => PodPlan;
+  adminPort = 0;
+
+  constructor(
+    private readonly settings: AgentSettings,
+    private readonly log: Logger,
+    private readonly deps: AgentDeps = {},
+  ) {
+    const capture = parseCaptureConfig(settings.capture);
+    this.planPod = makePlanner(capture);
+    this.state = new PodStateStore(settings.stateDir);
+    this.pods = deps.pods ?? Agent.podSourceFor(settings, log);
+    const handler = createCniHandler({
+      excludeNamespaces: capture.excludeNamespaces,
+      pods: this.pods,
+      planPod: this.planPod,
+      applyPlan,
+      readTables,
+      state: this.state,
+      metrics: this.metrics,
+      log,
+      podLookupTimeoutMs: settings.podLookupTimeoutMs,
+      isReady: () => this.ready,
+    });
+    this.server = new CniSocketServer({ socketPath: settings.socketPath, handler, log, maxBodyBytes: settings.maxBodyBytes });
+  }
+
+  private static podSourceFor(settings: AgentSettings, log: Logger): PodSource {
+    if (settings.podsDir) return new DirPodSource(settings.podsDir, log);
+    const nodeName = settings.nodeName ?? process.env.NODE_NAME;
+    if (!nodeName) throw new Error('no pod source: set podsDir (standalone) or nodeName / $NODE_NAME (Kubernetes)');
+    return new KubePodSource({ nodeName, log, ...(settings.kubeconfig ? { kubeconfigPath: settings.kubeconfig } : {}) });
+  }
+
+  isReady(): boolean {
+    return this.ready;
+  }
+
+  async start(): Promise<void> {
+    const { loaded, problems } = this.state.load();
+    for (const p of problems) this.log.warn({ problem: p }, 'ignored an unreadable pod state record');
+    if (this.settings.metricsAddress) {
+      this.admin = new AdminServer({
+        address: this.settings.metricsAddress,
+        metrics: this.metrics,
+        isReady: () => this.ready,
+        notReadyReason: () => this.notReady,
+      });
+      this.adminPort = await this.admin.listen();
+    }
+    this.notReady = 'waiting for the pod source';
+    await this.pods.start();
+    await this.server.listen();
+    if (this.deps.installer) {
+      this.notReady = 'chaining into the node CNI configuration';
+      await this.deps.installer.start();
+    }
+    this.ready = true;
+    this.log.info(
+      { socket: this.settings.socketPath, admin: this.settings.metricsAddress || null, adminPort: this.adminPort, knownPods: loaded, pid: process.pid },
+      'meshcni agent ready',
+    );
+    this.reconcile().catch(() => undefined);
+    if (this.settings.reconcileIntervalSeconds > 0) {
+      this.reconcileTimer = setInterval(() => void this.reconcile().catch(() => undefined), this.settings.reconcileIntervalSeconds * 1000);
+      this.reconcileTimer.unref();
+    }
+  }
+
+  /** One reconcile pass (never two at once). */
+  reconcile(): Promise<ReconcileReport> {
+    if (!this.reconciling) {
+      this.reconciling = reconcileOnce({
+        state: this.state,
+        pods: this.pods,
+        planPod: this.planPod,
+        readTables,
+        applyPlan,
+        policy: this.settings.repairPolicy,
+        metrics: this.metrics,
+        log: this.log,
+        ...(this.pods.deletePod ? { deletePod: (k) => this.pods.deletePod!(k) } : {}),
+      })
+        .then((r) => {
+          this.log.info(
+            { checked: r.checked, intact: r.intact, repaired: r.repaired.length, deleted: r.deleted.length, reported: r.reported.length, uncaptured: r.uncaptured.length, errors: r.errors.length },
+            'reconcile pass done',
+          );
+          return r;
+        })
+        .finally(() => (this.reconciling = undefined));
+    }
+    return this.reconciling;
+  }
+
+  /** Graceful: stop accepting, finish in-flight requests, then stop everything else. */
+  async stop(): Promise<void> {
+    this.ready = false;
+    this.notReady = 'shutting down';
+    if (this.reconcileTimer) clearInterval(this.reconcileTimer);
+    const inFlight = this.server.requestsInFlight;
+    await this.server.close();
+    await this.reconciling?.catch(() => undefined);
+    if (this.deps.installer) await this.deps.installer.stop({ uninstall: this.settings.uninstallOnShutdown });
+    await this.pods.stop();
+    await this.admin?.close();
+    this.log.info({ finishedInFlight: inFlight }, 'meshcni agent stopped');
+  }
+}

@@ -1,0 +1,135 @@
+// The shim ↔ agent wire format and CNI semantics: request validation, error codes, result versions.
+
+export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
+export const CNI_COMMANDS = ['ADD', 'DEL', 'CHECK', 'GC', 'STATUS'] as const;
+export type CniCommand = (typeof CNI_COMMANDS)[number];
+
+/** CNI error codes (spec section "Error"). */
+export const CNI_ERR = {
+  incompatibleVersion: 1,
+  unsupportedField: 2,
+  unknownContainer: 3,
+  invalidEnv: 4,
+  io: 5,
+  decode: 6,
+  invalidConfig: 7,
+  tryAgainLater: 11,
+  pluginNotAvailable: 50,
+  internal: 999,
+} as const;
+
+/** An error the agent answers with: becomes CNI error JSON and a non-2xx HTTP status. */
+export class CniError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly details = '',
+    readonly httpStatus = 500,
+  ) {
+    super(message);
+    this.name = 'CniError';
+  }
+}
+
+/** The network configuration the runtime gave the shim (the meshcni entry of the conflist). */
+export interface NetConf {
+  cniVersion: string;
+  name: string;
+  type: string;
+  prevResult?: Record<string, unknown>;
+  [k: string]: unknown;
+}
+
+/** What the shim forwards: `POST /v1/cni` with this JSON body. */
+export interface CniRequest {
+  command: CniCommand;
+  containerId: string;
+  netns: string;
+  ifName: string;
+  args: string;
+  path: string;
+  config: NetConf;
+}
+
+/** `K8S_POD_NAMESPACE=a;K8S_POD_NAME=b;…` → a map. */
+export function parseCniArgs(args: string): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const part of args.split(';')) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new CniError(CNI_ERR.invalidEnv, `CNI_ARGS element '${part}' is not KEY=VALUE`, '', 400);
+    m.set(part.slice(0, eq), part.slice(eq + 1));
+  }
+  return m;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function field(body: Record<string, unknown>, name: string, required: boolean): string {
+  const v = body[name];
+  if (v === undefined || v === '') {
+    if (required) throw new CniError(CNI_ERR.invalidEnv, `request field '${name}' is required`, '', 400);
+    return '';
+  }
+  if (typeof v !== 'string') throw new CniError(CNI_ERR.decode, `request field '${name}' must be a string`, '', 400);
+  if (v.length > 4096) throw new CniError(CNI_ERR.decode, `request field '${name}' is too long`, '', 400);
+  return v;
+}
+
+/** Validates a decoded request body strictly: unknown fields, wrong types and missing values are errors. */
+export function parseCniRequest(body: unknown): CniRequest {
+  if (!isObject(body)) throw new CniError(CNI_ERR.decode, 'request body must be a JSON object', '', 400);
+  const allowed = new Set(['command', 'containerId', 'netns', 'ifName', 'args', 'path', 'config']);
+  for (const k of Object.keys(body)) {
+    if (!allowed.has(k)) throw new CniError(CNI_ERR.decode, `unknown request field '${k}'`, '', 400);
+  }
+  const command = field(body, 'command', true) as CniCommand;
+  if (!CNI_COMMANDS.includes(command)) throw new CniError(CNI_ERR.invalidEnv, `unknown CNI command '${command}'`, '', 400);
+  const perContainer = command === 'ADD' || command === 'DEL' || command === 'CHECK';
+  const config = body.config;
+  if (!isObject(config)) throw new CniError(CNI_ERR.decode, "request field 'config' must be the network configuration object", '', 400);
+  for (const k of ['cniVersion', 'name', 'type'] as const) {
+    if (typeof config[k] !== 'string' || config[k] === '') {
+      throw new CniError(CNI_ERR.invalidConfig, `network configuration field '${k}' must be a non-empty string`, '', 400);
+    }
+  }
+  if (!(SUPPORTED_VERSIONS as readonly string[]).includes(config.cniVersion as string)) {
+    throw new CniError(CNI_ERR.incompatibleVersion, `cniVersion '${String(config.cniVersion)}' is not supported`, SUPPORTED_VERSIONS.join(','), 400);
+  }
+  if (config.prevResult !== undefined && !isObject(config.prevResult)) {
+    throw new CniError(CNI_ERR.decode, "network configuration field 'prevResult' must be an object", '', 400);
+  }
+  return {
+    command,
+    containerId: field(body, 'containerId', perContainer),
+    netns: field(body, 'netns', command === 'ADD' || command === 'CHECK'),
+    ifName: field(body, 'ifName', perContainer),
+    args: field(body, 'args', false),
+    path: field(body, 'path', false),
+    config: config as NetConf,
+  };
+}
+
+const major = (v: string): number => Number(v.split('.')[0]);
+
+/**
+ * The previous plug-in's result, in the requested version. 0.3.x/0.4.0 results carry
+ * `ips[].version`; 1.x results do not. Everything else is passed through untouched.
+ */
+export function convertResult(prev: Record<string, unknown> | undefined, cniVersion: string): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...(prev ?? {}), cniVersion };
+  if (Array.isArray(out.ips)) {
+    out.ips = out.ips.map((ip: unknown) => {
+      if (!isObject(ip)) return ip;
+      const { version: _v, ...rest } = ip;
+      if (major(cniVersion) >= 1) return rest;
+      const address = typeof ip.address === 'string' ? ip.address : '';
+      return { version: address.includes(':') ? '6' : '4', ...rest };
+    });
+  }
+  return out;
+}
+
+export function errorBody(cniVersion: string, e: CniError): Record<string, unknown> {
+  return { cniVersion, code: e.code, msg: e.message, ...(e.details ? { details: e.details } : {}) };
+}

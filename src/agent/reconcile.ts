@@ -1,0 +1,137 @@
+// Reconcile: compare what each captured pod's namespace holds with what it should hold, and act on
+// drift by policy — repair in place, delete the pod through the API, or only report.
+import { existsSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { TableContents } from '../nft/model.js';
+import { diffTables } from '../nft/ruleset.js';
+import type { RepairPolicy } from './config.js';
+import { rulesDigest, type PodPlan } from './handler.js';
+import type { AgentMetrics } from './metrics.js';
+import type { PodKey, PodSource } from './pods/source.js';
+import type { PodStateStore } from './state.js';
+
+type CapturePlan = Extract<PodPlan, { capture: true }>;
+
+export interface ReconcileDeps {
+  state: PodStateStore;
+  pods: PodSource;
+  planPod: (pod: Record<string, unknown>) => PodPlan;
+  readTables: (netns: string) => Promise<TableContents[]>;
+  applyPlan: (netns: string, plan: CapturePlan) => Promise<unknown>;
+  /** Deletes a pod through the API (the `delete` policy); absent in standalone mode. */
+  deletePod?: (key: PodKey) => Promise<void>;
+  policy: RepairPolicy;
+  metrics: AgentMetrics;
+  log: Logger;
+}
+
+export interface ReconcileReport {
+  checked: number;
+  intact: number;
+  repaired: string[];
+  deleted: string[];
+  reported: string[];
+  forgotten: string[];
+  /** Pods that should be captured but were never seen by a CNI ADD (started before meshcni). */
+  uncaptured: string[];
+  errors: string[];
+}
+
+const podName = (k: { namespace: string; name: string }): string => `${k.namespace}/${k.name}`;
+
+/** One pass over every pod the agent knows. Never throws: problems are counted and reported. */
+export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileReport> {
+  const { state, log, metrics } = deps;
+  const report: ReconcileReport = { checked: 0, intact: 0, repaired: [], deleted: [], reported: [], forgotten: [], uncaptured: [], errors: [] };
+  const known = new Set<string>();
+  for (const rec of state.all()) {
+    const name = podName(rec);
+    known.add(name);
+    if (!existsSync(rec.netns)) {
+      // The sandbox is gone and its DEL never reached us (agent down at the time): forget it.
+      state.delete(rec.containerId);
+      report.forgotten.push(name);
+      log.info({ namespace: rec.namespace, pod: rec.name, containerId: rec.containerId, netns: rec.netns }, 'reconcile: namespace gone, forgot the pod');
+      continue;
+    }
+    report.checked++;
+    try {
+      const obj = await deps.pods.lookup({ namespace: rec.namespace, name: rec.name, ...(rec.uid ? { uid: rec.uid } : {}) }, { timeoutMs: 0 });
+      if (!obj) continue; // deleted in the API; its DEL is on the way
+      const plan = deps.planPod(obj);
+      if (!plan.capture) continue;
+      const diffs = diffTables(plan.tables, await deps.readTables(rec.netns));
+      if (diffs.length === 0) {
+        report.intact++;
+        continue;
+      }
+      await act(deps, report, { namespace: rec.namespace, name: rec.name }, rec.netns, plan, diffs);
+      if (deps.policy === 'repair') state.put({ ...rec, rulesDigest: rulesDigest(plan.tables), capturedAt: new Date().toISOString() });
+    } catch (e) {
+      report.errors.push(`${name}: ${(e as Error).message}`);
+      metrics.repairs.inc({ result: 'error' });
+      log.error({ namespace: rec.namespace, pod: rec.name, containerId: rec.containerId, err: (e as Error).message }, 'reconcile failed for a pod');
+    }
+  }
+  await findUncaptured(deps, report, known);
+  return report;
+}
+
+async function act(deps: ReconcileDeps, report: ReconcileReport, key: PodKey, netns: string, plan: CapturePlan, diffs: string[]): Promise<void> {
+  const base = { namespace: key.namespace, pod: key.name, netns, differences: diffs.length, first: diffs[0] };
+  if (deps.policy === 'repair') {
+    await deps.applyPlan(netns, plan);
+    report.repaired.push(podName(key));
+    deps.metrics.repairs.inc({ result: 'repaired' });
+    deps.log.warn(base, 'reconcile: rules were missing or changed; re-applied in place');
+  } else if (deps.policy === 'delete' && deps.deletePod) {
+    await deps.deletePod(key);
+    report.deleted.push(podName(key));
+    deps.metrics.repairs.inc({ result: 'deleted' });
+    deps.log.warn(base, 'reconcile: rules were missing or changed; deleted the pod so it restarts captured');
+  } else {
+    report.reported.push(podName(key));
+    deps.metrics.repairs.inc({ result: 'reported' });
+    deps.log.warn(base, 'reconcile: rules are missing or changed (policy: report only)');
+  }
+}
+
+/** Running pods that should be captured but that no ADD ever reached: started before meshcni. */
+async function findUncaptured(deps: ReconcileDeps, report: ReconcileReport, known: Set<string>): Promise<void> {
+  let pods: Record<string, unknown>[];
+  try {
+    pods = await deps.pods.list();
+  } catch (e) {
+    report.errors.push(`listing pods: ${(e as Error).message}`);
+    return;
+  }
+  for (const obj of pods) {
+    const meta = (obj.metadata ?? {}) as { namespace?: string; name?: string };
+    const status = (obj.status ?? {}) as { phase?: string };
+    const spec = (obj.spec ?? {}) as { hostNetwork?: boolean };
+    if (!meta.name || status.phase !== 'Running' || spec.hostNetwork) continue;
+    const key = { namespace: meta.namespace ?? 'default', name: meta.name };
+    if (known.has(podName(key))) continue;
+    let plan: PodPlan;
+    try {
+      plan = deps.planPod(obj);
+    } catch {
+      continue; // its ADD would have failed too; nothing to repair
+    }
+    if (!plan.capture) continue;
+    report.uncaptured.push(podName(key));
+    if (deps.policy === 'delete' && deps.deletePod) {
+      try {
+        await deps.deletePod(key);
+        report.deleted.push(podName(key));
+        deps.metrics.repairs.inc({ result: 'deleted' });
+        deps.log.warn({ namespace: key.namespace, pod: key.name }, 'reconcile: pod started before meshcni; deleted it so it restarts captured');
+      } catch (e) {
+        report.errors.push(`${podName(key)}: ${(e as Error).message}`);
+      }
+    } else {
+      deps.metrics.repairs.inc({ result: 'uncaptured' });
+      deps.log.warn({ namespace: key.namespace, pod: key.name }, 'reconcile: running pod was never captured (started before meshcni); restart it or use repairPolicy: delete');
+    }
+  }
+}
