@@ -82,18 +82,20 @@ const parseJson = (s: string): Record<string, unknown> | null => {
 
 /**
  * Runs a whole conflist for ADD, CHECK or DEL. Returns the final result (ADD) or null.
- * `locate` maps a plug-in type to its binary (default: CNI_PATH[0]/type).
+ * `locate` maps a plug-in type to its binary (default: CNI_PATH[0]/type). CHECK and DEL get the
+ * cached ADD result as prevResult, as libcni does.
  */
 export async function runConfList(
   conf: ConfList,
   inv: CniInvocation,
   locate: (type: string) => string = (t) => findPlugin(t, inv.path),
+  cachedResult: Record<string, unknown> | null = null,
 ): Promise<Record<string, unknown> | null> {
   const plugins = inv.command === 'DEL' ? [...conf.plugins].reverse() : conf.plugins;
-  let prev: Record<string, unknown> | null = null;
+  let prev: Record<string, unknown> | null = inv.command === 'ADD' ? null : cachedResult;
   for (const p of plugins) {
     const netconf: Record<string, unknown> = { ...p, cniVersion: conf.cniVersion, name: conf.name };
-    if (prev && inv.command !== 'DEL') netconf.prevResult = prev;
+    if (prev) netconf.prevResult = prev;
     const run = await execPlugin(locate(String(p.type)), inv, JSON.stringify(netconf));
     if (run.code !== 0) {
       const e = new CniPluginError(run, parseJson(run.stdout));

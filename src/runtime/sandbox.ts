@@ -83,7 +83,7 @@ export class Sandbox {
   }
 
   async check(): Promise<void> {
-    await runConfList(this.conf, this.invocation('CHECK'), this.locate);
+    await runConfList(this.conf, this.invocation('CHECK'), this.locate, this.result);
   }
 
   /** The pod's IPv4 address from the ADD result. */
@@ -95,7 +95,7 @@ export class Sandbox {
   /** CNI DEL through the chain (best effort, like a runtime), then the netns goes. */
   async destroy(): Promise<void> {
     try {
-      if (existsSync(this.netnsPath)) await runConfList(this.conf, this.invocation('DEL'), this.locate);
+      if (existsSync(this.netnsPath)) await runConfList(this.conf, this.invocation('DEL'), this.locate, this.result);
     } finally {
       spawnSync('ip', ['netns', 'del', this.netnsName], { stdio: 'ignore' });
     }
