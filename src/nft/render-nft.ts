@@ -82,7 +82,7 @@ export function renderExprs(exprs: readonly Expr[]): string {
         if (e.key === 'state' && next?.type === 'bitwise') {
           const mask = le32(next.mask);
           const names = CT_STATES.filter(([b]) => mask & b).map(([, n]) => n);
-          out.push(`ct state ${names.length > 1 ? `{ ${names.join(', ')} }` : names[0]}`);
+          out.push(`ct state ${names.join(',')}`);
           i += 2;
         } else if (e.key === 'mark' && next?.type === 'cmp') {
           out.push(`ct mark ${op(next.op)}${hex(le32(next.data))}`);

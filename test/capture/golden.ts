@@ -266,12 +266,13 @@ export const GOLDEN: GoldenCase[] = [
 ];
 
 /** A Pod object for a case, shaped as `kubectl get pod -o json` prints it. */
-export function podObject(c: GoldenCase): Record<string, unknown> {
-  const containers = (c.containers ?? [app, proxy()]).map((x) => ({
+export function podObject(c: Partial<GoldenCase>): Record<string, unknown> {
+  const list: NonNullable<GoldenCase['containers']> = c.containers ?? [app, proxy()];
+  const containers = list.map((x) => ({
     name: x.name,
     image: `example/${x.name}`,
-    ...('runAsUser' in x || 'runAsGroup' in x ? { securityContext: { ...(x.runAsUser !== undefined ? { runAsUser: x.runAsUser } : {}), ...(x.runAsGroup !== undefined ? { runAsGroup: x.runAsGroup } : {}) } } : {}),
-    ...('env' in x && x.env ? { env: Object.entries(x.env).map(([name, value]) => ({ name, value })) } : {}),
+    ...(x.runAsUser !== undefined || x.runAsGroup !== undefined ? { securityContext: { ...(x.runAsUser !== undefined ? { runAsUser: x.runAsUser } : {}), ...(x.runAsGroup !== undefined ? { runAsGroup: x.runAsGroup } : {}) } } : {}),
+    ...(x.env ? { env: Object.entries(x.env).map(([name, value]) => ({ name, value })) } : {}),
   }));
   return {
     apiVersion: 'v1',

@@ -1,0 +1,516 @@
+// Chains meshcni into the node's CNI configuration and keeps it there: copies the shim into the CNI
+// bin dir, inserts our entry into the primary CNI's config, re-inserts after the primary rewrites it,
+// and on uninstall puts back the primary's exact bytes.
+import { createHash, randomBytes } from 'node:crypto';
+import { watch, type FSWatcher } from 'node:fs';
+import { chmod, mkdir, open, readdir, readFile, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino, type Logger } from 'pino';
+import { CONFIG_EXTENSIONS, CniConfigError, hasEntry, insertEntry, meshcniEntry, removeEntry, type MeshcniEntry } from './conflist.js';
+
+/** The shim's file name in the CNI bin dir: the runtime runs the binary named by the entry's `type`. */
+export const SHIM_NAME = 'meshcni';
+/** Prefix of every file we create next to a target while writing it; never picked as a config. */
+export const TEMP_PREFIX = '.meshcni-tmp-';
+/** Where the primary's original bytes are kept, by default (a directory: runtimes only load files). */
+export const BACKUP_DIR_NAME = '.meshcni-backup';
+
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+export interface InstallerOptions {
+  cniConfDir?: string;
+  cniBinDir?: string;
+  /** The shim binary to copy; default `<repo>/build/Release/meshcni`. */
+  shimPath?: string;
+  /** Holds the primary config's original bytes for an exact uninstall; default `<cniConfDir>/.meshcni-backup`. */
+  backupDir?: string;
+  socketPath?: string;
+  excludeNamespaces?: readonly string[];
+  logLevel?: string;
+  /** The shim's deadline for the agent's answer, written into the entry. */
+  timeoutSeconds?: number;
+  /** Periodic re-check on top of fs.watch (which can miss events on some filesystems). */
+  recheckIntervalMs?: number;
+  /** Coalesces bursts of directory events into one check. */
+  debounceMs?: number;
+  log?: Logger;
+}
+
+type Resolved = Required<Omit<InstallerOptions, 'log'>> & { log: Logger };
+
+export function resolveOptions(o: InstallerOptions): Resolved {
+  const cniConfDir = o.cniConfDir ?? '/etc/cni/net.d';
+  return {
+    cniConfDir,
+    cniBinDir: o.cniBinDir ?? '/opt/cni/bin',
+    shimPath: o.shimPath ?? join(REPO_ROOT, 'build', 'Release', SHIM_NAME),
+    backupDir: o.backupDir ?? join(cniConfDir, BACKUP_DIR_NAME),
+    socketPath: o.socketPath ?? '/var/run/meshcni/cni.sock',
+    excludeNamespaces: o.excludeNamespaces ?? ['kube-system', 'istio-system'],
+    logLevel: o.logLevel ?? 'info',
+    timeoutSeconds: o.timeoutSeconds ?? 5,
+    recheckIntervalMs: o.recheckIntervalMs ?? 5000,
+    debounceMs: o.debounceMs ?? 100,
+    log: o.log ?? pino({ level: o.logLevel ?? 'info', base: { component: 'meshcni-install' } }),
+  };
+}
+
+function isErrno(e: unknown, code: string): boolean {
+  return (e as NodeJS.ErrnoException | null)?.code === code;
+}
+
+async function readOrNull(path: string): Promise<Buffer | null> {
+  try {
+    return await readFile(path);
+  } catch (e) {
+    if (isErrno(e, 'ENOENT')) return null;
+    throw e;
+  }
+}
+
+async function unlinkIfPresent(path: string): Promise<boolean> {
+  try {
+    await unlink(path);
+    return true;
+  } catch (e) {
+    if (isErrno(e, 'ENOENT')) return false;
+    throw e;
+  }
+}
+
+/**
+ * Writes a file so readers see either the old or the new content, never a part: a temp file in
+ * the same directory, fsync, chmod, rename over the target, then fsync the directory.
+ */
+export async function atomicWrite(path: string, data: Buffer | string, mode: number): Promise<void> {
+  const dir = dirname(path);
+  const tmp = join(dir, `${TEMP_PREFIX}${randomBytes(6).toString('hex')}`);
+  const fh = await open(tmp, 'wx', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.chmod(mode); // the umask may have narrowed the open() mode
+    await fh.sync();
+  } catch (e) {
+    await fh.close().catch(() => undefined);
+    await unlinkIfPresent(tmp).catch(() => undefined);
+    throw e;
+  }
+  await fh.close();
+  try {
+    await rename(tmp, path);
+  } catch (e) {
+    await unlinkIfPresent(tmp).catch(() => undefined);
+    throw e;
+  }
+  const dh = await open(dir, 'r');
+  try {
+    await dh.sync();
+  } finally {
+    await dh.close();
+  }
+}
+
+export interface ShimCopy {
+  path: string;
+  /** False when the bin dir already held identical bytes with mode 0755. */
+  changed: boolean;
+}
+
+/** Copies the shim into the CNI bin dir atomically; skips the write when it is already there. */
+export async function installShim(src: string, binDir: string): Promise<ShimCopy> {
+  const dest = join(binDir, SHIM_NAME);
+  let data: Buffer;
+  try {
+    data = await readFile(src);
+  } catch (e) {
+    throw new Error(`cannot read the shim binary ${src}: ${(e as Error).message} (build it with 'npm run build:shim')`);
+  }
+  const current = await readOrNull(dest);
+  if (current && current.equals(data)) {
+    const mode = (await stat(dest)).mode & 0o777;
+    if (mode !== 0o755) await chmod(dest, 0o755);
+    return { path: dest, changed: mode !== 0o755 };
+  }
+  await mkdir(binDir, { recursive: true });
+  await atomicWrite(dest, data, 0o755);
+  return { path: dest, changed: true };
+}
+
+export async function removeShim(binDir: string): Promise<boolean> {
+  return unlinkIfPresent(join(binDir, SHIM_NAME));
+}
+
+/**
+ * The config file the runtime uses: the lexicographically first `.conflist`/`.conf`/`.json` file
+ * (byte order, as libcni sorts). Our temp files and backup directory never qualify. Null when the
+ * directory is missing or holds no config yet.
+ */
+export async function selectPrimaryConfig(confDir: string): Promise<string | null> {
+  let entries;
+  try {
+    entries = await readdir(confDir, { withFileTypes: true });
+  } catch (e) {
+    if (isErrno(e, 'ENOENT')) return null;
+    throw e;
+  }
+  const names = entries
+    .filter((d) => (d.isFile() || d.isSymbolicLink()) && !d.name.startsWith(TEMP_PREFIX))
+    .map((d) => d.name)
+    .filter((n) => (CONFIG_EXTENSIONS as readonly string[]).includes(extname(n)))
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return names[0] ?? null;
+}
+
+/** What we need to undo one insertion byte for byte. */
+interface BackupRecord {
+  version: 1;
+  /** The file holding our entry. */
+  writtenName: string;
+  /** sha256 of what we last wrote there: if the file still has it, restoring the original is exact. */
+  writtenSha256: string;
+  /** The primary's file before we touched it (differs from writtenName after a `.conf` conversion). */
+  originalName: string;
+  /** The primary's bytes (base64), or null when the file already held a meshcni entry we did not record. */
+  original: string | null;
+  originalMode: number;
+}
+
+const sha256 = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
+
+export type CheckOutcome =
+  | { state: 'installed'; file: string; wrote: boolean }
+  | { state: 'waiting'; reason: string }
+  | { state: 'error'; error: Error };
+
+/**
+ * Keeps meshcni chained into the node's CNI config for as long as it runs. One check at a time:
+ * fs.watch events and the periodic timer only schedule a check, they never write concurrently.
+ */
+export class CniInstaller {
+  readonly opts: Resolved;
+  private readonly log: Logger;
+  private readonly entry: MeshcniEntry;
+  private watcher: FSWatcher | undefined;
+  private interval: NodeJS.Timeout | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private chain: Promise<unknown> = Promise.resolve();
+  private running = false;
+  private lastProblem = '';
+  private firstInstall: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  private installedFile: string | null = null;
+
+  constructor(options: InstallerOptions = {}) {
+    this.opts = resolveOptions(options);
+    this.log = this.opts.log;
+    this.entry = meshcniEntry(this.opts);
+  }
+
+  /** The config file that holds our entry, once installed. */
+  get installed(): string | null {
+    return this.installedFile;
+  }
+
+  /**
+   * Starts watching and resolves once the shim is copied and the entry is in the primary config
+   * (waiting as long as it takes for that config to appear and be valid).
+   */
+  start(): Promise<void> {
+    if (this.running) throw new Error('CniInstaller already started');
+    this.running = true;
+    const done = new Promise<void>((resolve, reject) => {
+      this.firstInstall = { resolve, reject };
+    });
+    this.ensureWatcher();
+    this.interval = setInterval(() => {
+      this.ensureWatcher();
+      this.schedule(0);
+    }, this.opts.recheckIntervalMs);
+    this.schedule(0);
+    return done;
+  }
+
+  async stop({ uninstall }: { uninstall: boolean }): Promise<void> {
+    this.running = false;
+    this.watcher?.close();
+    this.watcher = undefined;
+    clearInterval(this.interval);
+    clearTimeout(this.debounce);
+    this.interval = this.debounce = undefined;
+    this.firstInstall?.reject(new Error(`installer stopped before meshcni was chained into ${this.opts.cniConfDir}`));
+    this.firstInstall = undefined;
+    await this.chain;
+    if (uninstall) await this.uninstall();
+  }
+
+  /** One pass: copy the shim, find the primary config, insert or update our entry. Serialized. */
+  check(): Promise<CheckOutcome> {
+    const next = this.chain.then(() => this.checkOnce());
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * Removes exactly what install added: restores each recorded config to its original bytes (or,
+   * if someone changed it since our write, removes just our entry), then deletes the shim.
+   */
+  uninstall(): Promise<void> {
+    const next = this.chain.then(() => this.uninstallOnce());
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  private ensureWatcher(): void {
+    if (this.watcher || !this.running) return;
+    try {
+      const w = watch(this.opts.cniConfDir, { persistent: false }, (_event, name) => {
+        if (name && String(name).startsWith(TEMP_PREFIX)) return; // our own writes in flight
+        this.schedule(this.opts.debounceMs);
+      });
+      w.on('error', (e) => {
+        this.log.warn({ dir: this.opts.cniConfDir, err: e.message }, 'CNI conf dir watch failed; relying on the periodic re-check');
+        w.close();
+        if (this.watcher === w) this.watcher = undefined;
+      });
+      this.watcher = w;
+    } catch (e) {
+      // Typically the dir does not exist yet; the periodic tick tries again.
+      this.log.debug({ dir: this.opts.cniConfDir, err: (e as Error).message }, 'cannot watch the CNI conf dir yet');
+    }
+  }
+
+  private schedule(delayMs: number): void {
+    if (!this.running || this.debounce) return;
+    this.debounce = setTimeout(() => {
+      this.debounce = undefined;
+      if (!this.running) return;
+      void this.check();
+    }, delayMs);
+  }
+
+  private problem(level: 'info' | 'error', fields: Record<string, unknown>, msg: string): void {
+    const key = `${msg} ${JSON.stringify(fields)}`;
+    if (key === this.lastProblem) {
+      this.log.debug(fields, msg);
+      return;
+    }
+    this.lastProblem = key;
+    this.log[level](fields, msg);
+  }
+
+  private async checkOnce(): Promise<CheckOutcome> {
+    const outcome = await this.tryInstall().catch((e: unknown): CheckOutcome => {
+      const error = e instanceof Error ? e : new Error(String(e));
+      this.problem('error', { dir: this.opts.cniConfDir, err: error.message }, 'cannot chain meshcni into the CNI config; will retry');
+      return { state: 'error', error };
+    });
+    if (outcome.state === 'installed') {
+      this.lastProblem = '';
+      this.firstInstall?.resolve();
+      this.firstInstall = undefined;
+    }
+    return outcome;
+  }
+
+  private async tryInstall(): Promise<CheckOutcome> {
+    const { cniConfDir, cniBinDir, shimPath } = this.opts;
+    const shim = await installShim(shimPath, cniBinDir);
+    if (shim.changed) this.log.info({ path: shim.path, from: shimPath }, 'installed the meshcni shim');
+
+    const primary = await selectPrimaryConfig(cniConfDir);
+    if (!primary) {
+      const reason = `no .conflist/.conf/.json in ${cniConfDir} yet`;
+      this.problem('info', { dir: cniConfDir }, 'waiting for the primary CNI config');
+      return { state: 'waiting', reason };
+    }
+    const primaryPath = join(cniConfDir, primary);
+    const bytes = await readOrNull(primaryPath);
+    if (!bytes) return { state: 'waiting', reason: `${primaryPath} vanished` };
+    // Throws CniConfigError naming the file: logged by checkOnce, the file is left alone.
+    const result = insertEntry(primaryPath, bytes.toString('utf8'), this.entry);
+    const written = basename(result.fileName);
+
+    if (this.installedFile && this.installedFile !== written) {
+      // A new file now sorts first: the runtime no longer reads the old one, so put it back.
+      const old = await this.readRecord(this.installedFile);
+      if (old) await this.restore(old);
+    }
+    if (!result.changed) {
+      this.installedFile = written;
+      return { state: 'installed', file: join(cniConfDir, written), wrote: false };
+    }
+
+    const previous = await this.readRecord(written);
+    if (result.converted && !previous && (await readOrNull(join(cniConfDir, written)))) {
+      throw new CniConfigError(primaryPath, `converting it would overwrite ${join(cniConfDir, written)}, which meshcni did not write`);
+    }
+    const mode = (await stat(primaryPath)).mode & 0o777;
+    const record: BackupRecord = result.hadEntry
+      ? {
+          version: 1,
+          writtenName: written,
+          writtenSha256: sha256(result.text),
+          originalName: previous?.originalName ?? primary,
+          original: previous?.original ?? null,
+          originalMode: previous?.originalMode ?? mode,
+        }
+      : {
+          version: 1,
+          writtenName: written,
+          writtenSha256: sha256(result.text),
+          originalName: primary,
+          original: bytes.toString('base64'),
+          originalMode: mode,
+        };
+    // The backup goes first: a crash after it leaves the original recoverable.
+    await this.writeRecord(record);
+    await atomicWrite(join(cniConfDir, written), result.text, mode);
+    if (result.converted) await unlinkIfPresent(primaryPath);
+    this.installedFile = written;
+    this.log.info(
+      { file: join(cniConfDir, written), from: result.converted ? primaryPath : undefined, action: result.hadEntry ? 'updated' : 'inserted' },
+      'meshcni chained into the CNI config',
+    );
+    return { state: 'installed', file: join(cniConfDir, written), wrote: true };
+  }
+
+  private async uninstallOnce(): Promise<void> {
+    const { cniConfDir, cniBinDir, backupDir } = this.opts;
+    for (const record of await this.readRecords()) await this.restore(record);
+    // A file with our entry but no record (backup dir lost): take out just the entry.
+    const primary = await selectPrimaryConfig(cniConfDir);
+    if (primary) {
+      const path = join(cniConfDir, primary);
+      const bytes = await readOrNull(path);
+      if (bytes && hasEntryLenient(path, bytes)) {
+        const { text } = removeEntry(path, bytes.toString('utf8'));
+        await atomicWrite(path, text, (await stat(path)).mode & 0o777);
+        this.log.warn({ file: path }, 'removed the meshcni entry (no backup of the original bytes)');
+      }
+    }
+    if (await removeShim(cniBinDir)) this.log.info({ path: join(cniBinDir, SHIM_NAME) }, 'removed the meshcni shim');
+    await rmdir(backupDir).catch((e: unknown) => {
+      if (!isErrno(e, 'ENOENT') && !isErrno(e, 'ENOTEMPTY')) throw e;
+    });
+    this.installedFile = null;
+  }
+
+  private async restore(record: BackupRecord): Promise<void> {
+    const { cniConfDir } = this.opts;
+    const writtenPath = join(cniConfDir, record.writtenName);
+    const current = await readOrNull(writtenPath);
+    if (!current) {
+      this.log.info({ file: writtenPath }, 'config we wrote is gone; nothing to restore');
+    } else if (record.original !== null && sha256(current) === record.writtenSha256) {
+      const originalPath = join(cniConfDir, record.originalName);
+      await atomicWrite(originalPath, Buffer.from(record.original, 'base64'), record.originalMode);
+      if (record.originalName !== record.writtenName) await unlinkIfPresent(writtenPath);
+      this.log.info({ file: originalPath }, 'restored the primary CNI config to its original bytes');
+    } else if (hasEntryLenient(writtenPath, current)) {
+      // Changed since our write (or no original kept): keep their changes, drop only our entry.
+      const { text } = removeEntry(writtenPath, current.toString('utf8'));
+      await atomicWrite(writtenPath, text, (await stat(writtenPath)).mode & 0o777);
+      this.log.warn({ file: writtenPath }, 'config changed since meshcni wrote it; removed only the meshcni entry');
+    }
+    await unlinkIfPresent(this.recordPath(record.writtenName));
+    if (this.installedFile === record.writtenName) this.installedFile = null;
+  }
+
+  private recordPath(writtenName: string): string {
+    return join(this.opts.backupDir, `${writtenName}.json`);
+  }
+
+  private async readRecord(writtenName: string): Promise<BackupRecord | null> {
+    const raw = await readOrNull(this.recordPath(writtenName));
+    if (!raw) return null;
+    return parseRecord(this.recordPath(writtenName), raw.toString('utf8'));
+  }
+
+  private async readRecords(): Promise<BackupRecord[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.opts.backupDir);
+    } catch (e) {
+      if (isErrno(e, 'ENOENT')) return [];
+      throw e;
+    }
+    const out: BackupRecord[] = [];
+    for (const n of names.filter((x) => x.endsWith('.json')).sort()) {
+      const raw = await readFile(join(this.opts.backupDir, n), 'utf8');
+      out.push(parseRecord(join(this.opts.backupDir, n), raw));
+    }
+    return out;
+  }
+
+  private async writeRecord(record: BackupRecord): Promise<void> {
+    await mkdir(this.opts.backupDir, { recursive: true, mode: 0o700 });
+    await atomicWrite(this.recordPath(record.writtenName), JSON.stringify(record, null, 2) + '\n', 0o600);
+  }
+}
+
+function parseRecord(path: string, text: string): BackupRecord {
+  let r: unknown;
+  try {
+    r = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`meshcni backup record ${path} is malformed: ${(e as Error).message}`);
+  }
+  const o = r as Partial<BackupRecord> | null;
+  if (
+    !o ||
+    o.version !== 1 ||
+    typeof o.writtenName !== 'string' ||
+    typeof o.writtenSha256 !== 'string' ||
+    typeof o.originalName !== 'string' ||
+    !(typeof o.original === 'string' || o.original === null) ||
+    typeof o.originalMode !== 'number'
+  ) {
+    throw new Error(`meshcni backup record ${path} is not a version 1 record`);
+  }
+  return o as BackupRecord;
+}
+
+/** hasEntry, but a file we cannot parse simply has no entry of ours to remove. */
+function hasEntryLenient(path: string, bytes: Buffer): boolean {
+  try {
+    return hasEntry(path, bytes.toString('utf8'));
+  } catch (e) {
+    if (e instanceof CniConfigError) return false;
+    throw e;
+  }
+}
+
+export interface RunInstallOptions extends InstallerOptions {
+  /** Give up waiting for the primary config after this long; default: wait forever. */
+  waitTimeoutMs?: number;
+}
+
+/** `meshcni-agent install`: copy the shim, wait for the primary config, chain in once, return. */
+export async function runInstall(opts: RunInstallOptions): Promise<{ shim: string; config: string }> {
+  const installer = new CniInstaller(opts);
+  let timer: NodeJS.Timeout | undefined;
+  const started = installer.start();
+  try {
+    if (opts.waitTimeoutMs !== undefined) {
+      const ms = opts.waitTimeoutMs;
+      await Promise.race([
+        started,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no valid primary CNI config in ${installer.opts.cniConfDir} after ${ms} ms`)), ms);
+        }),
+      ]);
+    } else {
+      await started;
+    }
+  } finally {
+    clearTimeout(timer);
+    started.catch(() => undefined);
+    await installer.stop({ uninstall: false });
+  }
+  return { shim: join(installer.opts.cniBinDir, SHIM_NAME), config: join(installer.opts.cniConfDir, installer.installed ?? '') };
+}
+
+/** `meshcni-agent uninstall`: remove exactly what install added (entry, shim, backup records). */
+export async function runUninstall(opts: InstallerOptions): Promise<void> {
+  await new CniInstaller(opts).uninstall();
+}
