@@ -86,16 +86,36 @@ static enum agent_result send_all(int fd, const char *buf, size_t len, long dead
 }
 
 /* Parses "HTTP/1.1 200 OK\r\n...\r\n\r\n"; returns the header length or 0 if incomplete, -1 bad. */
-static long parse_head(const char *buf, size_t len, int *status, long *content_length) {
+static long parse_head(const char *buf, size_t len, int *status, long *content_length, int *chunked) {
   const char *end = memmem(buf, len, "\r\n\r\n", 4);
   if (!end) return 0;
   if (len < 12 || strncmp(buf, "HTTP/1.", 7) != 0) return -1;
   *status = atoi(buf + 9);
   *content_length = -1;
+  *chunked = 0;
   for (const char *line = strstr(buf, "\r\n") + 2; line < end; line = strstr(line, "\r\n") + 2) {
     if (!strncasecmp(line, "content-length:", 15)) *content_length = strtol(line + 15, NULL, 10);
+    if (!strncasecmp(line, "transfer-encoding:", 18) && strcasestr(line, "chunked") && strcasestr(line, "chunked") < strstr(line, "\r\n")) *chunked = 1;
   }
   return (long)(end - buf) + 4;
+}
+
+/* Decodes a chunked body in place (the connection is closed, so all of it is here). */
+static size_t dechunk(char *buf, size_t len) {
+  size_t in = 0, out = 0;
+  while (in < len) {
+    char *end = NULL;
+    unsigned long n = strtoul(buf + in, &end, 16);
+    char *crlf = memmem(buf + in, len - in, "\r\n", 2);
+    if (!crlf || n == 0) break;
+    in = (size_t)(crlf - buf) + 2;
+    if (in + n > len) n = len - in;
+    memmove(buf + out, buf + in, n);
+    out += n;
+    in += n + 2;
+  }
+  buf[out] = 0;
+  return out;
 }
 
 /* Reads the response until Content-Length is satisfied (or EOF). */
@@ -103,7 +123,7 @@ static enum agent_result read_reply(int fd, long deadline, struct agent_reply *r
   size_t cap = 16384, len = 0;
   char *buf = malloc(cap + 1);
   long head = 0, clen = -1;
-  int status = 0;
+  int status = 0, chunked = 0;
   if (!buf) return fail(why, why_len, AGENT_PROTOCOL, "out of memory%s%s", "", "");
   for (;;) {
     if (head > 0 && clen >= 0 && len >= (size_t)(head + clen)) break;
@@ -119,7 +139,7 @@ static enum agent_result read_reply(int fd, long deadline, struct agent_reply *r
       len += (size_t)n;
       if (head == 0) {
         buf[len] = 0;
-        head = parse_head(buf, len, &status, &clen);
+        head = parse_head(buf, len, &status, &clen, &chunked);
         if (head < 0) return free(buf), fail(why, why_len, AGENT_PROTOCOL, "the agent's answer is not HTTP%s%s", "", "");
       }
       continue;
@@ -139,6 +159,7 @@ static enum agent_result read_reply(int fd, long deadline, struct agent_reply *r
   if (clen >= 0 && body_len > (size_t)clen) body_len = (size_t)clen;
   memmove(buf, buf + head, body_len);
   buf[body_len] = 0;
+  if (chunked && clen < 0) body_len = dechunk(buf, body_len);
   reply->status = status;
   reply->body = buf;
   reply->body_len = body_len;

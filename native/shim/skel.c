@@ -74,10 +74,6 @@ static char *read_stdin(size_t *len, const char **err) {
   if (!buf) return *err = "out of memory", NULL;
   for (;;) {
     if (n + 1 >= cap) {
-      if (cap >= MESHCNI_MAX_STDIN + 1) {
-        free(buf);
-        return *err = "network configuration on stdin exceeds 1 MiB", NULL;
-      }
       cap *= 2;
       char *bigger = realloc(buf, cap);
       if (!bigger) return free(buf), *err = "out of memory", NULL;
@@ -88,6 +84,10 @@ static char *read_stdin(size_t *len, const char **err) {
     if (r < 0) return free(buf), *err = "cannot read the network configuration from stdin", NULL;
     if (r == 0) break;
     n += (size_t)r;
+    if (n > MESHCNI_MAX_STDIN) {
+      free(buf);
+      return *err = "network configuration on stdin exceeds 1 MiB", NULL;
+    }
   }
   buf[n] = 0;
   *len = n;
