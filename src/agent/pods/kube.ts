@@ -20,7 +20,8 @@ export interface KubePodSourceOptions {
 
 type Pod = Record<string, unknown>;
 const plain = (o: unknown): Pod => JSON.parse(JSON.stringify(o)) as Pod;
-const statusOf = (e: unknown): number | undefined => (e as { code?: number }).code ?? (e as { statusCode?: number }).statusCode;
+const statusOf = (e: unknown): number | undefined =>
+  e && typeof e === 'object' ? ((e as { code?: number }).code ?? (e as { statusCode?: number }).statusCode) : undefined;
 
 export class KubePodSource implements PodSource {
   private readonly kc: KubeConfig;
