@@ -51,6 +51,7 @@ describe('manifest directory pod source', () => {
     expect(await source.lookup({ namespace: 'x', name: 'p', uid: 'second' }, { timeoutMs: 1000 })).not.toBeNull();
     expect(await source.lookup({ namespace: 'x', name: 'p', uid: 'first' }, { timeoutMs: 0 })).toBeNull();
     unlinkSync(join(dir, 'p.yaml'));
+    await new Promise((r) => setTimeout(r, 300)); // the directory watch settles (50 ms debounce)
     expect(await source.lookup({ namespace: 'x', name: 'p' }, { timeoutMs: 0 })).toBeNull();
   });
 
