@@ -2,7 +2,7 @@
 // installer and reconcile loop, started in order and stopped gracefully in reverse.
 import type { Logger } from 'pino';
 import { parseCaptureConfig, type CaptureConfig } from '../capture/config.js';
-import { planPod as planCapture } from '../capture/plan.js';
+import { planKey, planPod as planCapture } from '../capture/plan.js';
 import { applyRouting, applyTables, readTables } from '../nft/apply.js';
 import type { RoutingPlan } from '../nft/route.js';
 import type { TableContents } from '../nft/model.js';
@@ -26,9 +26,32 @@ export interface AgentDeps {
   installer?: { start(): Promise<void>; stop(opts: { uninstall: boolean }): Promise<void> };
 }
 
-/** Pod object → the handler's plan, via the pure capture engine. */
+const PLAN_CACHE_SIZE = 512;
+
+/**
+ * Pod object → the handler's plan, via the pure capture engine. Pods whose rule-relevant fields are
+ * equal share one plan (and so one encoded batch and digest): on a node most pods get the same
+ * rules, and planning + encoding is most of the agent's CPU per pod.
+ */
 export function makePlanner(capture: CaptureConfig): (pod: Record<string, unknown>) => PodPlan & { routing?: RoutingPlan } {
+  const cache = new Map<string, PodPlan & { routing?: RoutingPlan }>();
   return (pod) => {
+    const key = planKey(pod);
+    const hit = key === null ? undefined : cache.get(key);
+    if (hit) {
+      cache.delete(key!); // keep recently used entries last (LRU order)
+      cache.set(key!, hit);
+      return hit;
+    }
+    const plan = buildPlan(pod);
+    if (key !== null) {
+      cache.set(key, plan);
+      if (cache.size > PLAN_CACHE_SIZE) cache.delete(cache.keys().next().value!);
+    }
+    return plan;
+  };
+
+  function buildPlan(pod: Record<string, unknown>): PodPlan & { routing?: RoutingPlan } {
     const p = planCapture(pod, capture);
     if (!p.capture) return p;
     const rules = p.tables.reduce((n: number, t: TableContents) => n + t.rules.length, 0);
@@ -39,7 +62,7 @@ export function makePlanner(capture: CaptureConfig): (pod: Record<string, unknow
       summary: { layout: p.layout, tables: p.tables.length, rules },
       ...(p.routing ? { routing: p.routing } : {}),
     };
-  };
+  }
 }
 
 /** Programs a plan: routes first (TPROXY needs them), then the one nftables transaction. */

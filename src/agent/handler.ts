@@ -32,10 +32,18 @@ export interface HandlerDeps {
   isReady: () => boolean;
 }
 
+const digests = new WeakMap<readonly TableContents[], string>();
+
+/** sha256 of the tables' canonical description (memoised per ruleset object: plans are shared). */
 export function rulesDigest(tables: readonly TableContents[]): string {
-  const h = createHash('sha256');
-  for (const t of tables) for (const line of describeTable(t)) h.update(line).update('\n');
-  return h.digest('hex');
+  let d = digests.get(tables);
+  if (!d) {
+    const h = createHash('sha256');
+    for (const t of tables) for (const line of describeTable(t)) h.update(line).update('\n');
+    d = h.digest('hex');
+    digests.set(tables, d);
+  }
+  return d;
 }
 
 interface PodIdentity {
@@ -95,7 +103,7 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     const applyMs = performance.now() - ta;
     metrics.applySeconds.observe({ layout: p.layout }, applyMs / 1000);
     const digest = rulesDigest(p.tables);
-    deps.state.put({
+    await deps.state.put({
       containerId: req.containerId,
       ifName: req.ifName,
       netns: req.netns,
@@ -126,20 +134,20 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     return null;
   }
 
-  function del(req: CniRequest): null {
+  async function del(req: CniRequest): Promise<null> {
     // The namespace is going away with its rules; only our record needs forgetting. Never fails.
-    const had = deps.state.delete(req.containerId);
+    const had = await deps.state.delete(req.containerId);
     metrics.requests.inc({ command: 'DEL', result: 'ok' });
     log.info({ containerId: req.containerId, forgot: had }, 'pod deleted');
     return null;
   }
 
-  function gc(req: CniRequest): null {
+  async function gc(req: CniRequest): Promise<null> {
     const valid = req.config['cni.dev/valid-attachments'];
     if (!Array.isArray(valid)) throw new CniError(CNI_ERR.invalidConfig, "GC needs 'cni.dev/valid-attachments' in the network configuration", '', 400);
     const keep = new Set(valid.map((a) => (a as { containerID?: unknown }).containerID).filter((x): x is string => typeof x === 'string'));
     const dropped = deps.state.all().filter((r) => !keep.has(r.containerId));
-    for (const r of dropped) deps.state.delete(r.containerId);
+    for (const r of dropped) await deps.state.delete(r.containerId);
     metrics.requests.inc({ command: 'GC', result: 'ok' });
     log.info({ kept: keep.size, dropped: dropped.map((r) => r.containerId) }, 'garbage collected stale attachments');
     return null;
@@ -158,9 +166,9 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
         case 'CHECK':
           return await check(req);
         case 'DEL':
-          return del(req);
+          return await del(req);
         case 'GC':
-          return gc(req);
+          return await gc(req);
         case 'STATUS':
           if (!deps.isReady()) throw new CniError(CNI_ERR.pluginNotAvailable, 'meshcni agent is not ready', '', 503);
           return null;

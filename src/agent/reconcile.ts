@@ -49,7 +49,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
     known.add(name);
     if (!existsSync(rec.netns)) {
       // The sandbox is gone and its DEL never reached us (agent down at the time): forget it.
-      state.delete(rec.containerId);
+      await state.delete(rec.containerId);
       report.forgotten.push(name);
       log.info({ namespace: rec.namespace, pod: rec.name, containerId: rec.containerId, netns: rec.netns }, 'reconcile: namespace gone, forgot the pod');
       continue;
@@ -66,7 +66,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
         continue;
       }
       await act(deps, report, { namespace: rec.namespace, name: rec.name }, rec.netns, plan, diffs);
-      if (deps.policy === 'repair') state.put({ ...rec, rulesDigest: rulesDigest(plan.tables), capturedAt: new Date().toISOString() });
+      if (deps.policy === 'repair') await state.put({ ...rec, rulesDigest: rulesDigest(plan.tables), capturedAt: new Date().toISOString() });
     } catch (e) {
       report.errors.push(`${name}: ${(e as Error).message}`);
       metrics.repairs.inc({ result: 'error' });

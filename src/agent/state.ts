@@ -1,6 +1,7 @@
 // What the agent did, per attachment, kept on disk so a restarted agent still knows: one small JSON
 // file per container, written atomically (write + rename).
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface PodRecord {
@@ -21,6 +22,7 @@ const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$/;
 export class PodStateStore {
   private readonly records = new Map<string, PodRecord>();
   private readonly dir: string;
+  private seq = 0;
 
   constructor(stateDir: string) {
     this.dir = join(stateDir, 'pods');
@@ -56,15 +58,23 @@ export class PodStateStore {
     return [...this.records.values()];
   }
 
-  put(r: PodRecord): void {
+  /** Records a pod (atomically: temp file + rename), off the event loop. */
+  async put(r: PodRecord): Promise<void> {
     const p = this.path(r.containerId);
-    const tmp = `${p}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(r), { mode: 0o600 });
-    renameSync(tmp, p);
+    const tmp = `${p}.${process.pid}.${++this.seq}.tmp`;
     this.records.set(r.containerId, r);
+    await writeFile(tmp, JSON.stringify(r), { mode: 0o600 });
+    await rename(tmp, p);
   }
 
-  delete(containerId: string): boolean {
+  async delete(containerId: string): Promise<boolean> {
+    const had = this.records.delete(containerId);
+    await rm(this.path(containerId), { force: true });
+    return had;
+  }
+
+  /** Synchronous delete, for start-up clean-up paths. */
+  deleteSync(containerId: string): boolean {
     const had = this.records.delete(containerId);
     rmSync(this.path(containerId), { force: true });
     return had;

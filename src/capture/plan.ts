@@ -55,3 +55,23 @@ export function planPod(obj: unknown, config: CaptureConfig): PodPlan {
   if (routing.tproxy || routing.loopbackAddresses) plan.routing = routing;
   return plan;
 }
+
+/**
+ * Everything of a pod that its plan depends on, as a string: pods with equal keys get identical
+ * plans, so the agent can compute one plan per distinct key instead of one per pod.
+ */
+export function planKey(obj: unknown): string | null {
+  if (typeof obj !== 'object' || obj === null) return null;
+  const o = obj as { metadata?: { namespace?: unknown; annotations?: Record<string, unknown> }; spec?: { containers?: unknown } };
+  const ann = o.metadata?.annotations ?? {};
+  const relevant = Object.keys(ann)
+    .filter((k) => k.startsWith('traffic.sidecar.istio.io/') || k.startsWith('sidecar.istio.io/') || k === 'istio.io/reroute-virtual-interfaces')
+    .sort()
+    .map((k) => [k, ann[k]]);
+  const containers = Array.isArray(o.spec?.containers) ? (o.spec!.containers as Record<string, unknown>[]) : null;
+  if (!containers) return null;
+  const shape = containers.map((c) =>
+    c && c.name === 'istio-proxy' ? { n: c.name, sc: c.securityContext ?? null, env: c.env ?? null } : { n: typeof c?.name === 'string' ? c.name : null },
+  );
+  return JSON.stringify([o.metadata?.namespace ?? 'default', relevant, shape]);
+}

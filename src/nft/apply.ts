@@ -25,7 +25,7 @@ export class TransactionError extends Error {
 
 async function send(netnsPath: string, batch: Batch): Promise<number> {
   try {
-    const r = await applyNetlinkBatch(netnsPath, ackLastMessageOnly(batch).buffer);
+    const r = await applyNetlinkBatch(netnsPath, batch.buffer);
     return r.messages;
   } catch (e) {
     if (e instanceof NetlinkBatchError) {
@@ -36,6 +36,9 @@ async function send(netnsPath: string, batch: Batch): Promise<number> {
   }
 }
 
+/** Encoded fast-path batches by ruleset object: a plan shared by many pods is encoded once. */
+const encoded = new WeakMap<readonly TableContents[], Batch>();
+
 /**
  * Replaces the given tables in the namespace atomically: all of them change, or none. A fresh pod
  * namespace takes one round trip (exclusive create); when a table already exists the kernel says
@@ -45,21 +48,25 @@ export async function applyTables(
   netnsPath: string,
   contents: readonly TableContents[],
 ): Promise<{ messages: number; bytes: number; mode: ReplaceMode }> {
-  const fast = replaceTablesBatch(contents, 1, 'create');
+  let fast = encoded.get(contents);
+  if (!fast) {
+    fast = ackLastMessageOnly(replaceTablesBatch(contents, 1, 'create'));
+    encoded.set(contents, fast);
+  }
   try {
     const messages = await send(netnsPath, fast);
     return { messages, bytes: fast.buffer.length, mode: 'create' };
   } catch (e) {
     if (!(e instanceof TransactionError && e.code === 'EEXIST' && e.description.startsWith('add table '))) throw e;
   }
-  const full = replaceTablesBatch(contents, 1, 'replace');
+  const full = ackLastMessageOnly(replaceTablesBatch(contents, 1, 'replace'));
   const messages = await send(netnsPath, full);
   return { messages, bytes: full.buffer.length, mode: 'replace' };
 }
 
 /** Removes the given tables from the namespace (absent ones are fine), atomically. */
 export async function deleteTables(netnsPath: string, tables: readonly Table[]): Promise<void> {
-  await send(netnsPath, deleteTablesBatch(tables));
+  await send(netnsPath, ackLastMessageOnly(deleteTablesBatch(tables)));
 }
 
 function dumpRequest(kind: Parameters<typeof writeDumpRequest>[1], set?: { family: Table['family']; table: string; name: string }): Buffer {
