@@ -92,9 +92,26 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
       return convertResult(req.config.prevResult, req.config.cniVersion);
     }
     const ta = performance.now();
+    const record = {
+      containerId: req.containerId,
+      ifName: req.ifName,
+      netns: req.netns,
+      namespace: pod!.namespace,
+      name: pod!.name,
+      ...(pod!.uid ? { uid: pod!.uid } : {}),
+      rulesDigest: rulesDigest(p.tables),
+      layout: p.layout,
+      capturedAt: new Date().toISOString(),
+    };
+    // The record is written while the kernel commits, off the critical path.
+    const previous = deps.state.get(req.containerId);
+    const saved = deps.state.put(record);
     try {
       await deps.applyPlan(req.netns, p);
     } catch (e) {
+      // Nothing changed in the namespace (one transaction): the record goes back to what it was.
+      await saved.catch(() => undefined);
+      await (previous ? deps.state.put(previous) : deps.state.delete(req.containerId)).catch(() => undefined);
       const code = (e as { code?: string }).code;
       // A netns that is missing, not a netns, or the host's own is the runtime's bad input, not ours.
       const badInput = code === 'ENOENT' || code === 'ENOTNETNS' || code === 'EHOSTNETNS' || code === 'EINVAL';
@@ -102,18 +119,7 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     }
     const applyMs = performance.now() - ta;
     metrics.applySeconds.observe({ layout: p.layout }, applyMs / 1000);
-    const digest = rulesDigest(p.tables);
-    await deps.state.put({
-      containerId: req.containerId,
-      ifName: req.ifName,
-      netns: req.netns,
-      namespace: pod!.namespace,
-      name: pod!.name,
-      ...(pod!.uid ? { uid: pod!.uid } : {}),
-      rulesDigest: digest,
-      layout: p.layout,
-      capturedAt: new Date().toISOString(),
-    });
+    await saved;
     metrics.requests.inc({ command: 'ADD', result: 'ok' });
     log.info({ ...base, decision: 'capture', ...p.summary, applyMs, ms: performance.now() - t0 }, 'pod captured');
     return convertResult(req.config.prevResult, req.config.cniVersion);
