@@ -32,7 +32,10 @@ export function timedRun(cmd: string, args: string[], opts: { env?: NodeJS.Proce
       if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.trim()}`));
       else resolveRun(ms);
     });
-    if (opts.input !== undefined) child.stdin!.end(opts.input);
+    if (opts.input !== undefined) {
+      child.stdin!.on('error', () => undefined); // a plug-in that exits without reading stdin
+      child.stdin!.end(opts.input);
+    }
   });
 }
 
@@ -45,6 +48,7 @@ export function runCapture(cmd: string, env: NodeJS.ProcessEnv, input: string): 
     child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
     child.on('error', reject);
     child.on('close', (code) => resolveRun({ ms: nowMs() - t0, code: code ?? -1, stdout: out }));
+    child.stdin!.on('error', () => undefined);
     child.stdin!.end(input);
   });
 }

@@ -257,7 +257,9 @@ async function main(): Promise<void> {
     if (!quick) {
       updateReadme(
         `Machine: ${m.cpus}, ${m.memory_gib} GiB, kernel ${m.kernel}, Node ${m.node}; ${m.date}, commit ${m.commit}.\n\n` +
-          '```\n' + latTable + '\n\n' + churnTable + '\n\n' + scaleTable + '\n```\n\n![latency](bench/results/latency.svg)',
+          '```\n' + latTable + '\n\n' + churnTable + '\n\n' + scaleTable + '\n```\n\n' +
+          (ch.soak.pods ? `Soak: ${ch.soak.pods} pods added and deleted: agent RSS ${ch.soak.rss_kib_before} → ${ch.soak.rss_kib_after} KiB, open fds ${ch.soak.fds_before} → ${ch.soak.fds_after}.\n\n` : '') +
+          '![latency](bench/results/latency.svg)',
       );
     }
     console.log('wrote bench/results/latest.json and bench/results/latency.svg');

@@ -2,13 +2,13 @@
 // meshcni-agent: the node agent's command line. Thin: parse flags, call the rooms below, print.
 import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
-import { parse as parseYaml } from 'yaml';
 import { Agent, applyPlan, makePlanner } from '../agent/agent.js';
 import { loadSettingsFile, parseSettings, type AgentSettings } from '../agent/config.js';
 import { parseCaptureConfig } from '../capture/config.js';
 import { readTables } from '../nft/apply.js';
 import { diffTables } from '../nft/ruleset.js';
 import { planPod } from '../capture/plan.js';
+import { parsePodManifest } from '../capture/pod.js';
 import { parseFlags, required, UsageError, type ParsedArgs } from './args.js';
 
 const USAGE = `usage: meshcni-agent <command> [flags]
@@ -55,17 +55,18 @@ function readPod(path: string): Record<string, unknown> {
   } catch (e) {
     throw new Error(`cannot read pod file ${path}: ${(e as Error).message}`);
   }
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (e) {
-    throw new Error(`pod file ${path} is not YAML or JSON: ${(e as Error).message}`);
-  }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new Error(`pod file ${path} does not hold a Pod object`);
-  return doc as Record<string, unknown>;
+  return parsePodManifest(text, `pod file ${path}`);
 }
 
 const POD_FLAGS = { values: ['pod', 'config', 'layout', 'netns'] } as const;
+
+/** The flags, settings, netns and plan shared by apply and verify. */
+function podCommand(argv: string[], cmd: string): { netns: string; plan: ReturnType<ReturnType<typeof makePlanner>> } {
+  const p = parseFlags(argv, POD_FLAGS, cmd);
+  const settings = settingsFrom(p);
+  const netns = required(p, 'netns', cmd);
+  return { netns, plan: makePlanner(parseCaptureConfig(settings.capture))(readPod(required(p, 'pod', cmd))) };
+}
 
 async function rules(argv: string[]): Promise<number> {
   const p = parseFlags(argv, { values: ['pod', 'config', 'layout'] }, 'rules');
@@ -80,10 +81,7 @@ async function rules(argv: string[]): Promise<number> {
 }
 
 async function apply(argv: string[]): Promise<number> {
-  const p = parseFlags(argv, POD_FLAGS, 'apply');
-  const settings = settingsFrom(p);
-  const netns = required(p, 'netns', 'apply');
-  const plan = makePlanner(parseCaptureConfig(settings.capture))(readPod(required(p, 'pod', 'apply')));
+  const { netns, plan } = podCommand(argv, 'apply');
   if (!plan.capture) {
     process.stdout.write(`not captured, nothing programmed: ${plan.reason}\n`);
     return 0;
@@ -96,10 +94,7 @@ async function apply(argv: string[]): Promise<number> {
 }
 
 async function verify(argv: string[]): Promise<number> {
-  const p = parseFlags(argv, POD_FLAGS, 'verify');
-  const settings = settingsFrom(p);
-  const netns = required(p, 'netns', 'verify');
-  const plan = makePlanner(parseCaptureConfig(settings.capture))(readPod(required(p, 'pod', 'verify')));
+  const { netns, plan } = podCommand(argv, 'verify');
   if (!plan.capture) {
     process.stdout.write(`not captured: ${plan.reason}\n`);
     return 0;
