@@ -47,10 +47,15 @@ export class World {
   adminPort = 0;
   private sandboxes: Sandbox[] = [];
   private static count = 0;
+  private static readonly taken = new Set<number>();
 
   constructor(private readonly extraConfig: Record<string, unknown> = {}) {
     World.count++;
-    const n = (process.pid * 7 + World.count) % 200;
+    // Parallel test files each make bridges: take a /24 no other bridge on this machine routes yet.
+    const routes = spawnSync('ip', ['-4', 'route', 'show'], { encoding: 'utf8' }).stdout;
+    let n = (process.pid * 7 + World.count) % 200;
+    for (let i = 0; i < 200 && (routes.includes(`10.249.${n}.0/24`) || World.taken.has(n)); i++) n = (n + 1) % 200;
+    World.taken.add(n);
     this.bridge = `mcnie${process.pid % 10000}x${World.count}`.slice(0, 15);
     this.subnet = `10.249.${n}.0/24`;
     mkdirSync(this.podsDir, { recursive: true });
