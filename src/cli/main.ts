@@ -137,16 +137,21 @@ async function serve(argv: string[]): Promise<number> {
   return 0;
 }
 
-async function makeInstaller(settings: AgentSettings, log: pino.Logger) {
-  const { CniInstaller } = await import('../install/installer.js');
-  return new CniInstaller({
+/** What the installer needs from the settings: the same entry for serve and install. */
+function installerOptions(settings: AgentSettings, log: pino.Logger) {
+  return {
     cniConfDir: settings.cniConfDir,
     cniBinDir: settings.cniBinDir,
     socketPath: settings.socketPath,
-    excludeNamespaces: (parseCaptureConfig(settings.capture).excludeNamespaces as string[]).slice(),
+    excludeNamespaces: [...parseCaptureConfig(settings.capture).excludeNamespaces],
     logLevel: settings.logLevel,
     log,
-  });
+  };
+}
+
+async function makeInstaller(settings: AgentSettings, log: pino.Logger) {
+  const { CniInstaller } = await import('../install/installer.js');
+  return new CniInstaller(installerOptions(settings, log));
 }
 
 async function installCmd(argv: string[], remove: boolean): Promise<number> {
@@ -155,14 +160,7 @@ async function installCmd(argv: string[], remove: boolean): Promise<number> {
   const settings = settingsFrom(p);
   const log = pino({ level: settings.logLevel, base: { component: 'meshcni-install' } });
   const { runInstall, runUninstall } = await import('../install/installer.js');
-  const opts = {
-    cniConfDir: settings.cniConfDir,
-    cniBinDir: settings.cniBinDir,
-    socketPath: settings.socketPath,
-    excludeNamespaces: (parseCaptureConfig(settings.capture).excludeNamespaces as string[]).slice(),
-    logLevel: settings.logLevel,
-    log,
-  };
+  const opts = installerOptions(settings, log);
   if (remove) await runUninstall(opts);
   else await runInstall(opts);
   return 0;
