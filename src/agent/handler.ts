@@ -105,9 +105,11 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     };
     // The record is written while the kernel commits, off the critical path.
     const previous = deps.state.get(req.containerId);
+    // The commit is queued first so it never waits behind the record's file I/O in the thread pool.
+    const applying = deps.applyPlan(req.netns, p);
     const saved = deps.state.put(record);
     try {
-      await deps.applyPlan(req.netns, p);
+      await applying;
     } catch (e) {
       // Nothing changed in the namespace (one transaction): the record goes back to what it was.
       await saved.catch(() => undefined);
