@@ -1,4 +1,4 @@
-/* The CNI skeleton: environment, stdin, version negotiation and error JSON. */
+/* The CNI skeleton: environment, stdin, version negotiation, error JSON and exit codes. */
 #include "skel.h"
 
 #include <errno.h>
@@ -7,36 +7,45 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Oldest first: a version's index orders it, which the CHECK/STATUS/GC gates rely on. */
 static const char *const SUPPORTED[] = {"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"};
-#define NSUPPORTED (sizeof SUPPORTED / sizeof SUPPORTED[0])
+#define N_SUPPORTED (sizeof SUPPORTED / sizeof SUPPORTED[0])
+#define SUPPORTED_LIST "0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"
 
-static void print_json(json_object *o) {
-  const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-  fputs(s, stdout);
-  fputc('\n', stdout);
-  fflush(stdout);
+int cni_write_all(int fd, const char *buf, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, buf, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -1;
+    buf += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int cni_print_json(json_object *o) {
+  size_t len = 0;
+  const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+  if (!s || cni_write_all(STDOUT_FILENO, s, len) || cni_write_all(STDOUT_FILENO, "\n", 1)) return 1;
+  return 0;
 }
 
 int cni_error(const char *version, int code, const char *msg, const char *details) {
   json_object *o = json_object_new_object();
-  json_object_object_add(o, "cniVersion", json_object_new_string(version ? version : "1.1.0"));
+  if (!o) return 1;
+  json_object_object_add(o, "cniVersion", json_object_new_string(version ? version : CNI_LATEST_VERSION));
   json_object_object_add(o, "code", json_object_new_int(code));
   json_object_object_add(o, "msg", json_object_new_string(msg));
   if (details && details[0]) json_object_object_add(o, "details", json_object_new_string(details));
-  print_json(o);
+  cni_print_json(o);
   json_object_put(o);
   return 1;
 }
 
-int cni_print_version(void) {
-  json_object *o = json_object_new_object();
-  json_object *list = json_object_new_array();
-  for (size_t i = 0; i < NSUPPORTED; i++) json_object_array_add(list, json_object_new_string(SUPPORTED[i]));
-  json_object_object_add(o, "cniVersion", json_object_new_string("1.1.0"));
-  json_object_object_add(o, "supportedVersions", list);
-  print_json(o);
-  json_object_put(o);
-  return 0;
+static int print_version(void) {
+  static const char answer[] = "{\"cniVersion\":\"" CNI_LATEST_VERSION "\",\"supportedVersions\":"
+                               "[\"0.3.0\",\"0.3.1\",\"0.4.0\",\"1.0.0\",\"1.1.0\"]}\n";
+  return cni_write_all(STDOUT_FILENO, answer, sizeof answer - 1) ? 1 : 0;
 }
 
 static const char *env_or_empty(const char *name) {
@@ -44,118 +53,199 @@ static const char *env_or_empty(const char *name) {
   return v ? v : "";
 }
 
-int cni_read_env(struct cni_env *env) {
-  env->command = env_or_empty("CNI_COMMAND");
-  env->container_id = env_or_empty("CNI_CONTAINERID");
-  env->netns = env_or_empty("CNI_NETNS");
-  env->ifname = env_or_empty("CNI_IFNAME");
-  env->args = env_or_empty("CNI_ARGS");
-  env->path = env_or_empty("CNI_PATH");
-  const char *c = env->command;
-  if (!c[0]) return cni_error(NULL, CNI_ERR_INVALID_ENV, "CNI_COMMAND is not set", "");
-  int known = !strcmp(c, "ADD") || !strcmp(c, "DEL") || !strcmp(c, "CHECK") || !strcmp(c, "VERSION") ||
-              !strcmp(c, "STATUS") || !strcmp(c, "GC");
-  if (!known) {
-    char msg[256];
-    snprintf(msg, sizeof msg, "CNI_COMMAND '%.64s' is not one of ADD, DEL, CHECK, VERSION, STATUS, GC", c);
+/* Container IDs and network names: [a-zA-Z0-9][a-zA-Z0-9_.-]*, as libcni requires. */
+static int valid_id(const char *s) {
+  static const char tail[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-";
+  if (!s[0] || !strchr(tail, s[0]) || s[0] == '_' || s[0] == '.' || s[0] == '-') return 0;
+  return strspn(s, tail) == strlen(s);
+}
+
+/* Interface names: at most 15 bytes, not "." or "..", no '/', ':' or whitespace. */
+static int valid_ifname(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > 15 || !strcmp(s, ".") || !strcmp(s, "..")) return 0;
+  return strcspn(s, "/: \t\n\r\v\f") == n;
+}
+
+/* Which variables each command needs, as libcni's skeleton decides it. */
+static int check_required(const struct cni_env *e) {
+  const char *c = e->command;
+  int per_container = !strcmp(c, "ADD") || !strcmp(c, "CHECK") || !strcmp(c, "DEL");
+  int needs_netns = strcmp(c, "ADD") == 0 || strcmp(c, "CHECK") == 0;
+  char missing[128] = "";
+  if (per_container && !e->container_id[0]) strcat(missing, ", CNI_CONTAINERID");
+  if (needs_netns && !e->netns[0]) strcat(missing, ", CNI_NETNS");
+  if (per_container && !e->ifname[0]) strcat(missing, ", CNI_IFNAME");
+  if (per_container && !e->path[0]) strcat(missing, ", CNI_PATH");
+  if (missing[0]) {
+    char msg[192];
+    snprintf(msg, sizeof msg, "required environment variables missing for %s: %s", c, missing + 2);
     return cni_error(NULL, CNI_ERR_INVALID_ENV, msg, "");
   }
-  int per_container = !strcmp(c, "ADD") || !strcmp(c, "DEL") || !strcmp(c, "CHECK");
-  if (per_container && !env->container_id[0]) return cni_error(NULL, CNI_ERR_INVALID_ENV, "CNI_CONTAINERID is not set", "");
-  if (per_container && !env->ifname[0]) return cni_error(NULL, CNI_ERR_INVALID_ENV, "CNI_IFNAME is not set", "");
-  if ((!strcmp(c, "ADD") || !strcmp(c, "CHECK")) && !env->netns[0]) return cni_error(NULL, CNI_ERR_INVALID_ENV, "CNI_NETNS is not set", "");
   return 0;
 }
 
-/* Reads all of stdin (bounded); returns a NUL-terminated buffer or NULL with *err set. */
-static char *read_stdin(size_t *len, const char **err) {
-  size_t cap = 8192, n = 0;
+static int check_values(const struct cni_env *e) {
+  char msg[192];
+  if (e->container_id[0] && !valid_id(e->container_id)) {
+    snprintf(msg, sizeof msg, "CNI_CONTAINERID '%.64s' is not [a-zA-Z0-9][a-zA-Z0-9_.-]*", e->container_id);
+    return cni_error(NULL, CNI_ERR_INVALID_ENV, msg, "");
+  }
+  if (e->ifname[0] && !valid_ifname(e->ifname)) {
+    snprintf(msg, sizeof msg, "CNI_IFNAME '%.64s' is not a valid interface name", e->ifname);
+    return cni_error(NULL, CNI_ERR_INVALID_ENV, msg, "at most 15 bytes, no '/', ':' or whitespace");
+  }
+  return 0;
+}
+
+static int read_env(struct cni_env *e) {
+  e->command = env_or_empty("CNI_COMMAND");
+  e->container_id = env_or_empty("CNI_CONTAINERID");
+  e->netns = env_or_empty("CNI_NETNS");
+  e->ifname = env_or_empty("CNI_IFNAME");
+  e->args = env_or_empty("CNI_ARGS");
+  e->path = env_or_empty("CNI_PATH");
+  const char *c = e->command;
+  if (!c[0]) return cni_error(NULL, CNI_ERR_INVALID_ENV, "CNI_COMMAND is not set", "");
+  if (strcmp(c, "ADD") && strcmp(c, "DEL") && strcmp(c, "CHECK") && strcmp(c, "VERSION") && strcmp(c, "STATUS") &&
+      strcmp(c, "GC")) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "CNI_COMMAND '%.64s' is not ADD, DEL, CHECK, VERSION, STATUS or GC", c);
+    return cni_error(NULL, CNI_ERR_INVALID_ENV, msg, "");
+  }
+  if (!strcmp(c, "VERSION")) return 0;
+  int rc = check_required(e);
+  return rc ? rc : check_values(e);
+}
+
+/* Reads all of stdin, at most CNI_MAX_STDIN bytes; NUL-terminated buffer or NULL (error printed
+ * into *rc). */
+static char *read_stdin(size_t *len, int *rc) {
+  size_t cap = 4096, n = 0;
   char *buf = malloc(cap);
-  if (!buf) return *err = "out of memory", NULL;
-  for (;;) {
-    if (n + 1 >= cap) {
-      cap *= 2;
-      char *bigger = realloc(buf, cap);
-      if (!bigger) return free(buf), *err = "out of memory", NULL;
+  while (buf) {
+    if (n + 1 == cap) {
+      char *bigger = cap > CNI_MAX_STDIN ? NULL : realloc(buf, cap * 2);
+      if (!bigger) break;
       buf = bigger;
+      cap *= 2;
     }
     ssize_t r = read(STDIN_FILENO, buf + n, cap - n - 1);
     if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return free(buf), *err = "cannot read the network configuration from stdin", NULL;
-    if (r == 0) break;
-    n += (size_t)r;
-    if (n > MESHCNI_MAX_STDIN) {
+    if (r < 0) {
       free(buf);
-      return *err = "network configuration on stdin exceeds 1 MiB", NULL;
+      *rc = cni_error(NULL, CNI_ERR_IO, "cannot read the network configuration from stdin", strerror(errno));
+      return NULL;
+    }
+    if (r == 0) {
+      buf[n] = 0;
+      *len = n;
+      return buf;
+    }
+    n += (size_t)r;
+    if (n > CNI_MAX_STDIN) {
+      free(buf);
+      *rc = cni_error(NULL, CNI_ERR_INVALID_CONFIG, "network configuration on stdin is larger than 1 MiB", "");
+      return NULL;
     }
   }
-  buf[n] = 0;
-  *len = n;
-  return buf;
+  free(buf);
+  *rc = cni_error(NULL, CNI_ERR_INTERNAL, "out of memory reading stdin", "");
+  return NULL;
 }
 
-int cni_read_config(struct cni_call *call) {
-  size_t len = 0;
-  const char *err = NULL;
-  char *text = read_stdin(&len, &err);
-  if (!text) return cni_error(NULL, CNI_ERR_IO, err, "");
+/* Strict JSON, one object, nothing after it but whitespace. */
+static json_object *parse_object(const char *text, size_t len, int *rc) {
   json_tokener *tok = json_tokener_new();
-  json_object *conf = json_tokener_parse_ex(tok, text, (int)len);
+  if (!tok) return *rc = cni_error(NULL, CNI_ERR_INTERNAL, "out of memory parsing stdin", ""), NULL;
+  json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+  json_object *o = json_tokener_parse_ex(tok, text, (int)len);
   enum json_tokener_error jerr = json_tokener_get_error(tok);
+  size_t end = json_tokener_get_parse_end(tok);
   json_tokener_free(tok);
-  free(text);
-  if (jerr != json_tokener_success || !conf || !json_object_is_type(conf, json_type_object)) {
-    if (conf) json_object_put(conf);
-    return cni_error(NULL, CNI_ERR_DECODE, "network configuration on stdin is not a JSON object",
-                     jerr != json_tokener_success ? json_tokener_error_desc(jerr) : "");
-  }
+  const char *why = NULL;
+  if (len == 0) why = "stdin is empty";
+  else if (jerr == json_tokener_continue) why = "unexpected end of input";
+  else if (jerr != json_tokener_success) why = json_tokener_error_desc(jerr);
+  else if (strspn(text + end, " \t\r\n") != len - end) why = "data after the JSON object";
+  else if (!json_object_is_type(o, json_type_object)) why = "not a JSON object";
+  if (!why) return o;
+  json_object_put(o);
+  *rc = cni_error(NULL, CNI_ERR_DECODE, "network configuration on stdin is not a valid JSON object", why);
+  return NULL;
+}
+
+static int version_index(const char *v) {
+  for (size_t i = 0; i < N_SUPPORTED; i++)
+    if (!strcmp(v, SUPPORTED[i])) return (int)i;
+  return -1;
+}
+
+/* cniVersion is one we speak, the network has a name, and the command exists in that version. */
+static int check_config(const struct cni_call *call) {
   json_object *v = NULL;
-  if (!json_object_object_get_ex(conf, "cniVersion", &v) || !json_object_is_type(v, json_type_string)) {
-    json_object_put(conf);
-    return cni_error(NULL, CNI_ERR_DECODE, "network configuration has no cniVersion string", "");
+  char msg[160];
+  if (!json_object_object_get_ex(call->conf, "cniVersion", &v))
+    return cni_error(NULL, CNI_ERR_INCOMPATIBLE_VERSION, "network configuration has no cniVersion", "supported: " SUPPORTED_LIST);
+  if (!json_object_is_type(v, json_type_string))
+    return cni_error(NULL, CNI_ERR_DECODE, "network configuration's cniVersion is not a string", "");
+  int idx = version_index(json_object_get_string(v));
+  if (idx < 0) {
+    snprintf(msg, sizeof msg, "cniVersion '%.32s' is not supported", json_object_get_string(v));
+    return cni_error(NULL, CNI_ERR_INCOMPATIBLE_VERSION, msg, "supported: " SUPPORTED_LIST);
   }
-  const char *version = json_object_get_string(v);
-  int ok = 0;
-  for (size_t i = 0; i < NSUPPORTED; i++) ok |= !strcmp(version, SUPPORTED[i]);
-  if (!ok) {
-    char msg[160];
-    snprintf(msg, sizeof msg, "cniVersion '%.32s' is not supported", version);
-    int rc = cni_error("1.1.0", CNI_ERR_INCOMPATIBLE_VERSION, msg, "supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0");
-    json_object_put(conf);
-    return rc;
+  const char *cmd = call->env.command;
+  int min = 0;
+  if (!strcmp(cmd, "CHECK")) min = version_index("0.4.0");
+  if (!strcmp(cmd, "STATUS") || !strcmp(cmd, "GC")) min = version_index("1.1.0");
+  if (idx < min) {
+    snprintf(msg, sizeof msg, "cniVersion %s does not have %s (needs %s or later)", SUPPORTED[idx], cmd, SUPPORTED[min]);
+    return cni_error(SUPPORTED[idx], CNI_ERR_INCOMPATIBLE_VERSION, msg, "");
   }
-  call->conf = conf;
-  call->version = version;
+  if (!json_object_object_get_ex(call->conf, "name", &v) || !json_object_is_type(v, json_type_string) ||
+      !json_object_get_string_len(v))
+    return cni_error(SUPPORTED[idx], CNI_ERR_INVALID_CONFIG, "network configuration has no name", "");
   return 0;
+}
+
+static int dispatch(const struct cni_plugin *p, const struct cni_call *call) {
+  const char *c = call->env.command;
+  cni_handler h = !strcmp(c, "ADD") ? p->add : !strcmp(c, "DEL") ? p->del : !strcmp(c, "CHECK") ? p->check
+                : !strcmp(c, "STATUS") ? p->status : p->gc;
+  return h(call);
+}
+
+int cni_main(const struct cni_plugin *plugin) {
+  struct cni_call call = {0};
+  int rc = read_env(&call.env);
+  if (rc) return rc;
+  if (!strcmp(call.env.command, "VERSION")) return print_version(); /* stdin is not needed */
+  size_t len = 0;
+  char *text = read_stdin(&len, &rc);
+  if (!text) return rc;
+  call.conf = parse_object(text, len, &rc);
+  free(text);
+  if (!call.conf) return rc;
+  if (!(rc = check_config(&call))) {
+    call.version = json_object_get_string(json_object_object_get(call.conf, "cniVersion"));
+    rc = dispatch(plugin, &call);
+  }
+  json_object_put(call.conf);
+  return rc;
 }
 
 const char *cni_arg(const char *args, const char *key, char *buf, size_t len) {
   size_t klen = strlen(key);
-  for (const char *p = args; p && *p;) {
-    const char *end = strchr(p, ';');
-    size_t n = end ? (size_t)(end - p) : strlen(p);
+  for (const char *p = args; *p;) {
+    size_t n = strcspn(p, ";");
     if (n > klen && !strncmp(p, key, klen) && p[klen] == '=') {
       size_t vlen = n - klen - 1;
-      if (vlen >= len) vlen = len - 1;
+      if (vlen >= len) return NULL;
       memcpy(buf, p + klen + 1, vlen);
       buf[vlen] = 0;
       return buf;
     }
-    p = end ? end + 1 : NULL;
+    p += n + (p[n] == ';');
   }
   return NULL;
-}
-
-int cni_echo_prev_result(const struct cni_call *call) {
-  json_object *prev = NULL;
-  json_object *out;
-  if (json_object_object_get_ex(call->conf, "prevResult", &prev) && json_object_is_type(prev, json_type_object)) {
-    out = json_object_get(prev);
-  } else {
-    out = json_object_new_object();
-  }
-  json_object_object_add(out, "cniVersion", json_object_new_string(call->version));
-  print_json(out);
-  json_object_put(out);
-  return 0;
 }

@@ -1,11 +1,12 @@
-/* The CNI skeleton: environment, stdin, version negotiation and error JSON. Knows nothing of the
- * agent; forward.c does the talking. */
+/* The CNI skeleton: environment, stdin, version negotiation, error JSON and exit codes. It knows
+ * nothing of the agent; a plug-in hands it one handler per command (see cni_main). */
 #ifndef MESHCNI_SKEL_H
 #define MESHCNI_SKEL_H
 
+#include <stddef.h>
 #include <json-c/json.h>
 
-/* CNI error codes (spec: "Error"). */
+/* CNI error codes (spec, "Error"). */
 enum {
   CNI_ERR_INCOMPATIBLE_VERSION = 1,
   CNI_ERR_INVALID_ENV = 4,
@@ -17,8 +18,10 @@ enum {
   CNI_ERR_INTERNAL = 999,
 };
 
-#define MESHCNI_MAX_STDIN (1 << 20)
+#define CNI_MAX_STDIN (1024 * 1024)
+#define CNI_LATEST_VERSION "1.1.0"
 
+/* The CNI_* environment; absent variables are empty strings, never NULL. */
 struct cni_env {
   const char *command;
   const char *container_id;
@@ -28,29 +31,34 @@ struct cni_env {
   const char *path;
 };
 
-/* Everything the runtime gave us, validated. `conf` owns the parsed stdin object. */
+/* One validated invocation. `conf` is the parsed stdin object; `version` points into it. */
 struct cni_call {
   struct cni_env env;
   json_object *conf;
   const char *version;
 };
 
-/* Prints CNI error JSON on stdout and returns the exit code (1). */
+/* A handler does the command and returns the process exit code, having printed its output (a
+ * result, nothing, or an error through cni_error). */
+typedef int (*cni_handler)(const struct cni_call *call);
+
+struct cni_plugin {
+  cni_handler add, del, check, status, gc;
+};
+
+/* Runs one CNI invocation: validates env and stdin, answers VERSION, dispatches the rest. */
+int cni_main(const struct cni_plugin *plugin);
+
+/* Prints `{"cniVersion","code","msg","details"}` on stdout; returns the exit code (1). */
 int cni_error(const char *version, int code, const char *msg, const char *details);
 
-/* Fills env from CNI_* variables; returns 0 or prints the error and returns its exit code. */
-int cni_read_env(struct cni_env *env);
+/* Prints a JSON value and a newline on stdout; 0, or 1 if stdout failed. */
+int cni_print_json(json_object *o);
 
-/* Reads and parses stdin into call->conf, checks cniVersion; 0 or an exit code (error printed). */
-int cni_read_config(struct cni_call *call);
+/* Writes all of buf to fd (partial writes, EINTR); 0 or -1 with errno set. */
+int cni_write_all(int fd, const char *buf, size_t len);
 
-/* VERSION's answer. */
-int cni_print_version(void);
-
-/* Value of KEY in CNI_ARGS ("A=1;B=2"), copied into buf; returns buf or NULL. */
+/* Copies the value of KEY from CNI_ARGS ("A=1;B=2") into buf; buf, or NULL when absent or too long. */
 const char *cni_arg(const char *args, const char *key, char *buf, size_t len);
-
-/* Prints prevResult in the configured version (or a bare result); returns 0. */
-int cni_echo_prev_result(const struct cni_call *call);
 
 #endif

@@ -1,210 +1,488 @@
-// The C shim on its own: CNI skeleton behaviour, forwarding to a stand-in agent (an HTTP server on
-// a unix socket in a temp dir), and what it does when the agent is missing, slow or strange.
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+// The C shim as the container runtime sees it: exec with CNI_* env and a config on stdin, against a
+// stand-in agent (node:http, or a raw socket for answers node:http will not produce) on a unix socket.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
+import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const SHIM = join(ROOT, 'build/Release/meshcni');
+const VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
 
-beforeAll(() => {
-  execFileSync('make', ['-s', '-C', join(ROOT, 'native/shim')]);
+type Json = Record<string, unknown>;
+type Run = { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number };
+type Seen = { method: string; url: string; headers: IncomingHttpHeaders; body: string };
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-interface Run {
-  code: number;
-  stdout: string;
-  json: Record<string, unknown> | null;
-  ms: number;
+beforeAll(() => {
+  execFileSync('make', ['-s', '-C', join(ROOT, 'native/shim')], { stdio: 'inherit' });
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'mcni-shim-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }
 
-function runShim(env: Record<string, string>, stdin: string): Promise<Run> {
-  return new Promise((res, rej) => {
-    const t0 = Date.now();
-    const child = spawn(SHIM, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.on('error', rej);
-    child.on('close', (code) => {
-      let json: Record<string, unknown> | null = null;
-      try {
-        json = JSON.parse(out) as Record<string, unknown>;
-      } catch {
-        json = null;
-      }
-      res({ code: code ?? -1, stdout: out, json, ms: Date.now() - t0 });
+function closeServer(server: Server | ReturnType<typeof createHttpServer>, sockets: Set<Socket>): Promise<void> {
+  for (const s of sockets) s.destroy();
+  return new Promise((done) => server.close(() => done()));
+}
+
+function listen(server: Server | ReturnType<typeof createHttpServer>, path: string): Promise<void> {
+  return new Promise((done, fail) => {
+    server.once('error', fail);
+    server.listen(path, () => done());
+  });
+}
+
+/** A node:http agent on a unix socket; `answer` decides each reply, the requests are recorded. */
+async function httpAgent(answer: (req: Seen, res: ServerResponse) => void) {
+  const socketPath = join(tempDir(), 'cni.sock');
+  const seen: Seen[] = [];
+  const sockets = new Set<Socket>();
+  const server = createHttpServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const s = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString() };
+      seen.push(s);
+      answer(s, res);
     });
-    child.stdin.on('error', () => undefined);
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await listen(server, socketPath);
+  cleanups.push(() => closeServer(server, sockets));
+  return { socketPath, seen };
+}
+
+/** An agent that answers 200 with `result` (JSON) to everything. */
+const resultAgent = (result: unknown) =>
+  httpAgent((_req, res) => {
+    const text = JSON.stringify(result);
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  });
+
+/** A raw stream server: `onConnection` writes whatever bytes a test needs. */
+async function rawAgent(onConnection: (s: Socket) => void) {
+  const socketPath = join(tempDir(), 'raw.sock');
+  const sockets = new Set<Socket>();
+  const server = createNetServer((s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+    onConnection(s);
+  });
+  await listen(server, socketPath);
+  cleanups.push(() => closeServer(server, sockets));
+  return { socketPath };
+}
+
+/** Replies with `bytes` once the request head has arrived. */
+const afterRequest = (bytes: string | Buffer, end = true) => (s: Socket) => {
+  let got = '';
+  s.on('data', (c: Buffer) => {
+    got += c.toString();
+    if (!got.includes('\r\n\r\n') || s.writableEnded) return;
+    if (end) s.end(bytes);
+    else s.write(bytes);
+  });
+};
+
+function runShim(env: Record<string, string>, stdin: string | Buffer = ''): Promise<Run> {
+  return new Promise((done, fail) => {
+    const t0 = performance.now();
+    const child = spawn(SHIM, [], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    child.stdin.on('error', () => {}); // the shim may stop reading an oversized config
+    child.on('error', fail);
+    child.on('close', (code, signal) =>
+      done({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), ms: performance.now() - t0 }),
+    );
     child.stdin.end(stdin);
   });
 }
 
-const dirs: string[] = [];
-const servers: Server[] = [];
-afterEach(async () => {
-  for (const s of servers.splice(0)) {
-    s.closeAllConnections();
-    await new Promise((r) => s.close(() => r(null)));
-  }
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-function socketPath(): string {
-  const d = mkdtempSync(join(tmpdir(), 'mcni-shim-'));
-  dirs.push(d);
-  return join(d, 'agent.sock');
-}
-
-/** A stand-in agent; records what it was sent. */
-async function fakeAgent(handle: (body: Record<string, unknown>, req: IncomingMessage, res: ServerResponse) => void): Promise<{ path: string; seen: Record<string, unknown>[] }> {
-  const path = socketPath();
-  const seen: Record<string, unknown>[] = [];
-  const server = createServer((req, res) => {
-    let b = '';
-    req.on('data', (c: Buffer) => (b += c.toString()));
-    req.on('end', () => {
-      const body = JSON.parse(b) as Record<string, unknown>;
-      seen.push({ ...body, _method: req.method, _url: req.url, _type: req.headers['content-type'] });
-      handle(body, req, res);
-    });
-  });
-  servers.push(server);
-  await new Promise<void>((r) => server.listen(path, () => r()));
-  return { path, seen };
-}
-
-const PREV = { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: '/var/run/netns/x' }], ips: [{ address: '10.1.2.3/24', interface: 0 }] };
-const conf = (over: Record<string, unknown> = {}): string => JSON.stringify({ cniVersion: '1.0.0', name: 'k8s', type: 'meshcni', prevResult: PREV, ...over });
-const env = (command: string, over: Record<string, string> = {}): Record<string, string> => ({
+const podEnv = (command: string, extra: Record<string, string> = {}) => ({
   CNI_COMMAND: command,
-  CNI_CONTAINERID: 'abc123',
-  CNI_NETNS: '/var/run/netns/x',
+  CNI_CONTAINERID: 'c0ffee',
+  CNI_NETNS: '/var/run/netns/pod1',
   CNI_IFNAME: 'eth0',
-  CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web',
+  CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=cart-7d9',
   CNI_PATH: '/opt/cni/bin',
-  ...over,
+  ...extra,
 });
 
-describe('the shim by itself', () => {
-  it('is a static binary that needs nothing but the kernel', () => {
-    const head = readFileSync(SHIM).subarray(0, 4096).toString('latin1');
-    expect(head.startsWith('\x7fELF')).toBe(true);
-    expect(head).not.toContain('/lib64/ld-linux'); // no PT_INTERP: nothing to load at exec
-    expect(execFileSync('file', [SHIM], { encoding: 'utf8' })).toMatch(/statically linked/);
+const PREV = { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: '/var/run/netns/pod1' }], ips: [{ address: '10.1.0.5/24', interface: 0 }] };
+
+const conf = (extra: Json = {}): Json => ({ cniVersion: '1.1.0', name: 'k8s-pod-network', type: 'meshcni', ...extra });
+
+function cniError(run: Run): { cniVersion: string; code: number; msg: string; details?: string } {
+  expect(run.code, run.stdout + run.stderr).toBe(1);
+  return JSON.parse(run.stdout) as { cniVersion: string; code: number; msg: string; details?: string };
+}
+
+const MISSING = '/nonexistent/meshcni/cni.sock';
+
+describe('build', () => {
+  it('is a static executable with no ELF interpreter', () => {
+    const headers = execFileSync('readelf', ['-l', SHIM]).toString();
+    expect(headers).not.toMatch(/INTERP/);
+    const ldd = spawnSync('ldd', [SHIM]);
+    expect(ldd.stdout.toString() + ldd.stderr.toString()).toMatch(/not a dynamic executable|statically linked/);
   });
 
-  it('answers VERSION without an agent', async () => {
-    const r = await runShim({ CNI_COMMAND: 'VERSION' }, '{"cniVersion":"1.1.0"}');
-    expect(r.code).toBe(0);
-    expect(r.json).toEqual({ cniVersion: '1.1.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] });
+  it('is up to date after a build, so make rebuilds only when sources change', () => {
+    expect(spawnSync('make', ['-q', '-C', join(ROOT, 'native/shim')]).status).toBe(0);
   });
 
-  it.each([
-    ['no CNI_COMMAND', {}, conf(), 4, /CNI_COMMAND is not set/],
-    ['an unknown command', { CNI_COMMAND: 'FROB' }, conf(), 4, /CNI_COMMAND 'FROB'/],
-    ['ADD without CNI_NETNS', env('ADD', { CNI_NETNS: '' }), conf(), 4, /CNI_NETNS is not set/],
-    ['ADD without CNI_CONTAINERID', env('ADD', { CNI_CONTAINERID: '' }), conf(), 4, /CNI_CONTAINERID is not set/],
-    ['malformed JSON on stdin', env('ADD'), '{"cniVersion": ', 6, /not a JSON object/],
-    ['an unsupported cniVersion', env('ADD'), conf({ cniVersion: '9.9.9' }), 1, /cniVersion '9.9.9' is not supported/],
-    ['a relative socketPath', env('ADD'), conf({ socketPath: 'agent.sock' }), 7, /socketPath must be an absolute path/],
-  ])('rejects %s with CNI error JSON', async (_what, e, stdin, code, msg) => {
-    const r = await runShim(e as Record<string, string>, stdin);
-    expect(r.code).toBe(1);
-    expect(r.json?.code).toBe(code);
-    expect(String(r.json?.msg)).toMatch(msg);
+  it('starts about as fast as a static no-op', () => {
+    const median = (cmd: string, env: NodeJS.ProcessEnv) => {
+      const times: number[] = [];
+      for (let i = 0; i < 25; i++) {
+        const t0 = performance.now();
+        spawnSync(cmd, [], { env });
+        times.push(performance.now() - t0);
+      }
+      return times.sort((a, b) => a - b)[12] ?? Infinity;
+    };
+    const shim = median(SHIM, { CNI_COMMAND: 'VERSION' });
+    const noop = median('/bin/true', {});
+    expect(shim).toBeLessThan(noop + 10);
   });
+});
 
-  it('refuses more than 1 MiB of stdin', async () => {
-    const r = await runShim(env('ADD'), conf({ pad: 'x'.repeat(1_100_000) }));
-    expect(r.json?.code).toBe(5);
-    expect(String(r.json?.msg)).toMatch(/exceeds 1 MiB/);
-  });
-
-  it('echoes prevResult for an excluded namespace without calling the agent', async () => {
-    const agent = await fakeAgent((_b, _q, res) => res.end('{}'));
-    const r = await runShim(env('ADD', { CNI_ARGS: 'K8S_POD_NAMESPACE=kube-system;K8S_POD_NAME=dns' }), conf({ socketPath: agent.path, excludeNamespaces: ['kube-system'] }));
-    expect(r.code).toBe(0);
-    expect(r.json).toEqual(PREV);
+describe('skeleton', () => {
+  it('answers VERSION without stdin and without the agent', async () => {
+    const agent = await resultAgent({});
+    const run = await runShim({ CNI_COMMAND: 'VERSION' }, JSON.stringify(conf({ socketPath: agent.socketPath })));
+    expect(run.code).toBe(0);
+    expect(run.stdout).toBe('{"cniVersion":"1.1.0","supportedVersions":["0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]}\n');
     expect(agent.seen).toHaveLength(0);
   });
-});
 
-describe('forwarding to the agent', () => {
-  it('POSTs the call to /v1/cni and prints the result', async () => {
-    const agent = await fakeAgent((b, _q, res) => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ ...(b.config as { prevResult: object }).prevResult, cniVersion: '1.0.0' }));
-    });
-    const r = await runShim(env('ADD'), conf({ socketPath: agent.path }));
-    expect(r.code).toBe(0);
-    expect(r.json).toEqual(PREV);
-    const sent = agent.seen[0]!;
-    expect(sent._method).toBe('POST');
-    expect(sent._url).toBe('/v1/cni');
-    expect(sent._type).toBe('application/json');
-    expect(sent).toMatchObject({ command: 'ADD', containerId: 'abc123', netns: '/var/run/netns/x', ifName: 'eth0', args: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web', path: '/opt/cni/bin' });
-    expect((sent.config as { prevResult: unknown }).prevResult).toEqual(PREV);
-  });
-
-  it("relays the agent's CNI error with exit code 1", async () => {
-    const agent = await fakeAgent((_b, _q, res) => {
-      res.writeHead(400, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ cniVersion: '1.0.0', code: 7, msg: 'pod shop/web: bad annotation' }));
-    });
-    const r = await runShim(env('ADD'), conf({ socketPath: agent.path }));
-    expect(r.code).toBe(1);
-    expect(r.json).toEqual({ cniVersion: '1.0.0', code: 7, msg: 'pod shop/web: bad annotation' });
-  });
-
-  it('prints nothing for an empty 200 (DEL)', async () => {
-    const agent = await fakeAgent((_b, _q, res) => res.end());
-    const r = await runShim(env('DEL'), conf({ socketPath: agent.path }));
-    expect(r.code).toBe(0);
-    expect(r.stdout).toBe('');
-  });
-
-  it('wraps a non-JSON failure in a CNI error', async () => {
-    const agent = await fakeAgent((_b, _q, res) => {
-      res.writeHead(502);
-      res.end('bad gateway');
-    });
-    const r = await runShim(env('ADD'), conf({ socketPath: agent.path }));
-    expect(r.json).toMatchObject({ code: 999, msg: 'meshcni agent answered HTTP 502', details: 'bad gateway' });
-  });
-});
-
-describe('when the agent is unreachable or slow', () => {
   it.each([
-    ['ADD', 1, 11],
-    ['CHECK', 1, 11],
-    ['GC', 1, 11],
-    ['STATUS', 1, 50],
-    ['DEL', 0, undefined],
-  ])('%s exits %i with code %s when nothing listens', async (command, exit, code) => {
-    const r = await runShim(env(command), conf({ socketPath: socketPath() }));
-    expect(r.code).toBe(exit);
-    if (code === undefined) expect(r.stdout).toBe('');
-    else {
-      expect(r.json?.code).toBe(code);
-      expect(String(r.json?.details)).toMatch(/No such file or directory/);
+    ['no CNI_COMMAND', { CNI_COMMAND: '' }, /CNI_COMMAND/],
+    ['an unknown CNI_COMMAND', { CNI_COMMAND: 'UPDATE' }, /'UPDATE'/],
+    ['ADD without CNI_NETNS', { CNI_NETNS: '' }, /CNI_NETNS/],
+    ['ADD without CNI_CONTAINERID and CNI_PATH', { CNI_CONTAINERID: '', CNI_PATH: '' }, /CNI_CONTAINERID, CNI_PATH/],
+    ['ADD without CNI_IFNAME', { CNI_IFNAME: '' }, /CNI_IFNAME/],
+    ['a container id with a slash', { CNI_CONTAINERID: 'a/b' }, /CNI_CONTAINERID 'a\/b'/],
+    ['an interface name longer than 15 bytes', { CNI_IFNAME: 'eth0123456789abc' }, /CNI_IFNAME 'eth0123456789abc'/],
+  ])('fails with code 4 for %s', async (_name, env, msg) => {
+    const run = await runShim(podEnv('ADD', env), JSON.stringify(conf({ socketPath: MISSING })));
+    const e = cniError(run);
+    expect(e.code).toBe(4);
+    expect(e.msg).toMatch(msg);
+  });
+
+  it.each([
+    ['malformed JSON', '{"cniVersion":"1.1.0",', 6, /not a valid JSON object/],
+    ['data after the object', '{"cniVersion":"1.1.0","name":"n"} {}', 6, /not a valid JSON object/],
+    ['an empty stdin', '', 6, /not a valid JSON object/],
+    ['a JSON array', '[1]', 6, /not a valid JSON object/],
+    ['an unsupported cniVersion', '{"cniVersion":"0.2.0","name":"n"}', 1, /'0\.2\.0'/],
+    ['no cniVersion', '{"name":"n"}', 1, /cniVersion/],
+    ['no network name', '{"cniVersion":"1.0.0"}', 7, /name/],
+  ])('rejects %s on stdin', async (_name, stdin, code, msg) => {
+    const e = cniError(await runShim(podEnv('ADD'), stdin));
+    expect(e.code).toBe(code);
+    expect(e.msg).toMatch(msg);
+  });
+
+  it.each([
+    ['CHECK', '0.3.1'],
+    ['STATUS', '1.0.0'],
+    ['GC', '1.0.0'],
+  ])('refuses %s in cniVersion %s with code 1', async (command, version) => {
+    const e = cniError(await runShim(podEnv(command), JSON.stringify(conf({ cniVersion: version, socketPath: MISSING }))));
+    expect(e).toMatchObject({ cniVersion: version, code: 1 });
+    expect(e.msg).toContain(command);
+  });
+
+  it.each([
+    ['socketPath', 'run/cni.sock'],
+    ['socketPath', `/${'x'.repeat(120)}`],
+    ['timeoutSeconds', 0],
+    ['timeoutSeconds', '5'],
+    ['excludeNamespaces', 'kube-system'],
+    ['excludeNamespaces', ['kube-system', 3]],
+  ])('rejects %s %j with code 7 naming the key', async (key, value) => {
+    const e = cniError(await runShim(podEnv('ADD'), JSON.stringify(conf({ [key]: value }))));
+    expect(e).toMatchObject({ cniVersion: '1.1.0', code: 7 });
+    expect(e.msg).toContain(key);
+  });
+
+  it('takes a config of exactly 1 MiB and refuses one byte more', async () => {
+    const agent = await resultAgent({ cniVersion: '1.1.0' });
+    const base = JSON.stringify(conf({ socketPath: agent.socketPath, pad: '' }));
+    const exact = base.replace('"pad":""', `"pad":"${'p'.repeat(1024 * 1024 - base.length)}"`);
+    expect(Buffer.byteLength(exact)).toBe(1024 * 1024);
+    const ok = await runShim(podEnv('ADD'), exact);
+    expect(ok.code, ok.stdout).toBe(0);
+    expect(agent.seen).toHaveLength(1);
+    const e = cniError(await runShim(podEnv('ADD'), exact + ' '));
+    expect(e.code).toBe(7);
+    expect(e.msg).toMatch(/1 MiB/);
+    expect(agent.seen).toHaveLength(1);
+  });
+});
+
+describe('excluded namespaces', () => {
+  it.each(VERSIONS)('ADD echoes prevResult in cniVersion %s without calling the agent', async (version) => {
+    const agent = await resultAgent({});
+    const stdin = JSON.stringify(conf({ cniVersion: version, socketPath: agent.socketPath, excludeNamespaces: ['kube-system', 'shop'], prevResult: PREV }));
+    const run = await runShim(podEnv('ADD'), stdin);
+    expect(run.code, run.stdout).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual({ ...PREV, cniVersion: version });
+    expect(agent.seen).toHaveLength(0);
+  });
+
+  it('ADD without prevResult prints a bare result', async () => {
+    const agent = await resultAgent({});
+    const run = await runShim(podEnv('ADD'), JSON.stringify(conf({ cniVersion: '0.4.0', socketPath: agent.socketPath, excludeNamespaces: ['shop'] })));
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual({ cniVersion: '0.4.0' });
+    expect(agent.seen).toHaveLength(0);
+  });
+
+  it('CHECK succeeds silently without calling the agent', async () => {
+    const agent = await resultAgent({});
+    const run = await runShim(podEnv('CHECK'), JSON.stringify(conf({ socketPath: agent.socketPath, excludeNamespaces: ['shop'], prevResult: PREV })));
+    expect(run).toMatchObject({ code: 0, stdout: '' });
+    expect(agent.seen).toHaveLength(0);
+  });
+
+  it('still forwards a namespace that is not listed, and DEL of a listed one', async () => {
+    const agent = await resultAgent({ cniVersion: '1.1.0' });
+    const listed = conf({ socketPath: agent.socketPath, excludeNamespaces: ['kube-system', 'sho', 'shop2'] });
+    expect((await runShim(podEnv('ADD'), JSON.stringify(listed))).code).toBe(0);
+    const excluded = conf({ socketPath: agent.socketPath, excludeNamespaces: ['shop'] });
+    expect((await runShim(podEnv('DEL'), JSON.stringify(excluded))).code).toBe(0);
+    expect(agent.seen.map((s) => JSON.parse(s.body).command)).toEqual(['ADD', 'DEL']);
+  });
+});
+
+describe('forwarding', () => {
+  it.each([
+    ['ADD', podEnv('ADD')],
+    ['CHECK', podEnv('CHECK')],
+    ['DEL', podEnv('DEL', { CNI_NETNS: '' })],
+    ['STATUS', { CNI_COMMAND: 'STATUS' }],
+    ['GC', { CNI_COMMAND: 'GC', CNI_PATH: '/opt/cni/bin' }],
+  ])('%s posts the environment and the parsed config to /v1/cni', async (command, env) => {
+    const agent = await resultAgent({ cniVersion: '1.1.0' });
+    const config = conf({ socketPath: agent.socketPath, prevResult: PREV, 'cni.dev/valid-attachments': [], weird: 'a/b"\\\u00e9', n: 1.5 });
+    const run = await runShim(env, JSON.stringify(config));
+    expect(run.code, run.stdout).toBe(0);
+    expect(agent.seen).toHaveLength(1);
+    const req = agent.seen[0]!;
+    expect(req).toMatchObject({ method: 'POST', url: '/v1/cni' });
+    expect(req.headers).toMatchObject({ host: 'meshcni', 'content-type': 'application/json', connection: 'close' });
+    expect(Number(req.headers['content-length'])).toBe(Buffer.byteLength(req.body));
+    const e = env as Record<string, string | undefined>;
+    expect(JSON.parse(req.body)).toEqual({
+      command,
+      containerId: e.CNI_CONTAINERID ?? '',
+      netns: e.CNI_NETNS ?? '',
+      ifName: e.CNI_IFNAME ?? '',
+      args: e.CNI_ARGS ?? '',
+      path: e.CNI_PATH ?? '',
+      config,
+    });
+  });
+
+  it.each(VERSIONS)('ADD in cniVersion %s prints the agent result', async (version) => {
+    const result = { ...PREV, cniVersion: version };
+    const agent = await resultAgent(result);
+    const run = await runShim(podEnv('ADD'), JSON.stringify(conf({ cniVersion: version, socketPath: agent.socketPath, prevResult: PREV })));
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual(result);
+  });
+
+  it('prints nothing for an empty 200 answer', async () => {
+    const agent = await httpAgent((_req, res) => res.writeHead(200, { 'content-length': 0 }).end());
+    const run = await runShim(podEnv('DEL'), JSON.stringify(conf({ socketPath: agent.socketPath })));
+    expect(run).toMatchObject({ code: 0, stdout: '' });
+  });
+
+  it('relays the agent CNI error as is, with exit code 1', async () => {
+    const err = { cniVersion: '1.1.0', code: 7, msg: "pod shop/cart-7d9: annotation 'traffic.sidecar.istio.io/includeInboundPorts' is not a port list", details: 'x' };
+    const agent = await httpAgent((_req, res) => res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify(err)));
+    expect(cniError(await runShim(podEnv('ADD'), JSON.stringify(conf({ socketPath: agent.socketPath }))))).toEqual(err);
+  });
+
+  it('turns a non-2xx answer that is not a CNI error into code 999 naming the status', async () => {
+    const agent = await httpAgent((_req, res) => res.writeHead(403, { connection: 'close' }).end('forbidden'));
+    const e = cniError(await runShim(podEnv('ADD'), JSON.stringify(conf({ socketPath: agent.socketPath }))));
+    expect(e).toMatchObject({ code: 999, msg: 'meshcni agent answered HTTP 403', details: 'forbidden' });
+  });
+
+  it('reads a chunked answer', async () => {
+    const agent = await httpAgent((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"cniVersion":"1.1.0",');
+      setTimeout(() => res.end(`"dns":{"search":["${'s'.repeat(40000)}"]}}`), 20);
+    });
+    const run = await runShim(podEnv('ADD'), JSON.stringify(conf({ socketPath: agent.socketPath })));
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual({ cniVersion: '1.1.0', dns: { search: ['s'.repeat(40000)] } });
+  });
+
+  it('decodes chunk extensions and trailers, and stops at the last chunk', async () => {
+    const answer = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\n{"a":\r\nA\r\n"chunked"}\r\n0\r\nX-Trailer: t\r\n\r\n';
+    const agent = await rawAgent(afterRequest(answer, false));
+    const run = await runShim(podEnv('ADD'), JSON.stringify(conf({ socketPath: agent.socketPath, timeoutSeconds: 3 })));
+    expect(run).toMatchObject({ code: 0, stdout: '{"a":"chunked"}\n' });
+    expect(run.ms).toBeLessThan(2000);
+  });
+
+  it('reads an answer without Content-Length to the end of the stream', async () => {
+    const body = '{"cniVersion":"1.0.0","ips":[]}';
+    const agent = await rawAgent(afterRequest(`HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n${body}`));
+    const run = await runShim(podEnv('ADD'), JSON.stringify(conf({ cniVersion: '1.0.0', socketPath: agent.socketPath })));
+    expect(run).toMatchObject({ code: 0, stdout: `${body}\n` });
+  });
+
+  it('stops at Content-Length without waiting for the agent to close', async () => {
+    const agent = await rawAgent(afterRequest('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}', false));
+    const run = await runShim(podEnv('ADD'), JSON.stringify(conf({ socketPath: agent.socketPath, timeoutSeconds: 3 })));
+    expect(run).toMatchObject({ code: 0, stdout: '{}\n' });
+    expect(run.ms).toBeLessThan(2000);
+  });
+
+  it('relays an error the agent sends before it has read the whole request', async () => {
+    const err = { cniVersion: '1.1.0', code: 6, msg: 'request body exceeds 65536 bytes' };
+    const text = JSON.stringify(err);
+    // Stop reading so the shim is still sending, answer, and close with its bytes unread.
+    const agent = await rawAgent((s) =>
+      s.once('data', () => {
+        s.pause();
+        const answer = `HTTP/1.1 413 Payload Too Large\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`;
+        s.end(answer, () => s.destroy());
+      }),
+    );
+    const big = JSON.stringify(conf({ socketPath: agent.socketPath, pad: 'p'.repeat(900_000) }));
+    expect(cniError(await runShim(podEnv('ADD'), big))).toEqual(err);
+  });
+
+  it('takes any reason phrase, even one with a NUL byte', async () => {
+    const agent = await rawAgent(afterRequest('HTTP/1.1 200 O\0K\r\nContent-Length: 2\r\n\r\n{}'));
+    expect(await runShim(podEnv('ADD'), JSON.stringify(conf({ socketPath: agent.socketPath })))).toMatchObject({ code: 0, stdout: '{}\n' });
+  });
+
+  it('never crashes on damaged answers', async () => {
+    const good = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n4;x\r\n{"a"\r\n4\r\n:[]}\r\n0\r\n\r\n');
+    let seed = 7;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    const answers: Buffer[] = [];
+    for (let i = 0; i < 40; i++) {
+      const b = Buffer.from(good.subarray(0, good.length - rand(8)));
+      for (let k = 0; k < 3; k++) b[rand(b.length)] = rand(256);
+      answers.push(b);
+    }
+    let next = 0;
+    const agent = await rawAgent((s) => afterRequest(answers[next++] ?? good)(s));
+    for (let i = 0; i < answers.length; i++) {
+      const run = await runShim(podEnv('ADD'), JSON.stringify(conf({ socketPath: agent.socketPath, timeoutSeconds: 0.2 })));
+      expect(run.signal, `answer ${JSON.stringify(answers[i]?.toString('latin1'))}`).toBeNull();
+      expect([0, 1]).toContain(run.code);
     }
   });
 
-  it('gives up after timeoutSeconds instead of hanging', async () => {
-    const agent = await fakeAgent(() => undefined); // accepts, never answers
-    const r = await runShim(env('ADD'), conf({ socketPath: agent.path, timeoutSeconds: 0.5 }));
-    expect(r.json?.code).toBe(11);
-    expect(String(r.json?.details)).toMatch(/timed out/);
-    expect(r.ms).toBeLessThan(3000);
+  it.each([
+    ['not HTTP', 'SSH-2.0-OpenSSH\r\n\r\n', /not valid HTTP/],
+    ['cut short', 'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"cniVersion"', /cut short/],
+    ['badly chunked', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}}\r\n0\r\n\r\n', /not valid HTTP/],
+    ['of a negative length', 'HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}', /not valid HTTP/],
+    ['too large', Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${5 << 20}\r\n\r\n`), Buffer.alloc(5 << 20, 0x20)]), /larger than/],
+  ])('ADD fails with code 999 for an answer that is %s, DEL still succeeds', async (_name, bytes, why) => {
+    const agent = await rawAgent(afterRequest(bytes));
+    const config = JSON.stringify(conf({ socketPath: agent.socketPath }));
+    const e = cniError(await runShim(podEnv('ADD'), config));
+    expect(e.code).toBe(999);
+    expect(e.details).toMatch(why);
+    expect(await runShim(podEnv('DEL'), config)).toMatchObject({ code: 0, stdout: '' });
+  });
+});
+
+describe('agent unavailable', () => {
+  const cases = [
+    ['ADD', 11],
+    ['CHECK', 11],
+    ['GC', 11],
+    ['STATUS', 50],
+  ] as const;
+
+  async function notListening(): Promise<string> {
+    const path = join(tempDir(), 'cni.sock');
+    writeFileSync(path, ''); // connect() to a file that is not a listening socket: ECONNREFUSED
+    return path;
+  }
+
+  async function closesAtOnce(): Promise<string> {
+    return (await rawAgent((s) => s.destroy())).socketPath;
+  }
+
+  for (const [where, socketPath] of [
+    ['no socket', async () => MISSING],
+    ['connection refused', notListening],
+    ['closed without answering', closesAtOnce],
+  ] as const) {
+    it.each(cases)(`${where}: %s fails with code %i`, async (command, code) => {
+      const e = cniError(await runShim(podEnv(command), JSON.stringify(conf({ socketPath: await socketPath() }))));
+      expect(e).toMatchObject({ cniVersion: '1.1.0', code });
+      expect(e.details).toBeTruthy();
+    });
+
+    it(`${where}: DEL succeeds and prints nothing`, async () => {
+      const run = await runShim(podEnv('DEL'), JSON.stringify(conf({ socketPath: await socketPath() })));
+      expect(run).toMatchObject({ code: 0, stdout: '' });
+      expect(run.stderr).toMatch(/DEL of c0ffee done without the agent/);
+    });
+  }
+
+  it.each([...cases, ['DEL', 0] as const])('a silent agent: %s gives up after timeoutSeconds (code %i)', async (command, code) => {
+    const agent = await rawAgent(() => {});
+    const run = await runShim(podEnv(command), JSON.stringify(conf({ socketPath: agent.socketPath, timeoutSeconds: 0.4 })));
+    expect(run.ms).toBeGreaterThanOrEqual(390);
+    expect(run.ms).toBeLessThan(1000);
+    if (code === 0) expect(run).toMatchObject({ code: 0, stdout: '' });
+    else expect(cniError(run)).toMatchObject({ code, details: expect.stringMatching(/timed out/) });
   });
 
-  it('lets DEL succeed when the agent times out', async () => {
-    const agent = await fakeAgent(() => undefined);
-    const r = await runShim(env('DEL'), conf({ socketPath: agent.path, timeoutSeconds: 0.3 }));
-    expect(r.code).toBe(0);
+  it('one deadline covers the whole exchange, even for an agent that trickles bytes', async () => {
+    const agent = await rawAgent((s) => {
+      let i = 0;
+      const head = 'HTTP/1.1 200 OK\r\nX-Slow: ';
+      const timer = setInterval(() => s.write(head[i++] ?? 'a'), 50);
+      s.on('close', () => clearInterval(timer));
+    });
+    const run = await runShim(podEnv('ADD'), JSON.stringify(conf({ socketPath: agent.socketPath, timeoutSeconds: 0.5 })));
+    expect(cniError(run).code).toBe(11);
+    expect(run.ms).toBeLessThan(1100);
+  }, 10_000);
+
+  it('waits 5 seconds by default', async () => {
+    const agent = await rawAgent(() => {});
+    const run = await runShim(podEnv('ADD'), JSON.stringify(conf({ socketPath: agent.socketPath })));
+    expect(cniError(run).code).toBe(11);
+    expect(run.ms).toBeGreaterThanOrEqual(4900);
+    expect(run.ms).toBeLessThan(7000);
   });
 });
