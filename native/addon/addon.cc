@@ -60,42 +60,71 @@ int PodSocket(const std::string &path, int protocol, size_t batchBytes, SysError
   return sock;
 }
 
-/** applyBatch(path, buffer, protocol?) → Promise<{messages, acked}>; rejects naming the failing message. */
-class ApplyWorker : public Napi::AsyncWorker {
+/**
+ * A job on a netlink socket inside a pod's namespace, settled as a promise. Subclasses do their
+ * socket work in Run() (worker thread) and build the result in Resolve() (JS thread); opening the
+ * namespace and socket, and rejecting with the system error, are shared.
+ */
+class PodNetlinkWorker : public Napi::AsyncWorker {
  public:
-  ApplyWorker(Napi::Env env, std::string path, std::vector<uint8_t> batch, int protocol)
-      : Napi::AsyncWorker(env, "meshcni.applyBatch"), deferred_(Napi::Promise::Deferred::New(env)),
-        path_(std::move(path)), batch_(std::move(batch)), protocol_(protocol) {}
+  PodNetlinkWorker(Napi::Env env, const char *name, std::string path, int protocol, size_t batchBytes)
+      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)),
+        protocol_(protocol), batchBytes_(batchBytes) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
-    int sock = PodSocket(path_, protocol_, batch_.size(), &error_);
+    int sock = PodSocket(path_, protocol_, batchBytes_, &error_);
     if (sock < 0) {
       failed_ = true;
       return;
     }
-    failed_ = !Transact(sock, batch_, kTimeoutMs, &result_, &error_);
+    failed_ = !Run(sock);
     close(sock);
   }
 
   void OnOK() override {
-    Napi::Env env = Env();
-    if (failed_) {
-      deferred_.Reject(SysErrorToJs(env, error_).Value());
-      return;
-    }
+    if (failed_) deferred_.Reject(SysErrorToJs(Env(), error_).Value());
+    else Resolve(Env(), deferred_);
+  }
+
+  void OnError(const Napi::Error &e) override { deferred_.Reject(e.Value()); }
+
+ protected:
+  /** The socket work; false with error_ set on a system failure. */
+  virtual bool Run(int sock) = 0;
+  /** Settles the promise after a Run() that returned true. */
+  virtual void Resolve(Napi::Env env, Napi::Promise::Deferred &deferred) = 0;
+
+  SysError error_;
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string path_;
+  int protocol_;
+  size_t batchBytes_;
+  bool failed_ = false;
+};
+
+/** applyBatch(path, buffer, protocol?) → Promise<{messages, acked}>; rejects naming the failing message. */
+class ApplyWorker : public PodNetlinkWorker {
+ public:
+  ApplyWorker(Napi::Env env, std::string path, std::vector<uint8_t> batch, int protocol)
+      : PodNetlinkWorker(env, "meshcni.applyBatch", std::move(path), protocol, batch.size()), batch_(std::move(batch)) {}
+
+ protected:
+  bool Run(int sock) override { return Transact(sock, batch_, kTimeoutMs, &result_, &error_); }
+
+  void Resolve(Napi::Env env, Napi::Promise::Deferred &deferred) override {
     if (!result_.errors.empty()) {
-      deferred_.Reject(BatchError(env).Value());
+      deferred.Reject(BatchError(env).Value());
       return;
     }
     Napi::Object o = Napi::Object::New(env);
     o.Set("messages", Napi::Number::New(env, result_.messages));
     o.Set("acked", Napi::Number::New(env, result_.acked));
-    deferred_.Resolve(o);
+    deferred.Resolve(o);
   }
-
-  void OnError(const Napi::Error &e) override { deferred_.Reject(e.Value()); }
 
  private:
   // The first error is the cause; later ones are usually its consequences (ENOENT for a chain that
@@ -129,49 +158,32 @@ class ApplyWorker : public Napi::AsyncWorker {
     return err;
   }
 
-  Napi::Promise::Deferred deferred_;
-  std::string path_;
   std::vector<uint8_t> batch_;
-  int protocol_;
-  bool failed_ = false;
-  SysError error_;
   TransactResult result_;
 };
 
 /** dump(path, [requests], protocol?) → Promise<Buffer[]>: each request's replies, DONE excluded. */
-class DumpWorker : public Napi::AsyncWorker {
+class DumpWorker : public PodNetlinkWorker {
  public:
   DumpWorker(Napi::Env env, std::string path, std::vector<std::vector<uint8_t>> requests, int protocol)
-      : Napi::AsyncWorker(env, "meshcni.dump"), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)),
-        requests_(std::move(requests)), protocol_(protocol) {}
+      : PodNetlinkWorker(env, "meshcni.dump", std::move(path), protocol, 0), requests_(std::move(requests)) {}
 
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    int sock = PodSocket(path_, protocol_, 0, &error_);
-    if (sock < 0) {
-      failed_ = true;
-      return;
-    }
+ protected:
+  bool Run(int sock) override {
     replies_.resize(requests_.size());
-    for (size_t i = 0; i < requests_.size() && !failed_; i++) failed_ = !DumpWithRetry(sock, i);
-    close(sock);
+    for (size_t i = 0; i < requests_.size(); i++) {
+      if (!DumpWithRetry(sock, i)) return false;
+    }
+    return true;
   }
 
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (failed_) {
-      deferred_.Reject(SysErrorToJs(env, error_).Value());
-      return;
-    }
+  void Resolve(Napi::Env env, Napi::Promise::Deferred &deferred) override {
     Napi::Array out = Napi::Array::New(env, replies_.size());
     for (size_t i = 0; i < replies_.size(); i++) {
       out.Set(uint32_t(i), Napi::Buffer<uint8_t>::Copy(env, replies_[i].data(), replies_[i].size()));
     }
-    deferred_.Resolve(out);
+    deferred.Resolve(out);
   }
-
-  void OnError(const Napi::Error &e) override { deferred_.Reject(e.Value()); }
 
  private:
   // A dump interrupted by a concurrent change is inconsistent: throw it away and ask again.
@@ -186,13 +198,8 @@ class DumpWorker : public Napi::AsyncWorker {
     return false;
   }
 
-  Napi::Promise::Deferred deferred_;
-  std::string path_;
   std::vector<std::vector<uint8_t>> requests_;
   std::vector<std::vector<uint8_t>> replies_;
-  int protocol_;
-  bool failed_ = false;
-  SysError error_;
 };
 
 Napi::Value ApplyBatch(const Napi::CallbackInfo &info) {
