@@ -1,6 +1,6 @@
 // What the agent did, per attachment, kept on disk so a restarted agent still knows: one small JSON
 // file per container, written atomically (write + rename).
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -70,13 +70,6 @@ export class PodStateStore {
   async delete(containerId: string): Promise<boolean> {
     const had = this.records.delete(containerId);
     await rm(this.path(containerId), { force: true });
-    return had;
-  }
-
-  /** Synchronous delete, for start-up clean-up paths. */
-  deleteSync(containerId: string): boolean {
-    const had = this.records.delete(containerId);
-    rmSync(this.path(containerId), { force: true });
     return had;
   }
 }

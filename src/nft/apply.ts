@@ -6,7 +6,7 @@ import type { TableContents, Table } from './model.js';
 import { NetlinkWriter } from './netlink.js';
 import { writeDumpRequest } from './messages.js';
 import { assembleRuleset } from './ruleset.js';
-import { ackLastMessageOnly, deleteTablesBatch, replaceTablesBatch, type Batch, type ReplaceMode } from './transaction.js';
+import { ackLastMessageOnly, replaceTablesBatch, type Batch, type ReplaceMode } from './transaction.js';
 
 /** The kernel refused the transaction; nothing of it was applied. Names the failing message. */
 export class TransactionError extends Error {
@@ -62,11 +62,6 @@ export async function applyTables(
   const full = ackLastMessageOnly(replaceTablesBatch(contents, 1, 'replace'));
   const messages = await send(netnsPath, full);
   return { messages, bytes: full.buffer.length, mode: 'replace' };
-}
-
-/** Removes the given tables from the namespace (absent ones are fine), atomically. */
-export async function deleteTables(netnsPath: string, tables: readonly Table[]): Promise<void> {
-  await send(netnsPath, ackLastMessageOnly(deleteTablesBatch(tables)));
 }
 
 function dumpRequest(kind: Parameters<typeof writeDumpRequest>[1], set?: { family: Table['family']; table: string; name: string }): Buffer {
