@@ -72,10 +72,11 @@ function groupKey(r: XtRule): string | null {
 /** Collapses runs (≥ 2) of same-shaped rules into set-matching items. */
 function collapse(items: Item[]): Item[] {
   const out: Item[] = [];
+  const keys = items.map((it) => groupKey(it.rule));
   for (let i = 0; i < items.length; ) {
-    const key = groupKey(items[i]!.rule);
+    const key = keys[i];
     let j = i + 1;
-    while (key && j < items.length && items[j]!.rule.chain === items[i]!.rule.chain && groupKey(items[j]!.rule) === key) j++;
+    while (key && j < items.length && items[j]!.rule.chain === items[i]!.rule.chain && keys[j] === key) j++;
     if (key && j - i >= 2) {
       const run = items.slice(i, j);
       const group: Item['group'] = key.startsWith('dport')

@@ -29,4 +29,7 @@ export const podKeyOf = (obj: Record<string, unknown>): PodKey | null => {
 
 export const keyString = (k: { namespace: string; name: string }): string => `${k.namespace}/${k.name}`;
 
-export const uidMatches = (want: PodKey, obj: Record<string, unknown>): boolean => !want.uid || podKeyOf(obj)?.uid === undefined || podKeyOf(obj)?.uid === want.uid;
+export const uidMatches = (want: PodKey, obj: Record<string, unknown>): boolean => {
+  const have = podKeyOf(obj)?.uid;
+  return !want.uid || have === undefined || have === want.uid;
+};
