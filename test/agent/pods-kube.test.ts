@@ -5,6 +5,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { KubePodSource } from '../../src/agent/pods/kube.js';
+import { until } from '../helpers/wait.js';
 
 type Pod = Record<string, unknown>;
 
@@ -133,13 +134,6 @@ async function setup(initial: Pod[] = []): Promise<{ api: FakeApi; source: KubeP
   return { api, source };
 }
 
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('Kubernetes pod source', () => {
   it('lists the pods of its node and serves lookups from the cache', async () => {
@@ -179,7 +173,6 @@ describe('Kubernetes pod source', () => {
   it('forgets deleted pods and ignores a pod recreated under the same name with another uid', async () => {
     const { api, source } = await setup([pod('web', 'old')]);
     api.event('DELETED', pod('web', 'old'));
-    await until(() => true);
     await new Promise((r) => setTimeout(r, 100));
     expect(await source.list()).toEqual([]);
     api.event('ADDED', pod('web', 'new'));

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { podConfList, removeBridge, Sandbox, type MeshcniEntry } from '../../src/runtime/sandbox.js';
+import { normaliseSave } from '../helpers/netns.js';
 
 export const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
 export const SHIM = join(ROOT, 'build/Release/meshcni');
@@ -133,11 +134,8 @@ export class World {
 
 /** `iptables-save` of a table in the sandbox, comments dropped. */
 export function saveIn(netns: string, cmd = 'iptables-nft-save', table = 'nat'): string {
-  const r = spawnSync('ip', ['netns', 'exec', netns, cmd, '-t', table], { encoding: 'utf8' });
-  return r.stdout
-    .split('\n')
-    .filter((l) => l && !l.startsWith('#'))
-    .join('\n');
+  // Not inNetns: an empty namespace has no such table, and that reads back as no text.
+  return normaliseSave(spawnSync('ip', ['netns', 'exec', netns, cmd, '-t', table], { encoding: 'utf8' }).stdout);
 }
 
 export function nftRuleset(netns: string): string {

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ConfList } from '../../src/runtime/cni-exec.js';
 import { Sandbox } from '../../src/runtime/sandbox.js';
 import { NetnsPool } from '../helpers/netns.js';
+import { until } from '../helpers/wait.js';
 import { World, saveIn } from './helpers.js';
 
 const worlds: World[] = [];
@@ -18,13 +19,6 @@ afterEach(async () => {
   pool.cleanup();
 });
 
-async function until(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe('serve with install', () => {
   it('chains into the primary conflist, serves pods through it, and leaves it byte-identical on shutdown', async () => {
@@ -69,7 +63,7 @@ describe('serve with install', () => {
 
     // The primary CNI rewrites its file: meshcni is inserted again, once.
     writeFileSync(primary, original);
-    await until(() => (readFileSync(primary, 'utf8').match(/"meshcni"/g) ?? []).length === 1);
+    await until(() => (readFileSync(primary, 'utf8').match(/"meshcni"/g) ?? []).length === 1, 10_000, 25);
     await new Promise((r) => setTimeout(r, 300));
     expect((readFileSync(primary, 'utf8').match(/"type": ?"meshcni"/g) ?? []).length).toBe(1);
 
