@@ -79,9 +79,10 @@ function collapse(items: Item[]): Item[] {
     while (key && j < items.length && items[j]!.rule.chain === items[i]!.rule.chain && keys[j] === key) j++;
     if (key && j - i >= 2) {
       const run = items.slice(i, j);
+      // A set holds each element once; a repeated entry matches the same packets anyway.
       const group: Item['group'] = key.startsWith('dport')
-        ? { kind: 'dport', values: run.map((x) => singleDport(x.rule)!) }
-        : { kind: 'daddr', values: run.map((x) => x.rule.destination!.value) };
+        ? { kind: 'dport', values: [...new Set(run.map((x) => singleDport(x.rule)!))] }
+        : { kind: 'daddr', values: [...new Set(run.map((x) => x.rule.destination!.value))] };
       out.push({ family: items[i]!.family, rule: items[i]!.rule, group });
     } else {
       for (let k = i; k < j; k++) out.push(items[k]!);
@@ -91,22 +92,40 @@ function collapse(items: Item[]): Item[] {
   return out;
 }
 
-/** Interleaves the v4 and v6 sequences of one chain, pairing twins (longest common subsequence). */
+/**
+ * Interleaves the v4 and v6 sequences of one chain, pairing twins, in one linear pass: any
+ * interleaving that keeps each family's own order is correct (each family sees exactly its rules in
+ * order), so a greedy pairing is enough — no quadratic longest-common-subsequence table.
+ */
 function mergeFamilies(a: Item[], b: Item[]): { item: Item; twin?: Item }[] {
   const key = (x: Item): string => shape(x.rule) + (x.group ? `|${x.group.kind}:${x.group.kind === 'dport' ? x.group.values.join(',') : 'cidrs'}` : '');
   const ka = a.map(key);
   const kb = b.map(key);
-  const dp: number[][] = Array.from({ length: a.length + 1 }, () => new Array<number>(b.length + 1).fill(0));
-  for (let i = a.length - 1; i >= 0; i--) {
-    for (let j = b.length - 1; j >= 0; j--) dp[i]![j] = ka[i] === kb[j] ? dp[i + 1]![j + 1]! + 1 : Math.max(dp[i + 1]![j]!, dp[i]![j + 1]!);
-  }
+  // How many of each key are still ahead in each sequence.
+  const ahead = (ks: string[]): Map<string, number> => {
+    const m = new Map<string, number>();
+    for (const k of ks) m.set(k, (m.get(k) ?? 0) + 1);
+    return m;
+  };
+  const aheadA = ahead(ka);
+  const aheadB = ahead(kb);
+  const take = (m: Map<string, number>, k: string): void => void m.set(k, m.get(k)! - 1);
   const out: { item: Item; twin?: Item }[] = [];
   let i = 0;
   let j = 0;
   while (i < a.length || j < b.length) {
-    if (i < a.length && j < b.length && ka[i] === kb[j]) out.push({ item: a[i++]!, twin: b[j++]! });
-    else if (j >= b.length || (i < a.length && dp[i + 1]![j]! >= dp[i]![j + 1]!)) out.push({ item: a[i++]! });
-    else out.push({ item: b[j++]! });
+    if (i < a.length && j < b.length && ka[i] === kb[j]) {
+      take(aheadA, ka[i]!);
+      take(aheadB, kb[j]!);
+      out.push({ item: a[i++]!, twin: b[j++]! });
+    } else if (j >= b.length || (i < a.length && !aheadB.get(ka[i]!)) || (i < a.length && aheadA.get(kb[j]!))) {
+      // a[i] has no twin ahead in b, or b[j]'s twin is still ahead in a: emit a[i] first.
+      take(aheadA, ka[i]!);
+      out.push({ item: a[i++]! });
+    } else {
+      take(aheadB, kb[j]!);
+      out.push({ item: b[j++]! });
+    }
   }
   return out;
 }

@@ -1,6 +1,7 @@
 // The parts of a Kubernetes Pod the capture engine reads, validated out of a plain object (as the
 // API server or `kubectl get pod -o yaml` gives it) or out of YAML/JSON text.
 import { parse as parseYaml } from 'yaml';
+import { PROXY_CONTAINER } from './decision.js';
 import { CaptureError } from './errors.js';
 
 export interface ContainerView {
@@ -20,10 +21,13 @@ export interface PodView {
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** Largest valid uid/gid: 4294967295 is (uid_t)-1, "no id", and the kernel rejects it (EINVAL). */
+export const MAX_ID = 4294967294;
+
 function optionalId(v: unknown, what: string): number | undefined {
   if (v === undefined || v === null) return undefined;
-  if (!Number.isInteger(v) || (v as number) < 0 || (v as number) > 0xffffffff) throw new CaptureError(what, v, 'must be an integer id from 0 to 4294967295');
-  return v as number;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_ID) throw new CaptureError(what, v, `must be an integer id from 0 to ${MAX_ID}`);
+  return v;
 }
 
 function container(c: unknown, i: number): ContainerView {
@@ -38,6 +42,8 @@ function container(c: unknown, i: number): ContainerView {
   }
   const sc = isObject(c.securityContext) ? c.securityContext : {};
   const view: ContainerView = { name: c.name, env };
+  // Only the proxy's ids become rules; other containers' ids are the API server's business.
+  if (c.name !== PROXY_CONTAINER) return view;
   const uid = optionalId(sc.runAsUser, `spec.containers[${c.name}].securityContext.runAsUser`);
   const gid = optionalId(sc.runAsGroup, `spec.containers[${c.name}].securityContext.runAsGroup`);
   if (uid !== undefined) view.runAsUser = uid;

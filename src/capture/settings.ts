@@ -28,6 +28,8 @@ export interface RedirectSettings {
   includeInboundPorts: PortSelection;
   excludeInboundPorts: number[];
   includeOutboundCidrs: CidrSelection;
+  /** Some include CIDR's address is a loopback address (Istio's HasLoopBackIP, either family). */
+  includeOutboundLoopback: boolean;
   excludeOutboundCidrs: string[];
   includeOutboundPorts: number[];
   excludeOutboundPorts: number[];
@@ -59,29 +61,50 @@ export const DEFAULT_PROXY_ID = 1337;
 /** Always excluded inbound after the pod's own list: agent status, health, Envoy Prometheus. */
 const ALWAYS_EXCLUDED_INBOUND = [15020, 15021, 15090];
 
-const splitList = (v: string): string[] =>
-  v
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
+/**
+ * Most entries one list-valued annotation (ports, CIDRs, interfaces) may hold. Istio accepts what fits
+ * in an annotation (256 KiB in total); 16,384 covers that for ports and typical CIDRs, keeps one
+ * pod's plan bounded, and a longer list fails the pod's ADD instead of slowing the agent down.
+ */
+export const MAX_LIST_ENTRIES = 16384;
 
-function parsePort(setting: string, raw: string): number {
-  if (!/^\d{1,5}$/.test(raw) || Number(raw) > 65535) throw new CaptureError(setting, raw, 'not a port (an integer from 0 to 65535)');
-  return Number(raw);
+/**
+ * Splits a comma-separated list the way Istio 1.17.8's redirect.go validates it: an empty (or blank)
+ * value is the empty list, but an empty entry inside a list ("80,,90", "10.0.0.0/8,") is an error.
+ */
+function splitList(setting: string, value: string): string[] {
+  if (value.trim() === '') return [];
+  let count = 1;
+  for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) === 44 /* , */) count++;
+  if (count > MAX_LIST_ENTRIES) throw new CaptureError(setting, `(${count} entries)`, `a list holds at most ${MAX_LIST_ENTRIES} entries, this one has ${count}`);
+  const items = value.split(',');
+  items.forEach((item, i) => {
+    if (item.trim() === '') throw new CaptureError(setting, value.length > 200 ? `${value.slice(0, 200)}…` : value, `entry ${i + 1} of the list is empty`);
+  });
+  return items;
 }
 
-const dedupe = <T>(xs: T[]): T[] => [...new Set(xs)];
+function parsePort(setting: string, raw: string): number {
+  // Istio parses each entry with surrounding blanks trimmed (strconv.ParseUint(strings.TrimSpace(p))).
+  const p = raw.trim();
+  if (!/^\d{1,5}$/.test(p) || Number(p) > 65535) throw new CaptureError(setting, raw, 'not a port (an integer from 0 to 65535)');
+  return Number(p);
+}
 
+/** Ports in the order given; duplicates stay (Istio writes one rule per entry). */
 function portList(setting: string, value: string): number[] {
-  return dedupe(splitList(value).map((p) => parsePort(setting, p)));
+  return splitList(setting, value.trim()).map((p) => parsePort(setting, p));
 }
 
 function portSelection(setting: string, value: string): PortSelection {
-  if (value.trim() === '*') return { all: true };
+  if (value === '*') return { all: true };
   return { all: false, ports: portList(setting, value) };
 }
 
+/** Istio 1.17.8 parses CIDR entries with netip.ParsePrefix, untrimmed: " 10.0.0.0/8" is rejected. */
 function cidr(setting: string, raw: string): string {
+  if (raw !== raw.trim()) throw new CaptureError(setting, raw, 'not a CIDR: blanks around an entry are not allowed (Istio rejects them too)');
+  if (raw === '*') throw new CaptureError(setting, raw, '"*" is not allowed here');
   if (!raw.includes('/')) throw new CaptureError(setting, raw, 'not a CIDR (an IPv4 or IPv6 prefix such as 10.0.0.0/8)');
   try {
     return formatPrefix(parsePrefix(raw));
@@ -90,21 +113,24 @@ function cidr(setting: string, raw: string): string {
   }
 }
 
-function cidrSelection(setting: string, value: string, wildcardAllowed: boolean): CidrSelection {
-  const items = splitList(value);
-  if (items.includes('*')) {
-    if (!wildcardAllowed) throw new CaptureError(setting, value, '"*" is not allowed here');
-    if (items.length > 1) throw new CaptureError(setting, value, '"*" cannot be combined with other ranges');
-    return { all: true };
-  }
-  return { all: false, cidrs: dedupe(items.map((c) => cidr(setting, c))) };
+/** Whether the address of a prefix as written (before masking) is a loopback address: Go's netip Addr.IsLoopback. */
+function isLoopbackAddress(raw: string): boolean {
+  const addr = raw.slice(0, raw.indexOf('/'));
+  if (!addr.includes(':')) return addr.split('.')[0] === '127';
+  const p = parsePrefix(`${addr}/128`);
+  return p.addr.every((b, i) => b === (i === 15 ? 1 : 0));
+}
+
+function cidrList(setting: string, value: string): { cidrs: string[]; loopback: boolean } {
+  const items = splitList(setting, value);
+  return { cidrs: items.map((c) => cidr(setting, c)), loopback: items.some(isLoopbackAddress) };
 }
 
 const IFNAME = /^[A-Za-z0-9_.:@-]{1,15}$/;
 function interfaces(setting: string, value: string): string[] {
-  const names = splitList(value);
+  const names = splitList(setting, value).map((n) => n.trim());
   for (const n of names) if (!IFNAME.test(n)) throw new CaptureError(setting, n, 'not an interface name (1–15 characters, no spaces or slashes)');
-  return dedupe(names);
+  return names;
 }
 
 /** Go's strconv.ParseBool, which Istio uses for these env vars. */
@@ -126,6 +152,14 @@ export function redirectSettings(pod: PodView, config: CaptureConfig): RedirectS
   const excludeInbound = portList(ANNOTATIONS.excludeInboundPorts, ann(ANNOTATIONS.excludeInboundPorts) ?? '15020');
   const reroute = ann(ANNOTATIONS.rerouteVirtualInterfaces);
   const rerouteKey = reroute !== undefined ? ANNOTATIONS.rerouteVirtualInterfaces : ANNOTATIONS.kubevirtInterfaces;
+  const includeRaw = ann(ANNOTATIONS.includeOutboundIPRanges) ?? '*';
+  const include = includeRaw === '*' ? null : cidrList(ANNOTATIONS.includeOutboundIPRanges, includeRaw);
+  const rerouteInterfaces = interfaces(rerouteKey, ann(rerouteKey) ?? '');
+  // Istio writes one PREROUTING rule per (interface, include CIDR) pair: bound the product too.
+  const pairs = rerouteInterfaces.length * (include?.cidrs.length ?? 1);
+  if (pairs > MAX_LIST_ENTRIES) {
+    throw new CaptureError(`${rerouteKey} × ${ANNOTATIONS.includeOutboundIPRanges}`, `(${pairs} pairs)`, `at most ${MAX_LIST_ENTRIES} interface × CIDR pairs, each is one rule`);
+  }
 
   return {
     mode: modeRaw,
@@ -136,13 +170,15 @@ export function redirectSettings(pod: PodView, config: CaptureConfig): RedirectS
     inboundTunnelPort: 15008,
     dnsPort: 15053,
     includeInboundPorts: portSelection(ANNOTATIONS.includeInboundPorts, ann(ANNOTATIONS.includeInboundPorts) ?? '*'),
-    excludeInboundPorts: dedupe([...excludeInbound, ...ALWAYS_EXCLUDED_INBOUND]),
-    includeOutboundCidrs: cidrSelection(ANNOTATIONS.includeOutboundIPRanges, ann(ANNOTATIONS.includeOutboundIPRanges) ?? '*', true),
-    excludeOutboundCidrs: (cidrSelection(ANNOTATIONS.excludeOutboundIPRanges, ann(ANNOTATIONS.excludeOutboundIPRanges) ?? '', false) as { cidrs: string[] }).cidrs,
+    // Istio appends the well-known ports and removes repeats, first occurrence kept.
+    excludeInboundPorts: [...new Set([...excludeInbound, ...ALWAYS_EXCLUDED_INBOUND])],
+    includeOutboundCidrs: include ? { all: false, cidrs: include.cidrs } : { all: true },
+    includeOutboundLoopback: include?.loopback ?? false,
+    excludeOutboundCidrs: cidrList(ANNOTATIONS.excludeOutboundIPRanges, ann(ANNOTATIONS.excludeOutboundIPRanges) ?? '').cidrs,
     includeOutboundPorts: portList(ANNOTATIONS.includeOutboundPorts, ann(ANNOTATIONS.includeOutboundPorts) ?? ''),
     excludeOutboundPorts: portList(ANNOTATIONS.excludeOutboundPorts, ann(ANNOTATIONS.excludeOutboundPorts) ?? '15020'),
     excludeInterfaces: interfaces(ANNOTATIONS.excludeInterfaces, ann(ANNOTATIONS.excludeInterfaces) ?? ''),
-    rerouteInterfaces: interfaces(rerouteKey, ann(rerouteKey) ?? ''),
+    rerouteInterfaces,
     dnsCapture: envBool('ISTIO_META_DNS_CAPTURE', env.get('ISTIO_META_DNS_CAPTURE')) ?? false,
     dualStack: envBool('ISTIO_DUAL_STACK', env.get('ISTIO_DUAL_STACK')) ?? config.dualStack,
     dropInvalid: envBool('INVALID_DROP', env.get('INVALID_DROP')) ?? false,

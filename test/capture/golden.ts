@@ -27,7 +27,6 @@ export function table(name: keyof typeof BUILTIN, chains: string[], rules: strin
 }
 
 const CH = ['ISTIO_INBOUND', 'ISTIO_REDIRECT', 'ISTIO_IN_REDIRECT', 'ISTIO_OUTPUT'];
-const CH_NO_IN = ['ISTIO_REDIRECT', 'ISTIO_IN_REDIRECT', 'ISTIO_OUTPUT'];
 const REDIRECTS = ['-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001', '-A ISTIO_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006'];
 const inRet = (ports: number[]): string[] => ports.map((p) => `-A ISTIO_INBOUND -p tcp -m tcp --dport ${p} -j RETURN`);
 const DEFAULT_IN = [...inRet([15008, 15020, 15021, 15090]), '-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT'];
@@ -65,10 +64,11 @@ function output(o: OutOpts = {}): string[] {
 const pre = ['-A PREROUTING -p tcp -j ISTIO_INBOUND'];
 const out = ['-A OUTPUT -p tcp -j ISTIO_OUTPUT'];
 const nat = (rules: { pre?: string[]; out?: string[]; inbound?: string[] | null; output?: string[]; chains?: string[] }): string =>
-  table('nat', rules.chains ?? (rules.inbound === null ? CH_NO_IN : CH), [
+  table('nat', rules.chains ?? CH, [
     ...(rules.pre ?? (rules.inbound === null ? [] : pre)),
     ...(rules.out ?? out),
-    ...(rules.inbound === null ? [] : rules.inbound ?? DEFAULT_IN),
+    // Istio 1.17.8 writes the tunnel-port rule in nat even when nothing jumps to ISTIO_INBOUND.
+    ...(rules.inbound === null ? inRet([15008]) : rules.inbound ?? DEFAULT_IN),
     ...REDIRECTS,
     ...(rules.output ?? output()),
   ]);
@@ -87,35 +87,35 @@ const TPROXY_MANGLE = (o: { v6?: boolean; inbound?: string[] } = {}): string => 
     `-A ISTIO_TPROXY ! -d ${lo} -p tcp -j TPROXY --on-port 15006 --on-ip ${o.v6 ? '::' : '0.0.0.0'} --tproxy-mark 0x539/0xffffffff`,
     '-A ISTIO_INBOUND -p tcp -m mark --mark 0x539 -j RETURN',
     `-A ISTIO_INBOUND -s ${o.v6 ? '::6/128' : '127.0.0.6/32'} -i lo -p tcp -j RETURN`,
-    '-A ISTIO_INBOUND -i lo -p tcp -m mark ! --mark 0x539 -j RETURN',
+    '-A ISTIO_INBOUND -i lo -p tcp -m mark ! --mark 0x53a -j RETURN',
     ...(o.inbound ?? [
-      ...inRet([15008, 15020, 15021, 15090]),
+      ...inRet([15020, 15021, 15090]),
       '-A ISTIO_INBOUND -p tcp -m conntrack --ctstate RELATED,ESTABLISHED -j ISTIO_DIVERT',
       '-A ISTIO_INBOUND -p tcp -j ISTIO_TPROXY',
     ]),
   ]);
 };
 
-const DNS_OUTPUT = (o: { v6?: boolean; excludePorts?: number[] } = {}): string[] => {
-  const lo = o.v6 ? '::1/128' : '127.0.0.1/32';
-  const ex = o.excludePorts ?? [15020];
-  return [
-    ...ex.flatMap((p) => [`-A ISTIO_OUTPUT -p tcp -m tcp --dport ${p} -j RETURN`, `-A ISTIO_OUTPUT -p udp -m udp --dport ${p} -j RETURN`]),
-    `-A ISTIO_OUTPUT -s ${o.v6 ? '::6/128' : '127.0.0.6/32'} -o lo -j RETURN`,
-    ...(['uid', 'gid'] as const).flatMap((k) => [
-      `-A ISTIO_OUTPUT ! -d ${lo} -o lo -p tcp -m multiport ! --dports 53,15008 -m owner --${k}-owner 1337 -j ISTIO_IN_REDIRECT`,
-      `-A ISTIO_OUTPUT -o lo -p tcp -m tcp ! --dport 53 -m owner ! --${k}-owner 1337 -j RETURN`,
-      `-A ISTIO_OUTPUT -m owner --${k}-owner 1337 -j RETURN`,
-    ]),
-    '-A ISTIO_OUTPUT -j ISTIO_OUTPUT_DNS',
-    `-A ISTIO_OUTPUT -d ${lo} -j RETURN`,
-    '-A ISTIO_OUTPUT -j ISTIO_REDIRECT',
-    '-A ISTIO_OUTPUT_DNS -p udp -m udp --dport 53 -m owner --uid-owner 1337 -j RETURN',
-    '-A ISTIO_OUTPUT_DNS -p udp -m udp --dport 53 -m owner --gid-owner 1337 -j RETURN',
-    '-A ISTIO_OUTPUT_DNS -p tcp -m tcp --dport 53 -j REDIRECT --to-ports 15053',
-    '-A ISTIO_OUTPUT_DNS -p udp -m udp --dport 53 -j REDIRECT --to-ports 15053',
-  ];
-};
+// DNS capture as the CNI plug-in of 1.17.8 writes it (capture all DNS): UDP in nat OUTPUT itself.
+const DNS_OUTPUT = (o: { excludePorts?: number[] } = {}): string[] => [
+  ...outPortRet(o.excludePorts ?? [15020]),
+  '-A ISTIO_OUTPUT -s 127.0.0.6/32 -o lo -j RETURN',
+  '-A ISTIO_OUTPUT ! -d 127.0.0.1/32 -o lo -p tcp -m tcp ! --dport 53 -m owner --uid-owner 1337 -j ISTIO_IN_REDIRECT',
+  '-A ISTIO_OUTPUT -o lo -p tcp -m tcp ! --dport 53 -m owner ! --uid-owner 1337 -j RETURN',
+  '-A ISTIO_OUTPUT -m owner --uid-owner 1337 -j RETURN',
+  '-A ISTIO_OUTPUT ! -d 127.0.0.1/32 -o lo -m owner --gid-owner 1337 -j ISTIO_IN_REDIRECT',
+  '-A ISTIO_OUTPUT -o lo -p tcp -m tcp ! --dport 53 -m owner ! --gid-owner 1337 -j RETURN',
+  '-A ISTIO_OUTPUT -m owner --gid-owner 1337 -j RETURN',
+  '-A ISTIO_OUTPUT -p tcp -m tcp --dport 53 -j REDIRECT --to-ports 15053',
+  '-A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN',
+  '-A ISTIO_OUTPUT -j ISTIO_REDIRECT',
+];
+const DNS_OUT = [
+  '-A OUTPUT -p tcp -j ISTIO_OUTPUT',
+  '-A OUTPUT -p udp -m udp --dport 53 -m owner --uid-owner 1337 -j RETURN',
+  '-A OUTPUT -p udp -m udp --dport 53 -m owner --gid-owner 1337 -j RETURN',
+  '-A OUTPUT -p udp -m udp --dport 53 -j REDIRECT --to-ports 15053',
+];
 const DNS_RAW = table('raw', [], [
   '-A PREROUTING -p udp -m udp --sport 53 -j CT --zone 1',
   '-A OUTPUT -p udp -m udp --dport 53 -m owner --uid-owner 1337 -j CT --zone 1',
@@ -124,7 +124,6 @@ const DNS_RAW = table('raw', [], [
   '-A OUTPUT -p udp -m udp --sport 15053 -m owner --gid-owner 1337 -j CT --zone 2',
   '-A OUTPUT -p udp -m udp --dport 53 -j CT --zone 2',
 ]);
-const DNS_CHAINS = [...CH, 'ISTIO_OUTPUT_DNS'];
 
 const A = 'traffic.sidecar.istio.io/';
 const proxy = (over: { runAsUser?: number; runAsGroup?: number; env?: Record<string, string> } = {}) => ({ name: 'istio-proxy', runAsUser: 1337, ...over });
@@ -150,17 +149,17 @@ export const GOLDEN: GoldenCase[] = [
   {
     name: 'includeOutboundIPRanges lists CIDRs to capture',
     annotations: { [`${A}includeOutboundIPRanges`]: '10.0.0.0/8,172.16.0.0/12' },
-    v4: nat({ output: output({ tail: ['-A ISTIO_OUTPUT -d 10.0.0.0/8 -j ISTIO_REDIRECT', '-A ISTIO_OUTPUT -d 172.16.0.0/12 -j ISTIO_REDIRECT'] }) }),
+    v4: nat({ output: output({ tail: ['-A ISTIO_OUTPUT -d 10.0.0.0/8 -j ISTIO_REDIRECT', '-A ISTIO_OUTPUT -d 172.16.0.0/12 -j ISTIO_REDIRECT', '-A ISTIO_OUTPUT -j RETURN'] }) }),
   },
   { name: 'empty includeOutboundIPRanges redirects nothing outbound', annotations: { [`${A}includeOutboundIPRanges`]: '' }, v4: nat({ output: output({ tail: [] }) }) },
   {
     name: 'an included loopback range keeps app-to-app loopback traffic captured',
     annotations: { [`${A}includeOutboundIPRanges`]: '127.0.0.0/8' },
-    v4: nat({ output: output({ loopbackReturn: false, tail: ['-A ISTIO_OUTPUT -d 127.0.0.0/8 -j ISTIO_REDIRECT'] }) }),
+    v4: nat({ output: output({ loopbackReturn: false, tail: ['-A ISTIO_OUTPUT -d 127.0.0.0/8 -j ISTIO_REDIRECT', '-A ISTIO_OUTPUT -j RETURN'] }) }),
   },
   {
     name: 'excludeOutboundIPRanges, host bits normalised',
-    annotations: { [`${A}excludeOutboundIPRanges`]: '10.96.0.1/12, 192.168.0.0/16' },
+    annotations: { [`${A}excludeOutboundIPRanges`]: '10.96.0.1/12,192.168.0.0/16' },
     v4: nat({ output: output({ tail: ['-A ISTIO_OUTPUT -d 10.96.0.0/12 -j RETURN', '-A ISTIO_OUTPUT -d 192.168.0.0/16 -j RETURN', '-A ISTIO_OUTPUT -j ISTIO_REDIRECT'] }) }),
   },
   {
@@ -178,17 +177,17 @@ export const GOLDEN: GoldenCase[] = [
   {
     name: 'reroute-virtual-interfaces go to the top of PREROUTING',
     annotations: { 'istio.io/reroute-virtual-interfaces': 'k6t-eth0' },
-    v4: nat({ pre: ['-A PREROUTING -i k6t-eth0 -j RETURN', ...pre] }),
+    v4: nat({ pre: ['-A PREROUTING -i k6t-eth0 -j ISTIO_REDIRECT', '-A PREROUTING -i k6t-eth0 -j RETURN', ...pre] }),
   },
   {
     name: 'deprecated kubevirtInterfaces, each inserted at the top',
     annotations: { [`${A}kubevirtInterfaces`]: 'net1,net2' },
-    v4: nat({ pre: ['-A PREROUTING -i net2 -j RETURN', '-A PREROUTING -i net1 -j RETURN', ...pre] }),
+    v4: nat({ pre: ['-A PREROUTING -i net2 -j ISTIO_REDIRECT', '-A PREROUTING -i net1 -j ISTIO_REDIRECT', '-A PREROUTING -i net2 -j RETURN', '-A PREROUTING -i net1 -j RETURN', ...pre] }),
   },
   {
     name: 'reroute-virtual-interfaces wins over kubevirtInterfaces',
     annotations: { 'istio.io/reroute-virtual-interfaces': 'vnet0', [`${A}kubevirtInterfaces`]: 'net1' },
-    v4: nat({ pre: ['-A PREROUTING -i vnet0 -j RETURN', ...pre] }),
+    v4: nat({ pre: ['-A PREROUTING -i vnet0 -j ISTIO_REDIRECT', '-A PREROUTING -i vnet0 -j RETURN', ...pre] }),
   },
   {
     name: "proxy uid and gid come from the istio-proxy container's securityContext",
@@ -207,22 +206,21 @@ export const GOLDEN: GoldenCase[] = [
     v4:
       TPROXY_MANGLE({
         inbound: [
-          ...inRet([15008]),
           '-A ISTIO_INBOUND -p tcp -m tcp --dport 80 -m conntrack --ctstate RELATED,ESTABLISHED -j ISTIO_DIVERT',
           '-A ISTIO_INBOUND -p tcp -m tcp --dport 80 -j ISTIO_TPROXY',
         ],
       }) + nat({ inbound: null }),
   },
   {
-    name: 'DNS capture: UDP enters ISTIO_OUTPUT, port 53 goes to the agent, conntrack zones in raw',
+    name: 'DNS capture: TCP and UDP port 53 go to the agent, conntrack zones in raw',
     containers: [app, proxy({ env: { ISTIO_META_DNS_CAPTURE: 'true' } })],
-    v4: DNS_RAW + nat({ chains: DNS_CHAINS, out: ['-A OUTPUT -j ISTIO_OUTPUT'], output: DNS_OUTPUT() }),
+    v4: DNS_RAW + nat({ out: DNS_OUT, output: DNS_OUTPUT() }),
   },
   {
-    name: 'DNS capture excludes outbound ports for TCP and UDP',
+    name: 'DNS capture excludes outbound ports for TCP only',
     containers: [app, proxy({ env: { ISTIO_META_DNS_CAPTURE: 'true' } })],
     annotations: { [`${A}excludeOutboundPorts`]: '9090' },
-    v4: DNS_RAW + nat({ chains: DNS_CHAINS, out: ['-A OUTPUT -j ISTIO_OUTPUT'], output: DNS_OUTPUT({ excludePorts: [9090] }) }),
+    v4: DNS_RAW + nat({ out: DNS_OUT, output: DNS_OUTPUT({ excludePorts: [9090] }) }),
   },
   { name: 'ISTIO_META_DNS_CAPTURE=false is off', containers: [app, proxy({ env: { ISTIO_META_DNS_CAPTURE: 'false' } })], v4: nat({}) },
   {
@@ -235,8 +233,8 @@ export const GOLDEN: GoldenCase[] = [
     name: 'dual stack splits CIDR lists by family',
     containers: DUAL,
     annotations: { [`${A}excludeOutboundIPRanges`]: '10.0.0.0/8,fd00::/8', [`${A}includeOutboundIPRanges`]: '192.168.0.0/16,2001:db8::/32' },
-    v4: nat({ output: output({ tail: ['-A ISTIO_OUTPUT -d 10.0.0.0/8 -j RETURN', '-A ISTIO_OUTPUT -d 192.168.0.0/16 -j ISTIO_REDIRECT'] }) }),
-    v6: nat({ output: output({ v6: true, tail: ['-A ISTIO_OUTPUT -d fd00::/8 -j RETURN', '-A ISTIO_OUTPUT -d 2001:db8::/32 -j ISTIO_REDIRECT'] }) }),
+    v4: nat({ output: output({ tail: ['-A ISTIO_OUTPUT -d 10.0.0.0/8 -j RETURN', '-A ISTIO_OUTPUT -d 192.168.0.0/16 -j ISTIO_REDIRECT', '-A ISTIO_OUTPUT -j RETURN'] }) }),
+    v6: nat({ output: output({ v6: true, tail: ['-A ISTIO_OUTPUT -d fd00::/8 -j RETURN', '-A ISTIO_OUTPUT -d 2001:db8::/32 -j ISTIO_REDIRECT', '-A ISTIO_OUTPUT -j RETURN'] }) }),
   },
   {
     name: 'dual stack TPROXY',

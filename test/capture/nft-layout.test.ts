@@ -31,8 +31,9 @@ describe('nft layout shape', () => {
     const plan = planPod(podObject({ annotations: { 'sidecar.istio.io/interceptionMode': 'TPROXY' } }), parseCaptureConfig({ layout: 'nft' }));
     if (!plan.capture) throw new Error('expected capture');
     expect(plan.tables.map((t) => t.table.name)).toEqual(['istio-proxy-nat', 'istio-proxy-mangle']);
-    // With TPROXY nothing is left for nat prerouting: inbound capture lives in mangle.
-    expect(plan.tables[0]!.chains.map((c) => c.name)).toEqual(['output', 'istio-redirect', 'istio-in-redirect', 'istio-output']);
+    // With TPROXY nothing is left for nat prerouting: inbound capture lives in mangle (istio-inbound in
+    // nat only holds the tunnel-port rule, as 1.17.8 writes it).
+    expect(plan.tables[0]!.chains.map((c) => c.name)).toEqual(['output', 'istio-inbound', 'istio-redirect', 'istio-in-redirect', 'istio-output']);
     expect(plan.tables[1]!.chains.map((c) => c.name)).toEqual(['prerouting', 'output', 'istio-divert', 'istio-tproxy', 'istio-inbound']);
   });
 
