@@ -1,0 +1,87 @@
+// Istio 1.17.8 conformance: each case's expected rules restored by iptables-nft-restore in one netns,
+// meshcni's plan applied (one netlink transaction) in another; the kernel must read both back the
+// same. `meshcni-agent rules --pod` must print exactly that read-back. Root.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { DEFAULT_CAPTURE_CONFIG } from '../../src/capture/config.js';
+import { parsePodManifest } from '../../src/capture/pod.js';
+import { planPod } from '../../src/capture/plan.js';
+import { applyTables } from '../../src/nft/apply.js';
+import { NetnsPool, inNetns, netnsPath, normaliseSave } from '../helpers/netns.js';
+import { ALL_GOLDENS, CASES, ISTIO_COMMIT, SKIPPED, podManifest } from './cases.js';
+
+const MAIN = join(resolve(fileURLToPath(import.meta.url), '../../..'), 'dist/cli/main.js');
+const dir = mkdtempSync(join(tmpdir(), `mcni-conf-${process.pid}-`));
+const pool = new NetnsPool('conf');
+afterEach(() => pool.cleanup());
+afterAll(() => {
+  pool.cleanup();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** iptables-save text → for each table, each chain's declaration and its rule lines in order. */
+function byChain(text: string): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  let table = '';
+  for (const line of normaliseSave(text).split('\n')) {
+    if (line.startsWith('*')) table = line;
+    else if (line.startsWith(':')) out[`${table} ${line.split(' ')[0]!.slice(1)}`] = [line];
+    else if (line.startsWith('-A ')) out[`${table} ${line.split(' ')[1]}`]!.push(line);
+  }
+  return out;
+}
+
+const name = (golden: string): string => golden.replace(/^.*\/(cni|capture)\/.*?testdata\//, '$1: ');
+
+describe('the conformance suite covers Istio 1.17.8', () => {
+  it('names every golden exactly once, as a case or as a skip with a reason', () => {
+    const covered = [...CASES.map((c) => c.golden), ...SKIPPED.map((s) => s.golden)];
+    expect([...covered].sort()).toEqual([...ALL_GOLDENS].sort());
+    expect(new Set(covered).size).toBe(covered.length);
+    for (const s of SKIPPED) expect(s.reason.length).toBeGreaterThan(20);
+    expect(ISTIO_COMMIT).toBe('a781f9ee6c511d8f22140d8990c31e577b2a9676');
+  });
+
+  it('runs every golden whose inputs are pod annotations or istio-proxy env', () => {
+    expect(CASES).toHaveLength(20);
+    expect(SKIPPED).toHaveLength(14);
+  });
+});
+
+describe('conformant with Istio 1.17.8 goldens (kernel read-back, and meshcni-agent rules)', () => {
+  it.each(CASES.map((c) => [name(c.golden), c] as const))('%s', async (_n, c) => {
+    const manifest = podManifest(c);
+    const plan = planPod(parsePodManifest(manifest), DEFAULT_CAPTURE_CONFIG);
+    if (!plan.capture) throw new Error(`expected the pod of ${c.golden} to be captured: ${plan.reason}`);
+    const istio = pool.create();
+    const ours = pool.create();
+    inNetns(istio, 'iptables-nft-restore', [], c.v4);
+    if (c.v6) inNetns(istio, 'ip6tables-nft-restore', [], c.v6);
+    await applyTables(netnsPath(ours), plan.tables);
+    const want4 = normaliseSave(inNetns(istio, 'iptables-nft-save', []));
+    const want6 = normaliseSave(inNetns(istio, 'ip6tables-nft-save', []));
+    expect(normaliseSave(inNetns(ours, 'iptables-nft-save', []))).toBe(want4);
+    expect(normaliseSave(inNetns(ours, 'ip6tables-nft-save', []))).toBe(want6);
+
+    // The CLI prints IPv4 then (dual stack) IPv6 rules in iptables-save syntax, user chains in
+    // creation order (iptables-nft-save lists them by name): every chain's lines must be the
+    // kernel's, and restoring the printed text must read back identically.
+    const file = join(dir, `${CASES.indexOf(c)}.json`);
+    writeFileSync(file, manifest);
+    const r = spawnSync(process.execPath, [MAIN, 'rules', '--pod', file], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const [v4, v6 = ''] = r.stdout.split(/^# IPv6.*$/m);
+    expect(byChain(v4!)).toEqual(byChain(want4));
+    expect(byChain(v6)).toEqual(byChain(c.v6 ? want6 : ''));
+    const printed = pool.create();
+    inNetns(printed, 'iptables-nft-restore', [], v4);
+    if (c.v6) inNetns(printed, 'ip6tables-nft-restore', [], v6);
+    expect(normaliseSave(inNetns(printed, 'iptables-nft-save', []))).toBe(want4);
+    expect(normaliseSave(inNetns(printed, 'ip6tables-nft-save', []))).toBe(want6);
+  });
+});
