@@ -54,10 +54,11 @@ threading.Event().wait()
 /** One request: tcp or udp to host:port, optionally from a source address; prints the reply or the failure. */
 const CLIENT = String.raw`
 import socket, sys
-proto, host, port, src = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+proto, host, port, src, mark = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 fam = socket.AF_INET6 if ':' in host else socket.AF_INET
 s = socket.socket(fam, socket.SOCK_STREAM if proto == 'tcp' else socket.SOCK_DGRAM); s.settimeout(2)
 if src: s.bind((src, 0))
+if mark: s.setsockopt(socket.SOL_SOCKET, 36, mark)  # SO_MARK
 try:
     if proto == 'tcp': s.connect((host, port)); print(s.recv(512).decode())
     else: s.connect((host, port)); s.send(b'q'); print(s.recv(512).decode())  # connected: only host:port may answer
@@ -78,8 +79,8 @@ function listen(ns: string, who: string, specs: string[], ids?: number): Promise
 }
 
 /** From `ns`, as root or as uid=gid=`ids`: the reply, or `error:…`. */
-function request(ns: string, proto: 'tcp' | 'udp', host: string, port: number, o: { ids?: number; src?: string } = {}): string {
-  const py = [PY, '-c', CLIENT, proto, host, String(port), o.src ?? ''];
+function request(ns: string, proto: 'tcp' | 'udp', host: string, port: number, o: { ids?: number; src?: string; mark?: number } = {}): string {
+  const py = [PY, '-c', CLIENT, proto, host, String(port), o.src ?? '', String(o.mark ?? 0)];
   const cmd = o.ids === undefined ? py : ['setpriv', `--reuid=${o.ids}`, `--regid=${o.ids}`, '--clear-groups', ...py];
   return inNetns(ns, cmd[0]!, cmd.slice(1)).trim();
 }
@@ -125,7 +126,7 @@ async function capturedPod(layout: (typeof LAYOUTS)[number], annotations: Record
 }
 
 describe.each(LAYOUTS)('TPROXY inbound (%s layout)', (layout) => {
-  it('a transparent listener on 15006 receives the original destination; app → app over lo is not intercepted', async () => {
+  it('a transparent listener on 15006 receives the original destination; on lo only 1338-marked hairpins reach it', async () => {
     const w = await capturedPod(layout, { 'sidecar.istio.io/interceptionMode': 'TPROXY' });
     await w.program();
     await listen(w.pod, 'envoy', ['ttcp:15006']);
@@ -133,9 +134,13 @@ describe.each(LAYOUTS)('TPROXY inbound (%s layout)', (layout) => {
     expect(request(w.peer, 'tcp', w.podIp, 9080)).toBe(`envoy:orig=${w.podIp}:9080`);
     // Unmarked traffic arriving on lo (the app calling its own pod IP) is returned by the guard.
     expect(request(w.pod, 'tcp', w.podIp, 9080, { ids: 1000 })).toBe('app:9080');
-    // The proxy's own call to the pod IP is marked 1338 in mangle OUTPUT and goes to the inbound
-    // listener, as 1.17.8 routes app → VIP → Envoy outbound → Envoy inbound → app.
-    expect(request(w.pod, 'tcp', w.podIp, 9080, { ids: 1337 })).toMatch(/^envoy:orig=/);
+    // The guard is `-i lo -m mark ! --mark 1338 -j RETURN` (1.17.8): a hairpin carrying Envoy
+    // outbound's mark 1338 is the one that reaches TPROXY (Envoy outbound → Envoy inbound → app).
+    // Root sends it here with SO_MARK 1338, so no nat rule for the proxy uid is involved.
+    expect(request(w.pod, 'tcp', w.podIp, 9080, { mark: 1338 })).toBe(`envoy:orig=${w.podIp}:9080`);
+    expect(request(w.pod, 'tcp', w.podIp, 9080, { mark: 1337 })).toBe('app:9080');
+    // The proxy's own call to the pod IP goes to the inbound listener through nat ISTIO_IN_REDIRECT.
+    expect(request(w.pod, 'tcp', w.podIp, 9080, { ids: 1337 })).toBe('envoy:orig=127.0.0.1:15006');
     // The excluded status port is never intercepted.
     await listen(w.pod, 'agent', ['tcp:15021']);
     expect(request(w.peer, 'tcp', w.podIp, 15021)).toBe('agent:15021');
