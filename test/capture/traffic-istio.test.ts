@@ -87,12 +87,12 @@ function request(ns: string, proto: 'tcp' | 'udp', host: string, port: number, o
 
 let links = 0;
 /** A veth between two namespaces with IPv4 and IPv6 addresses on both ends (made here, removed with the netns). */
-function link(a: string, b: string): { aIf: string; aIp: string; bIp: string; aIp6: string; bIp6: string } {
+function link(a: string, b: string): { aIf: string; bIf: string; aIp: string; bIp: string; aIp6: string; bIp6: string } {
   links++;
   const n = (process.pid * 3 + links * 11) % 250;
   const [aIf, bIf] = [`mti${process.pid % 10000}a${links}`, `mti${process.pid % 10000}b${links}`];
   execFileSync('ip', ['link', 'add', aIf, 'netns', a, 'type', 'veth', 'peer', 'name', bIf, 'netns', b]);
-  const r = { aIf, aIp: `10.251.${n}.2`, bIp: `10.251.${n}.1`, aIp6: `fd51:${n.toString(16)}::2`, bIp6: `fd51:${n.toString(16)}::1` };
+  const r = { aIf, bIf, aIp: `10.251.${n}.2`, bIp: `10.251.${n}.1`, aIp6: `fd51:${n.toString(16)}::2`, bIp6: `fd51:${n.toString(16)}::1` };
   for (const [ns, ifc, ip, ip6] of [[a, aIf, r.aIp, r.aIp6], [b, bIf, r.bIp, r.bIp6]] as const) {
     inNetns(ns, 'ip', ['addr', 'add', `${ip}/24`, 'dev', ifc]);
     inNetns(ns, 'ip', ['-6', 'addr', 'add', `${ip6}/64`, 'dev', ifc, 'nodad']);
@@ -117,6 +117,7 @@ async function capturedPod(layout: (typeof LAYOUTS)[number], annotations: Record
     peerIp: l.bIp,
     podIp6: l.aIp6,
     peerIp6: l.bIp6,
+    peerIf: l.bIf,
     /** Programs the pod's rules and routing (after any extra links, as the CNI chain would). */
     program: async (): Promise<void> => {
       if (plan.routing) await applyRouting(netnsPath(pod), plan.routing);
@@ -219,5 +220,28 @@ describe.each(LAYOUTS)('dual stack (%s layout)', (layout) => {
     expect(request(w.pod, 'tcp', w.podIp6, 9080, { ids: 1337, src: '::6' })).toBe('pod:9080');
     // IPv4 behaves the same in the same transaction.
     expect(request(w.pod, 'tcp', w.peerIp, 8080, { ids: 1000 })).toBe('pod:15001');
+  });
+
+  it('include-CIDR lists of both families: only the listed IPv4 and IPv6 destinations land on 15001', async () => {
+    const pod = pool.create();
+    const peer = pool.create();
+    const l = link(pod, peer);
+    // A second address of each family on the peer, left out of the lists.
+    const other = l.bIp.replace(/\.1$/, '.3');
+    const other6 = l.bIp6.replace(/::1$/, '::3');
+    inNetns(peer, 'ip', ['addr', 'add', `${other}/24`, 'dev', l.bIf]);
+    inNetns(peer, 'ip', ['-6', 'addr', 'add', `${other6}/64`, 'dev', l.bIf, 'nodad']);
+    const annotations = { 'traffic.sidecar.istio.io/includeOutboundIPRanges': `${l.bIp}/32,${l.bIp6}/128` };
+    const plan = planPod(podObject({ name: 'ti', annotations, containers: [{ name: 'app' }, proxy({ ISTIO_DUAL_STACK: 'true' })] }), parseCaptureConfig({ layout }));
+    if (!plan.capture) throw new Error('expected capture');
+    if (plan.routing) await applyRouting(netnsPath(pod), plan.routing);
+    await applyTables(netnsPath(pod), plan.tables);
+    await listen(pod, 'pod', ['tcp:15001']);
+    await listen(peer, 'peer', ['tcp:8080']);
+    expect(request(pod, 'tcp', l.bIp, 8080, { ids: 1000 })).toBe('pod:15001');
+    expect(request(pod, 'tcp', l.bIp6, 8080, { ids: 1000 })).toBe('pod:15001');
+    // Past the list each family's trailing RETURN lets the connection go out uncaptured.
+    expect(request(pod, 'tcp', other, 8080, { ids: 1000 })).toBe('peer:8080');
+    expect(request(pod, 'tcp', other6, 8080, { ids: 1000 })).toBe('peer:8080');
   });
 });
