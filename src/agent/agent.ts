@@ -3,12 +3,13 @@
 import type { Logger } from 'pino';
 import { parseCaptureConfig, type CaptureConfig } from '../capture/config.js';
 import { planKey, planPod as planCapture } from '../capture/plan.js';
-import { applyRouting, applyTables, readTables } from '../nft/apply.js';
+import { applyRouting, applyTables, readTables, undoRouting } from '../nft/apply.js';
+import { removeTables } from '../nft/remove.js';
 import type { RoutingPlan } from '../nft/route.js';
 import type { TableContents } from '../nft/model.js';
 import { AdminServer } from './admin.js';
 import type { AgentSettings } from './config.js';
-import { createCniHandler, type PodPlan } from './handler.js';
+import { createCniHandler, errFields, type PodPlan } from './handler.js';
 import { createMetrics, type AgentMetrics } from './metrics.js';
 import { DirPodSource } from './pods/dir.js';
 import { KubePodSource } from './pods/kube.js';
@@ -65,10 +66,19 @@ export function makePlanner(capture: CaptureConfig): (pod: Record<string, unknow
   }
 }
 
-/** Programs a plan: routes first (TPROXY needs them), then the one nftables transaction. */
+/**
+ * Programs a plan: routes first (TPROXY needs them before packets are marked), then the one
+ * nftables transaction. If the transaction fails, the routes, rules and addresses this call added
+ * are removed again, so the pod sees all of the plan or none of it.
+ */
 export async function applyPlan(netns: string, plan: CapturePlan & { routing?: RoutingPlan }): Promise<void> {
-  if (plan.routing) await applyRouting(netns, plan.routing);
-  await applyTables(netns, plan.tables);
+  const added = plan.routing ? await applyRouting(netns, plan.routing) : null;
+  try {
+    await applyTables(netns, plan.tables);
+  } catch (e) {
+    if (added) await undoRouting(netns, added).catch((u: unknown) => ((e as Error).message += `; and ${(u as Error).message}`));
+    throw e;
+  }
 }
 
 export class Agent {
@@ -99,6 +109,7 @@ export class Agent {
       planPod: this.planPod,
       applyPlan,
       readTables,
+      removeTables,
       state: this.state,
       metrics: this.metrics,
       log,
@@ -119,9 +130,16 @@ export class Agent {
     return this.ready;
   }
 
+  /** A promise nobody handled is a bug to log loudly, never a reason to drop every other pod. */
+  private readonly onUnhandledRejection = (reason: unknown): void => {
+    this.log.error({ err: errFields(reason) }, 'BUG: unhandled promise rejection; the agent keeps running');
+  };
+
   async start(): Promise<void> {
-    const { loaded, problems } = this.state.load();
+    process.on('unhandledRejection', this.onUnhandledRejection);
+    const { loaded, problems, removedTemp } = this.state.load();
     for (const p of problems) this.log.warn({ problem: p }, 'ignored an unreadable pod state record');
+    if (removedTemp > 0) this.log.info({ removedTemp, stateDir: this.settings.stateDir }, 'removed temp files of interrupted record writes');
     if (this.settings.metricsAddress) {
       this.admin = new AdminServer({
         address: this.settings.metricsAddress,
@@ -187,6 +205,7 @@ export class Agent {
     if (this.deps.installer) await this.deps.installer.stop({ uninstall: this.settings.uninstallOnShutdown });
     await this.pods.stop();
     await this.admin?.close();
+    process.off('unhandledRejection', this.onUnhandledRejection);
     this.log.info({ finishedInFlight: inFlight }, 'meshcni agent stopped');
   }
 }

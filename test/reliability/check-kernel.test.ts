@@ -24,7 +24,7 @@ function pod(annotations: Record<string, string>, env: Record<string, string>): 
   };
 }
 
-const MODES = [
+const MODES: { mode: string; annotations: Record<string, string>; env: Record<string, string> }[] = [
   { mode: 'REDIRECT', annotations: {}, env: {} },
   { mode: 'TPROXY', annotations: { 'sidecar.istio.io/interceptionMode': 'TPROXY' }, env: {} },
   { mode: 'REDIRECT + DNS capture', annotations: {}, env: { ISTIO_META_DNS_CAPTURE: 'true' } },
