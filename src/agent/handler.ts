@@ -58,16 +58,20 @@ interface PodIdentity {
   uid?: string;
 }
 
-/** The pino err serializer's shape, always: { type, message, stack, code? }. */
+/**
+ * An error for a log line's `err`, reduced to the pino err serializer's shape { type, message,
+ * stack, code? } whatever was thrown (CniError's details and status, causes, … are left out).
+ */
 export function errFields(e: unknown): { type: string; message: string; stack?: string; code?: string | number } {
   const err = e instanceof Error ? e : new Error(String(e));
   const code = (err as { code?: unknown }).code;
-  return {
+  // No prototype: pino's serializer then takes `type` from the object instead of naming it Object.
+  return Object.assign(Object.create(null) as object, {
     type: err.name,
     message: err.message,
     ...(err.stack ? { stack: err.stack } : {}),
     ...(typeof code === 'string' || typeof code === 'number' ? { code } : {}),
-  };
+  });
 }
 
 /** Kernel refusals of the runtime's netns (missing, not a netns, the host's own) are bad input. */

@@ -1,9 +1,9 @@
 // What the agent did, per attachment, kept on disk so a restarted agent still knows: one small JSON
 // file per container, written atomically (write + rename). A failed write leaves no file behind
 // and no record in memory; the error names the state directory and the errno.
-import { accessSync, constants, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { containerIdProblem } from './cni.js';
 
 export interface PodRecord {
@@ -52,7 +52,9 @@ export class PodStateStore {
    */
   load(): { loaded: number; problems: string[]; removedTemp: number } {
     try {
-      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      // Recursive mkdir reports ENOENT on a read-only file system; the last step alone says EROFS.
+      mkdirSync(dirname(this.dir), { recursive: true, mode: 0o700 });
+      if (!existsSync(this.dir)) mkdirSync(this.dir, { mode: 0o700 });
       accessSync(this.dir, constants.W_OK);
     } catch (e) {
       throw new StateError(errnoOf(e), this.dir, 'creating or writing', e);
