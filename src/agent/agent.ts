@@ -28,6 +28,23 @@ export interface AgentDeps {
 }
 
 const PLAN_CACHE_SIZE = 512;
+/**
+ * The plan cache's bound by weight (rules + set elements, ~2 KB each with their encoded batch):
+ * ordinary pods (tens of rules) fill all 512 slots; a pod with 10,000-entry annotation lists is
+ * planned, applied and forgotten instead of holding tens of MB for as long as it stays cached.
+ */
+const PLAN_CACHE_WEIGHT = 32_768;
+const MAX_CACHED_PLAN_WEIGHT = PLAN_CACHE_WEIGHT / 16;
+
+/** Rules plus set elements: what a plan's memory (objects and encoded bytes) grows with. */
+export function planWeight(tables: readonly TableContents[]): number {
+  let n = 0;
+  for (const t of tables) {
+    n += t.rules.length;
+    for (const st of t.sets) n += st.elements.length;
+  }
+  return n;
+}
 
 /**
  * Pod object → the handler's plan, via the pure capture engine. Pods whose rule-relevant fields are
@@ -35,19 +52,26 @@ const PLAN_CACHE_SIZE = 512;
  * rules, and planning + encoding is most of the agent's CPU per pod.
  */
 export function makePlanner(capture: CaptureConfig): (pod: Record<string, unknown>) => PodPlan & { routing?: RoutingPlan } {
-  const cache = new Map<string, PodPlan & { routing?: RoutingPlan }>();
+  const cache = new Map<string, { plan: PodPlan & { routing?: RoutingPlan }; weight: number }>();
+  let weight = 0;
   return (pod) => {
     const key = planKey(pod);
     const hit = key === null ? undefined : cache.get(key);
     if (hit) {
       cache.delete(key!); // keep recently used entries last (LRU order)
       cache.set(key!, hit);
-      return hit;
+      return hit.plan;
     }
     const plan = buildPlan(pod);
-    if (key !== null) {
-      cache.set(key, plan);
-      if (cache.size > PLAN_CACHE_SIZE) cache.delete(cache.keys().next().value!);
+    const w = plan.capture ? planWeight(plan.tables) : 1;
+    if (key !== null && w <= MAX_CACHED_PLAN_WEIGHT) {
+      cache.set(key, { plan, weight: w });
+      weight += w;
+      while (cache.size > PLAN_CACHE_SIZE || weight > PLAN_CACHE_WEIGHT) {
+        const [oldest, entry] = cache.entries().next().value!;
+        cache.delete(oldest);
+        weight -= entry.weight;
+      }
     }
     return plan;
   };
