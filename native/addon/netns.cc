@@ -10,8 +10,10 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 #include <linux/netlink.h>
+#include <linux/magic.h>
 #include <linux/nsfs.h>
 
 namespace meshcni {
@@ -40,9 +42,24 @@ int OpenNetns(const std::string &path, NsIdentity *id, SysError *e) {
     Refuse(e, EINVAL, "EINVAL", "network namespace path must be absolute, got '" + path + "'");
     return -1;
   }
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO (or a device) given as the netns must not park this worker thread in open()
+  // waiting for a writer; it opens at once and is refused below. nsfs files ignore the flag.
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) {
     Fail(e, "cannot open network namespace", path);
+    return -1;
+  }
+  // Only files of the nsfs pseudo file system are namespaces; checked before any ioctl is sent to
+  // a file of some other driver.
+  struct statfs fs;
+  if (fstatfs(fd, &fs) != 0) {
+    Fail(e, "cannot statfs network namespace", path);
+    close(fd);
+    return -1;
+  }
+  if (fs.f_type != NSFS_MAGIC) {
+    Refuse(e, EINVAL, "ENOTNETNS", path + " is not a network namespace (not an nsfs file)");
+    close(fd);
     return -1;
   }
   struct stat st;

@@ -2,6 +2,7 @@
  * CNI. It passes excluded namespaces through and forwards everything else to the node agent over
  * its unix socket, printing the agent's answer. A pod never starts uncaptured (ADD fails with
  * "try again later" when the agent cannot be reached); teardown never wedges (DEL succeeds). */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,9 +122,29 @@ static int relay_failure(const struct cni_call *call, const struct agent_reply *
   return cni_error(call->version, CNI_ERR_INTERNAL, text, details);
 }
 
+/* 1 when the whole body is one JSON object (trailing whitespace allowed), else 0. */
+static int is_json_object(const char *body, size_t len) {
+  if (len > INT_MAX) return 0;
+  json_tokener *tok = json_tokener_new();
+  if (!tok) return 0;
+  json_object *o = json_tokener_parse_ex(tok, body, (int)len);
+  size_t used = json_tokener_get_error(tok) == json_tokener_success ? json_tokener_get_parse_end(tok) : 0;
+  int ok = o && json_object_is_type(o, json_type_object) && used > 0;
+  while (ok && used < len) ok = body[used] == ' ' || body[used] == '\n' || body[used] == '\r' || body[used] == '\t' ? (used++, 1) : 0;
+  json_object_put(o);
+  json_tokener_free(tok);
+  return ok;
+}
+
 static int relay(const struct cni_call *call, const struct agent_reply *r) {
   if (r->status < 200 || r->status > 299) return relay_failure(call, r);
   if (r->body_len == 0) return 0;
+  /* A success the runtime cannot parse is no success: report it instead of printing it. */
+  if (!is_json_object(r->body, r->body_len)) {
+    char details[320];
+    snprintf(details, sizeof details, "HTTP %d, body: %.300s", r->status, r->body);
+    return cni_error(call->version, CNI_ERR_INTERNAL, "agent answered non-JSON", details);
+  }
   if (cni_write_all(STDOUT_FILENO, r->body, r->body_len)) return 1;
   return r->body[r->body_len - 1] == '\n' ? 0 : (cni_write_all(STDOUT_FILENO, "\n", 1) ? 1 : 0);
 }

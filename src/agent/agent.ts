@@ -3,12 +3,13 @@
 import type { Logger } from 'pino';
 import { parseCaptureConfig, type CaptureConfig } from '../capture/config.js';
 import { planKey, planPod as planCapture } from '../capture/plan.js';
-import { applyRouting, applyTables, readTables } from '../nft/apply.js';
+import { applyRouting, applyTables, readTables, undoRouting } from '../nft/apply.js';
+import { removeTables } from '../nft/remove.js';
 import type { RoutingPlan } from '../nft/route.js';
 import type { TableContents } from '../nft/model.js';
 import { AdminServer } from './admin.js';
 import type { AgentSettings } from './config.js';
-import { createCniHandler, type PodPlan } from './handler.js';
+import { createCniHandler, errFields, type PodPlan } from './handler.js';
 import { createMetrics, type AgentMetrics } from './metrics.js';
 import { DirPodSource } from './pods/dir.js';
 import { KubePodSource } from './pods/kube.js';
@@ -27,6 +28,23 @@ export interface AgentDeps {
 }
 
 const PLAN_CACHE_SIZE = 512;
+/**
+ * The plan cache's bound by weight (rules + set elements, ~2 KB each with their encoded batch):
+ * ordinary pods (tens of rules) fill all 512 slots; a pod with 10,000-entry annotation lists is
+ * planned, applied and forgotten instead of holding tens of MB for as long as it stays cached.
+ */
+const PLAN_CACHE_WEIGHT = 32_768;
+const MAX_CACHED_PLAN_WEIGHT = PLAN_CACHE_WEIGHT / 16;
+
+/** Rules plus set elements: what a plan's memory (objects and encoded bytes) grows with. */
+export function planWeight(tables: readonly TableContents[]): number {
+  let n = 0;
+  for (const t of tables) {
+    n += t.rules.length;
+    for (const st of t.sets) n += st.elements.length;
+  }
+  return n;
+}
 
 /**
  * Pod object → the handler's plan, via the pure capture engine. Pods whose rule-relevant fields are
@@ -34,19 +52,26 @@ const PLAN_CACHE_SIZE = 512;
  * rules, and planning + encoding is most of the agent's CPU per pod.
  */
 export function makePlanner(capture: CaptureConfig): (pod: Record<string, unknown>) => PodPlan & { routing?: RoutingPlan } {
-  const cache = new Map<string, PodPlan & { routing?: RoutingPlan }>();
+  const cache = new Map<string, { plan: PodPlan & { routing?: RoutingPlan }; weight: number }>();
+  let weight = 0;
   return (pod) => {
     const key = planKey(pod);
     const hit = key === null ? undefined : cache.get(key);
     if (hit) {
       cache.delete(key!); // keep recently used entries last (LRU order)
       cache.set(key!, hit);
-      return hit;
+      return hit.plan;
     }
     const plan = buildPlan(pod);
-    if (key !== null) {
-      cache.set(key, plan);
-      if (cache.size > PLAN_CACHE_SIZE) cache.delete(cache.keys().next().value!);
+    const w = plan.capture ? planWeight(plan.tables) : 1;
+    if (key !== null && w <= MAX_CACHED_PLAN_WEIGHT) {
+      cache.set(key, { plan, weight: w });
+      weight += w;
+      while (cache.size > PLAN_CACHE_SIZE || weight > PLAN_CACHE_WEIGHT) {
+        const [oldest, entry] = cache.entries().next().value!;
+        cache.delete(oldest);
+        weight -= entry.weight;
+      }
     }
     return plan;
   };
@@ -65,10 +90,19 @@ export function makePlanner(capture: CaptureConfig): (pod: Record<string, unknow
   }
 }
 
-/** Programs a plan: routes first (TPROXY needs them), then the one nftables transaction. */
+/**
+ * Programs a plan: routes first (TPROXY needs them before packets are marked), then the one
+ * nftables transaction. If the transaction fails, the routes, rules and addresses this call added
+ * are removed again, so the pod sees all of the plan or none of it.
+ */
 export async function applyPlan(netns: string, plan: CapturePlan & { routing?: RoutingPlan }): Promise<void> {
-  if (plan.routing) await applyRouting(netns, plan.routing);
-  await applyTables(netns, plan.tables);
+  const added = plan.routing ? await applyRouting(netns, plan.routing) : null;
+  try {
+    await applyTables(netns, plan.tables);
+  } catch (e) {
+    if (added) await undoRouting(netns, added).catch((u: unknown) => ((e as Error).message += `; and ${(u as Error).message}`));
+    throw e;
+  }
 }
 
 export class Agent {
@@ -99,6 +133,7 @@ export class Agent {
       planPod: this.planPod,
       applyPlan,
       readTables,
+      removeTables,
       state: this.state,
       metrics: this.metrics,
       log,
@@ -119,9 +154,16 @@ export class Agent {
     return this.ready;
   }
 
+  /** A promise nobody handled is a bug to log loudly, never a reason to drop every other pod. */
+  private readonly onUnhandledRejection = (reason: unknown): void => {
+    this.log.error({ err: errFields(reason) }, 'BUG: unhandled promise rejection; the agent keeps running');
+  };
+
   async start(): Promise<void> {
-    const { loaded, problems } = this.state.load();
+    process.on('unhandledRejection', this.onUnhandledRejection);
+    const { loaded, problems, removedTemp } = this.state.load();
     for (const p of problems) this.log.warn({ problem: p }, 'ignored an unreadable pod state record');
+    if (removedTemp > 0) this.log.info({ removedTemp, stateDir: this.settings.stateDir }, 'removed temp files of interrupted record writes');
     if (this.settings.metricsAddress) {
       this.admin = new AdminServer({
         address: this.settings.metricsAddress,
@@ -187,6 +229,7 @@ export class Agent {
     if (this.deps.installer) await this.deps.installer.stop({ uninstall: this.settings.uninstallOnShutdown });
     await this.pods.stop();
     await this.admin?.close();
+    process.off('unhandledRejection', this.onUnhandledRejection);
     this.log.info({ finishedInFlight: inFlight }, 'meshcni agent stopped');
   }
 }

@@ -65,6 +65,9 @@ export function parseCniArgs(args: string): Map<string, string> {
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** Longest request string field; containerId, netns and ifName get their own tighter bounds below. */
+const MAX_FIELD_CHARS = 65536;
+
 function field(body: Record<string, unknown>, name: string, required: boolean): string {
   const v = body[name];
   if (v === undefined || v === '') {
@@ -72,8 +75,56 @@ function field(body: Record<string, unknown>, name: string, required: boolean): 
     return '';
   }
   if (typeof v !== 'string') throw new CniError(CNI_ERR.decode, `request field '${name}' must be a string`, '', 400);
-  if (v.length > 4096) throw new CniError(CNI_ERR.decode, `request field '${name}' is too long`, '', 400);
+  if (v.length > MAX_FIELD_CHARS) throw new CniError(CNI_ERR.decode, `request field '${name}' is too long (${v.length} characters)`, '', 400);
   return v;
+}
+
+/**
+ * The container id bound: it names the state record file (`<id>.json`, and `<id>.json.<pid>.<seq>.tmp`
+ * while it is written), which must stay under NAME_MAX (255 bytes). Runtimes use 64 hex digits.
+ */
+export const MAX_CONTAINER_ID = 200;
+const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+/** Linux PATH_MAX less the terminating NUL. */
+export const MAX_NETNS_PATH = 4095;
+/** Linux IFNAMSIZ less the terminating NUL. */
+export const MAX_IFNAME_BYTES = 15;
+
+const shown = (v: string): string => JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}…` : v) + (v.length > 80 ? ` (${v.length} characters)` : '');
+
+/** Why a container id (CNI_CONTAINERID) is unusable, or null. CNI spec: alphanumerics plus `_ . -`. */
+export function containerIdProblem(id: string): string | null {
+  if (id.length > MAX_CONTAINER_ID) return `CNI_CONTAINERID ${shown(id)} is longer than ${MAX_CONTAINER_ID} characters`;
+  if (!CONTAINER_ID.test(id)) return `CNI_CONTAINERID ${shown(id)} must start with a letter or digit and hold only letters, digits, '_', '.' and '-'`;
+  return null;
+}
+
+/** Why a netns path (CNI_NETNS) is unusable, or null. Whether it is a netns is the kernel's to say. */
+export function netnsProblem(path: string): string | null {
+  if (path.includes('\0')) return `CNI_NETNS ${shown(path)} contains a NUL byte`;
+  if (!path.startsWith('/')) return `CNI_NETNS ${shown(path)} must be an absolute path`;
+  if (Buffer.byteLength(path) > MAX_NETNS_PATH) return `CNI_NETNS ${shown(path)} is longer than ${MAX_NETNS_PATH} bytes`;
+  return null;
+}
+
+/** Why an interface name (CNI_IFNAME) is unusable, or null: the kernel's dev_valid_name rules. */
+export function ifNameProblem(name: string): string | null {
+  if (Buffer.byteLength(name) > MAX_IFNAME_BYTES) return `CNI_IFNAME ${shown(name)} is longer than ${MAX_IFNAME_BYTES} bytes`;
+  if (name === '.' || name === '..') return `CNI_IFNAME ${shown(name)} is not an interface name`;
+  if (/[/:\s\0]/.test(name)) return `CNI_IFNAME ${shown(name)} must not contain '/', ':', NUL or whitespace`;
+  return null;
+}
+
+/**
+ * The first unusable runtime-supplied value of a per-container request, as the CNI error to answer
+ * (code 4: invalid necessary environment variable), or null when all are usable.
+ */
+export function runtimeValueError(req: CniRequest): CniError | null {
+  const problem =
+    (req.containerId ? containerIdProblem(req.containerId) : null) ??
+    (req.netns ? netnsProblem(req.netns) : null) ??
+    (req.ifName ? ifNameProblem(req.ifName) : null);
+  return problem ? new CniError(CNI_ERR.invalidEnv, problem, '', 400) : null;
 }
 
 /** Validates a decoded request body strictly: unknown fields, wrong types and missing values are errors. */

@@ -4,10 +4,12 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { describeTable, diffTables } from '../nft/ruleset.js';
 import type { TableContents } from '../nft/model.js';
-import { CNI_ERR, CniError, convertResult, parseCniArgs, type CniRequest } from './cni.js';
+import { tableLabels } from '../nft/remove.js';
+import { CNI_ERR, CniError, convertResult, parseCniArgs, runtimeValueError, type CniRequest } from './cni.js';
+import { KeyedLock } from './keyed-lock.js';
 import type { AgentMetrics } from './metrics.js';
 import type { PodSource } from './pods/source.js';
-import type { PodStateStore } from './state.js';
+import { StateError, type PodRecord, type PodStateStore } from './state.js';
 
 /** The capture decision for a pod, with what to program when captured. */
 export type PodPlan =
@@ -24,6 +26,10 @@ export interface HandlerDeps {
   /** Programs the plan into the namespace: one nftables transaction (plus routes, where needed). */
   applyPlan: (netns: string, plan: CapturePlan) => Promise<unknown>;
   readTables: (netns: string) => Promise<TableContents[]>;
+  /** Deletes the recorded tables (`family name`) from a namespace (DEL). */
+  removeTables?: (netns: string, labels: string[]) => Promise<void>;
+  /** Serialises work per container id; shared with whatever else changes a pod's record or rules. */
+  lock?: KeyedLock;
   state: PodStateStore;
   metrics: AgentMetrics;
   log: Logger;
@@ -52,6 +58,42 @@ interface PodIdentity {
   uid?: string;
 }
 
+/**
+ * An error for a log line's `err`, reduced to the pino err serializer's shape { type, message,
+ * stack, code? } whatever was thrown (CniError's details and status, causes, … are left out).
+ */
+export function errFields(e: unknown): { type: string; message: string; stack?: string; code?: string | number } {
+  const err = e instanceof Error ? e : new Error(String(e));
+  const code = (err as { code?: unknown }).code;
+  // No prototype: pino's serializer then takes `type` from the object instead of naming it Object.
+  return Object.assign(Object.create(null) as object, {
+    type: err.name,
+    message: err.message,
+    ...(err.stack ? { stack: err.stack } : {}),
+    ...(typeof code === 'string' || typeof code === 'number' ? { code } : {}),
+  });
+}
+
+/** Kernel refusals of the runtime's netns (missing, not a netns, the host's own) are bad input. */
+const BAD_NETNS_CODES = new Set(['ENOENT', 'ENOTNETNS', 'EHOSTNETNS', 'EINVAL', 'ENOTDIR', 'ENAMETOOLONG', 'ELOOP', 'EACCES']);
+
+function kernelError(what: string, e: unknown): CniError {
+  if (e instanceof CniError) return e;
+  const code = (e as { code?: unknown }).code;
+  const bad = typeof code === 'string' && BAD_NETNS_CODES.has(code);
+  return new CniError(bad ? CNI_ERR.invalidEnv : CNI_ERR.internal, `${what}: ${(e as Error).message}`, '', bad ? 400 : 500);
+}
+
+/** namespace/pod/containerId for log lines, from whatever of the request is readable. */
+function logIdentity(req: CniRequest): { namespace?: string; pod?: string; containerId: string } {
+  try {
+    const a = parseCniArgs(req.args);
+    return { namespace: a.get('K8S_POD_NAMESPACE'), pod: a.get('K8S_POD_NAME'), containerId: req.containerId };
+  } catch {
+    return { containerId: req.containerId };
+  }
+}
+
 function podIdentity(req: CniRequest): PodIdentity | null {
   const a = parseCniArgs(req.args);
   const namespace = a.get('K8S_POD_NAMESPACE');
@@ -63,6 +105,7 @@ function podIdentity(req: CniRequest): PodIdentity | null {
 
 export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promise<Record<string, unknown> | null> {
   const { log, metrics } = deps;
+  const lock = deps.lock ?? new KeyedLock();
 
   /** Pod → plan, or the reason it is skipped. Errors in the pod's settings fail the request. */
   async function plan(req: CniRequest): Promise<{ pod: PodIdentity | null; plan: PodPlan }> {
@@ -82,6 +125,15 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     }
   }
 
+  /** Puts the record back to what it was before a failed ADD; a failure here is logged, not thrown. */
+  async function restoreRecord(containerId: string, previous: PodRecord | undefined): Promise<void> {
+    try {
+      await (previous ? deps.state.put(previous) : deps.state.delete(containerId));
+    } catch (e) {
+      log.error({ containerId, err: errFields(e) }, 'could not restore the pod record after a failed ADD; reconcile will re-check it');
+    }
+  }
+
   async function add(req: CniRequest): Promise<Record<string, unknown>> {
     const t0 = performance.now();
     const { pod, plan: p } = await plan(req);
@@ -91,8 +143,8 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
       metrics.requests.inc({ command: 'ADD', result: 'skipped' });
       return convertResult(req.config.prevResult, req.config.cniVersion);
     }
-    const ta = performance.now();
-    const record = {
+    const who = `pod ${pod!.namespace}/${pod!.name}`;
+    const record: PodRecord = {
       containerId: req.containerId,
       ifName: req.ifName,
       netns: req.netns,
@@ -101,27 +153,29 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
       ...(pod!.uid ? { uid: pod!.uid } : {}),
       rulesDigest: rulesDigest(p.tables),
       layout: p.layout,
+      tables: tableLabels(p.tables),
       capturedAt: new Date().toISOString(),
     };
-    // The record is written while the kernel commits, off the critical path.
+    // The record is written before the kernel is touched: when the state dir cannot take it (full,
+    // read-only) the ADD fails with nothing programmed, and a kill between the two leaves a record
+    // whose rules reconcile finds missing and repairs — never rules without a record.
     const previous = deps.state.get(req.containerId);
-    // The commit is queued first so it never waits behind the record's file I/O in the thread pool.
-    const applying = deps.applyPlan(req.netns, p);
-    const saved = deps.state.put(record);
     try {
-      await applying;
+      await deps.state.put(record);
     } catch (e) {
-      // Nothing changed in the namespace (one transaction): the record goes back to what it was.
-      await saved.catch(() => undefined);
-      await (previous ? deps.state.put(previous) : deps.state.delete(req.containerId)).catch(() => undefined);
-      const code = (e as { code?: string }).code;
-      // A netns that is missing, not a netns, or the host's own is the runtime's bad input, not ours.
-      const badInput = code === 'ENOENT' || code === 'ENOTNETNS' || code === 'EHOSTNETNS' || code === 'EINVAL';
-      throw new CniError(badInput ? CNI_ERR.invalidEnv : CNI_ERR.internal, `pod ${pod!.namespace}/${pod!.name}: ${(e as Error).message}`, '', badInput ? 400 : 500);
+      if (e instanceof StateError) throw new CniError(CNI_ERR.io, `${who}: not captured, ${e.message}`, '', 500);
+      throw e;
+    }
+    const ta = performance.now();
+    try {
+      await deps.applyPlan(req.netns, p);
+    } catch (e) {
+      // Nothing changed in the namespace (one transaction; routes this request added are taken back).
+      await restoreRecord(req.containerId, previous);
+      throw kernelError(who, e);
     }
     const applyMs = performance.now() - ta;
     metrics.applySeconds.observe({ layout: p.layout }, applyMs / 1000);
-    await saved;
     metrics.requests.inc({ command: 'ADD', result: 'ok' });
     log.info({ ...base, decision: 'capture', ...p.summary, applyMs, ms: performance.now() - t0 }, 'pod captured');
     return convertResult(req.config.prevResult, req.config.cniVersion);
@@ -133,20 +187,42 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
       metrics.requests.inc({ command: 'CHECK', result: 'skipped' });
       return null;
     }
-    const diffs = diffTables(p.tables, await deps.readTables(req.netns));
+    const who = `pod ${pod!.namespace}/${pod!.name}`;
+    let actual: TableContents[];
+    try {
+      actual = await deps.readTables(req.netns);
+    } catch (e) {
+      throw kernelError(who, e);
+    }
+    const diffs = diffTables(p.tables, actual);
     if (diffs.length > 0) {
       log.warn({ namespace: pod!.namespace, pod: pod!.name, containerId: req.containerId, diffs: diffs.slice(0, 20) }, 'CHECK found rules missing or changed');
-      throw new CniError(CNI_ERR.internal, `pod ${pod!.namespace}/${pod!.name}: ${diffs.length} rule difference(s) in ${req.netns}`, diffs.slice(0, 20).join('\n'));
+      throw new CniError(CNI_ERR.internal, `${who}: ${diffs.length} rule difference(s) in ${req.netns}`, diffs.slice(0, 20).join('\n'));
     }
     metrics.requests.inc({ command: 'CHECK', result: 'ok' });
     return null;
   }
 
   async function del(req: CniRequest): Promise<null> {
-    // The namespace is going away with its rules; only our record needs forgetting. Never fails.
-    const had = await deps.state.delete(req.containerId);
+    // Never fails: the runtime retries a failed DEL forever, and there is nothing it could fix.
+    const rec = deps.state.get(req.containerId);
+    const base = { ...logIdentity(req), netns: req.netns };
+    // The namespace usually goes away with its rules; removing our tables makes an ADD that raced
+    // this DEL (and lost) leave nothing behind either.
+    if (rec?.tables && req.netns && deps.removeTables) {
+      await deps.removeTables(req.netns, rec.tables).catch((e: unknown) => {
+        const code = (e as { code?: unknown }).code;
+        if (code !== 'ENOENT' && code !== 'ENOTNETNS') log.warn({ ...base, err: errFields(e) }, 'DEL could not remove the pod tables; the namespace is going away');
+      });
+    }
+    let had = rec !== undefined;
+    try {
+      had = await deps.state.delete(req.containerId);
+    } catch (e) {
+      log.error({ ...base, err: errFields(e) }, 'DEL could not remove the pod record file; forgotten in memory');
+    }
     metrics.requests.inc({ command: 'DEL', result: 'ok' });
-    log.info({ containerId: req.containerId, forgot: had }, 'pod deleted');
+    log.info({ ...base, forgot: had }, 'pod deleted');
     return null;
   }
 
@@ -155,10 +231,21 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     if (!Array.isArray(valid)) throw new CniError(CNI_ERR.invalidConfig, "GC needs 'cni.dev/valid-attachments' in the network configuration", '', 400);
     const keep = new Set(valid.map((a) => (a as { containerID?: unknown }).containerID).filter((x): x is string => typeof x === 'string'));
     const dropped = deps.state.all().filter((r) => !keep.has(r.containerId));
-    for (const r of dropped) await deps.state.delete(r.containerId);
+    for (const r of dropped) await lock.run(r.containerId, () => deps.state.delete(r.containerId));
     metrics.requests.inc({ command: 'GC', result: 'ok' });
     log.info({ kept: keep.size, dropped: dropped.map((r) => r.containerId) }, 'garbage collected stale attachments');
     return null;
+  }
+
+  async function perContainer(req: CniRequest): Promise<Record<string, unknown> | null> {
+    switch (req.command) {
+      case 'ADD':
+        return add(req);
+      case 'CHECK':
+        return check(req);
+      default:
+        return del(req);
+    }
   }
 
   return async (req) => {
@@ -166,15 +253,21 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     const t0 = performance.now();
     try {
       switch (req.command) {
-        case 'ADD': {
-          const r = await add(req);
-          metrics.addSeconds.observe({ result: 'ok' }, (performance.now() - t0) / 1000);
+        case 'ADD':
+        case 'CHECK':
+        case 'DEL': {
+          const bad = runtimeValueError(req);
+          if (bad && req.command === 'DEL') {
+            metrics.requests.inc({ command: 'DEL', result: 'ok' });
+            log.warn({ ...logIdentity(req), command: 'DEL', problem: bad.message }, 'DEL with an invalid value: nothing of it can be ours, nothing to do');
+            return null;
+          }
+          if (bad) throw bad;
+          // One request per container at a time: ADD, CHECK and DEL of one container never interleave.
+          const r = await lock.run(req.containerId, () => perContainer(req));
+          if (req.command === 'ADD') metrics.addSeconds.observe({ result: 'ok' }, (performance.now() - t0) / 1000);
           return r;
         }
-        case 'CHECK':
-          return await check(req);
-        case 'DEL':
-          return await del(req);
         case 'GC':
           return await gc(req);
         case 'STATUS':
@@ -184,8 +277,8 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     } catch (e) {
       metrics.requests.inc({ command: req.command, result: 'error' });
       if (req.command === 'ADD') metrics.addSeconds.observe({ result: 'error' }, (performance.now() - t0) / 1000);
-      log.error({ command: req.command, containerId: req.containerId, netns: req.netns, err: (e as Error).message }, 'CNI request failed');
-      throw e;
+      log.error({ command: req.command, ...logIdentity(req), netns: req.netns, err: errFields(e) }, 'CNI request failed');
+      throw e instanceof CniError ? e : new CniError(CNI_ERR.internal, `${req.command} of container ${req.containerId}: ${(e as Error).message}`);
     } finally {
       metrics.inFlight.dec();
     }

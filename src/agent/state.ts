@@ -1,8 +1,10 @@
 // What the agent did, per attachment, kept on disk so a restarted agent still knows: one small JSON
-// file per container, written atomically (write + rename).
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+// file per container, written atomically (write + rename). A failed write leaves no file behind
+// and no record in memory; the error names the state directory and the errno.
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { containerIdProblem } from './cni.js';
 
 export interface PodRecord {
   containerId: string;
@@ -14,10 +16,25 @@ export interface PodRecord {
   /** sha256 of the programmed tables' canonical description. */
   rulesDigest: string;
   layout: string;
+  /** The nftables tables programmed, as `family name` (what DEL removes); absent in old records. */
+  tables?: string[];
   capturedAt: string;
 }
 
-const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$/;
+/** A state directory operation failed: `code` is the errno name (ENOSPC, EROFS, …). */
+export class StateError extends Error {
+  constructor(
+    readonly code: string,
+    readonly path: string,
+    what: string,
+    cause: unknown,
+  ) {
+    super(`state directory ${path}: ${what} failed: ${code}${code === 'EROFS' ? ' (read-only file system)' : code === 'ENOSPC' ? ' (no space left on device)' : ''}`, { cause });
+    this.name = 'StateError';
+  }
+}
+
+const errnoOf = (e: unknown): string => (e as NodeJS.ErrnoException).code ?? 'EIO';
 
 export class PodStateStore {
   private readonly records = new Map<string, PodRecord>();
@@ -28,25 +45,43 @@ export class PodStateStore {
     this.dir = join(stateDir, 'pods');
   }
 
-  /** Creates the directory (0700) and loads every record; unreadable files are returned as problems. */
-  load(): { loaded: number; problems: string[] } {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+  /**
+   * Creates the directory (0700), checks it is writable (a read-only state dir fails here, not on
+   * the first ADD), removes temp files a killed agent left, and loads every record; unreadable
+   * files are returned as problems.
+   */
+  load(): { loaded: number; problems: string[]; removedTemp: number } {
+    try {
+      // Recursive mkdir reports ENOENT on a read-only file system; the last step alone says EROFS.
+      mkdirSync(dirname(this.dir), { recursive: true, mode: 0o700 });
+      if (!existsSync(this.dir)) mkdirSync(this.dir, { mode: 0o700 });
+      accessSync(this.dir, constants.W_OK);
+    } catch (e) {
+      throw new StateError(errnoOf(e), this.dir, 'creating or writing', e);
+    }
     const problems: string[] = [];
+    let removedTemp = 0;
     for (const f of readdirSync(this.dir)) {
+      if (f.endsWith('.tmp')) {
+        rmSync(join(this.dir, f), { force: true });
+        removedTemp++;
+        continue;
+      }
       if (!f.endsWith('.json')) continue;
       try {
         const r = JSON.parse(readFileSync(join(this.dir, f), 'utf8')) as PodRecord;
-        if (typeof r.containerId !== 'string' || !SAFE_ID.test(r.containerId)) throw new Error('no valid containerId');
+        if (typeof r.containerId !== 'string' || containerIdProblem(r.containerId) !== null) throw new Error('no valid containerId');
         this.records.set(r.containerId, r);
       } catch (e) {
         problems.push(`${f}: ${(e as Error).message}`);
       }
     }
-    return { loaded: this.records.size, problems };
+    return { loaded: this.records.size, problems, removedTemp };
   }
 
   private path(containerId: string): string {
-    if (!SAFE_ID.test(containerId)) throw new Error(`container id '${containerId}' is not a safe file name`);
+    const problem = containerIdProblem(containerId);
+    if (problem) throw new Error(`${problem}: not usable as a state file name`);
     return join(this.dir, `${containerId}.json`);
   }
 
@@ -58,18 +93,28 @@ export class PodStateStore {
     return [...this.records.values()];
   }
 
-  /** Records a pod (atomically: temp file + rename), off the event loop. */
+  /** Records a pod (atomically: temp file + rename). On failure nothing is left, on disk or here. */
   async put(r: PodRecord): Promise<void> {
     const p = this.path(r.containerId);
     const tmp = `${p}.${process.pid}.${++this.seq}.tmp`;
+    try {
+      await writeFile(tmp, JSON.stringify(r), { mode: 0o600 });
+      await rename(tmp, p);
+    } catch (e) {
+      await rm(tmp, { force: true }).catch(() => undefined);
+      throw new StateError(errnoOf(e), this.dir, `writing the record of container ${r.containerId}`, e);
+    }
     this.records.set(r.containerId, r);
-    await writeFile(tmp, JSON.stringify(r), { mode: 0o600 });
-    await rename(tmp, p);
   }
 
+  /** Forgets a pod. The memory record always goes; a file that cannot be removed is an error. */
   async delete(containerId: string): Promise<boolean> {
     const had = this.records.delete(containerId);
-    await rm(this.path(containerId), { force: true });
+    try {
+      await rm(this.path(containerId), { force: true });
+    } catch (e) {
+      throw new StateError(errnoOf(e), this.dir, `removing the record of container ${containerId}`, e);
+    }
     return had;
   }
 }

@@ -80,21 +80,46 @@ export async function readTables(netnsPath: string): Promise<TableContents[]> {
   return assembleRuleset([...replies, ...elems]);
 }
 
+/** What one applyRouting call added (and nothing that was there before), to take back. */
+export interface RoutingUndo {
+  messages: Buffer[];
+  descriptions: string[];
+}
+
 /**
  * Programs the pod's routing needs (TPROXY policy rule + local route, loopback addresses) over
- * rtnetlink. Each message stands alone (rtnetlink has no transactions); a rule that is already
- * there (EEXIST) is what we wanted, so a repeated apply succeeds.
+ * rtnetlink. Each message stands alone (rtnetlink has no transactions) and is an exclusive add: one
+ * already there (EEXIST) is what we wanted, so a repeated apply succeeds. Returns what this call
+ * added, for undoRouting; when a message fails, what the call had added is removed before throwing.
  */
-export async function applyRouting(netnsPath: string, plan: RoutingPlan): Promise<void> {
+export async function applyRouting(netnsPath: string, plan: RoutingPlan): Promise<RoutingUndo> {
   const batch = routingBatch(plan);
-  if (!batch) return;
+  if (!batch) return { messages: [], descriptions: [] };
+  let failed: { index: number; code: string; extack: string }[] = [];
   try {
     await applyNetlinkBatch(netnsPath, batch.buffer, NETLINK_ROUTE);
   } catch (e) {
     if (!(e instanceof NetlinkBatchError)) throw e;
-    const real = e.errors.filter((x) => x.code !== 'EEXIST');
-    if (real.length === 0) return;
-    const first = real[0]!;
-    throw new Error(`routing in ${netnsPath}: ${batch.descriptions[first.index] ?? `message #${first.index}`} failed: ${first.code}${first.extack ? ` (${first.extack})` : ''}`);
+    failed = e.errors;
+  }
+  const refused = new Set(failed.map((x) => x.index));
+  const added = batch.undo.map((_, i) => i).filter((i) => !refused.has(i));
+  const undo = { messages: added.map((i) => batch.undo[i]!).reverse(), descriptions: added.map((i) => batch.descriptions[i]!).reverse() };
+  const real = failed.filter((x) => x.code !== 'EEXIST');
+  if (real.length === 0) return undo;
+  await undoRouting(netnsPath, undo);
+  const first = real[0]!;
+  throw new Error(`routing in ${netnsPath}: ${batch.descriptions[first.index] ?? `message #${first.index}`} failed: ${first.code}${first.extack ? ` (${first.extack})` : ''}`);
+}
+
+/** Removes what applyRouting added. Entries already gone (ENOENT, ESRCH, EADDRNOTAVAIL) are fine. */
+export async function undoRouting(netnsPath: string, undo: RoutingUndo): Promise<void> {
+  if (undo.messages.length === 0) return;
+  try {
+    await applyNetlinkBatch(netnsPath, Buffer.concat(undo.messages), NETLINK_ROUTE);
+  } catch (e) {
+    if (!(e instanceof NetlinkBatchError)) throw e;
+    const real = e.errors.filter((x) => !['ENOENT', 'ESRCH', 'EADDRNOTAVAIL'].includes(x.code));
+    if (real.length > 0) throw new Error(`undoing routing in ${netnsPath}: '${undo.descriptions[real[0]!.index]}' could not be removed: ${real[0]!.code}`);
   }
 }

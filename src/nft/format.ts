@@ -38,13 +38,11 @@ export function formatExpr(e: Expr): string {
   }
 }
 
-// The kernel dumps a rule's compat info back only when the rule holds an x_tables match (seen on
-// 6.x kernels: not for native-only rules, not for a lone target), so only then is it comparable.
-const hasXtExpr = (r: Rule): boolean => r.exprs.some((e) => e.type === 'match');
-
-export const formatRule = (r: Rule): string =>
-  `${r.family} ${r.table} ${r.chain} [ ${r.exprs.map(formatExpr).join(' ] [ ')} ]` +
-  (r.compat && hasXtExpr(r) && (r.compat.proto !== 0 || r.compat.flags !== 0) ? ` compat ${r.compat.proto}/${r.compat.flags}` : '');
+// NFTA_RULE_COMPAT is write-only: nft_compat reads it when the rule is created (the protocol an
+// x_tables match may rely on) and the kernel never dumps it back (nf_tables_fill_rule_info has no
+// such attribute). It is therefore not part of what a rule *is* in the kernel, and is left out of
+// the description that CHECK, reconcile and the rules digest compare.
+export const formatRule = (r: Rule): string => `${r.family} ${r.table} ${r.chain} [ ${r.exprs.map(formatExpr).join(' ] [ ')} ]`;
 
 export const formatChain = (c: Chain): string =>
   `${c.family} ${c.table} ${c.name}` +

@@ -94,13 +94,20 @@ export function writeNewSet(w: NetlinkWriter, seq: number, s: NftSet): void {
   w.endMessage();
 }
 
-export function writeNewSetElems(w: NetlinkWriter, seq: number, s: NftSet): void {
+/**
+ * Elements per NEWSETELEM message. The element list is one attribute, and nla_len is 16 bits: at
+ * most 36 bytes per element (IPv6 key + flags) × 1024 stays far below 65,535 bytes.
+ */
+export const SET_ELEMS_PER_MESSAGE = 1024;
+
+/** NEWSETELEM for `elements` (default: all of the set's; callers chunk by SET_ELEMS_PER_MESSAGE). */
+export function writeNewSetElems(w: NetlinkWriter, seq: number, s: NftSet, elements: readonly NftSet['elements'][number][] = s.elements): void {
   w.beginMessage(msgType(NFT_MSG.NEWSETELEM), NEW_FLAGS, seq, FAMILY[s.family]);
   w.str(SET_ELEM_LIST.TABLE, s.table);
   w.str(SET_ELEM_LIST.SET, s.name);
   if (s.id !== undefined) w.u32(SET_ELEM_LIST.SET_ID, s.id);
   w.beginNest(SET_ELEM_LIST.ELEMENTS);
-  for (const el of s.elements) {
+  for (const el of elements) {
     w.beginNest(1 /* NFTA_LIST_ELEM */);
     w.beginNest(SET_ELEM.KEY);
     w.attr(DATA.VALUE, el.key);

@@ -140,10 +140,13 @@ export const setCtZone = (zone: number): Expr[] => {
 
 const NF_NAT_RANGE_PROTO_SPECIFIED = 2;
 
-/** `redirect to :PORT`. */
+/**
+ * `redirect to :PORT`. The kernel stores (and dumps) proto_max = proto_min when proto_max is left
+ * out (nft_redir_init), so both are sent: the plan then reads back exactly as the kernel holds it.
+ */
 export const redirectTo = (p: number): Expr[] => [
   { type: 'immediate', dreg: R, data: u16be(p) },
-  { type: 'redir', regProtoMin: R, flags: NF_NAT_RANGE_PROTO_SPECIFIED },
+  { type: 'redir', regProtoMin: R, regProtoMax: R, flags: NF_NAT_RANGE_PROTO_SPECIFIED },
 ];
 
 /** `tproxy ip to :PORT` (family ip or ip6; `unspec` in an inet table serves both). */

@@ -2,11 +2,14 @@
 // rules (TPROXY's policy rule and local route, the ::6 inbound-passthrough address on lo).
 // rtnetlink attributes are in host byte order (little-endian here), unlike nf_tables' big-endian.
 import { ipv4Bytes, ipv6Bytes, parsePrefix } from './addr.js';
-import { NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST } from './netlink.js';
+import { NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST } from './netlink.js';
 
 const RTM_NEWADDR = 20;
+const RTM_DELADDR = 21;
 const RTM_NEWROUTE = 24;
+const RTM_DELROUTE = 25;
 const RTM_NEWRULE = 32;
+const RTM_DELRULE = 33;
 const AF_INET = 2;
 const AF_INET6 = 10;
 const FRA_PRIORITY = 6;
@@ -39,7 +42,16 @@ export interface RoutingPlan {
 export interface RouteBatch {
   buffer: Buffer;
   descriptions: string[];
+  /**
+   * Per message, the message that takes it back (same header and attributes, RTM_DEL*). Every add
+   * is exclusive, so a message the kernel acknowledged is one this batch added, and EEXIST marks
+   * one that was there before: undoing exactly the acknowledged ones leaves the namespace as found.
+   */
+  undo: Buffer[];
 }
+
+const DEL_FLAGS = NLM_F_REQUEST | NLM_F_ACK;
+const ADD_FLAGS = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
 
 function attrU32(type: number, v: number): Buffer {
   const b = Buffer.alloc(8);
@@ -70,28 +82,25 @@ function message(type: number, flags: number, seq: number, header: Buffer, attrs
 
 const familyOf = (v: 4 | 6): number => (v === 4 ? AF_INET : AF_INET6);
 
-function ruleMessage(seq: number, v: 4 | 6, mark: number, table: number): Buffer {
+function ruleMessage(type: number, flags: number, seq: number, v: 4 | 6, mark: number, table: number): Buffer {
   const hdr = Buffer.alloc(12);
   hdr.writeUInt8(familyOf(v), 0);
   hdr.writeUInt8(table < 256 ? table : 252, 4);
   hdr.writeUInt8(FR_ACT_TO_TBL, 7);
-  const flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
-  return message(RTM_NEWRULE, flags, seq, hdr, [attrU32(FRA_PRIORITY, RULE_PRIORITY), attrU32(FRA_FWMARK, mark), attrU32(FRA_FWMASK, 0xffffffff), attrU32(FRA_TABLE, table)]);
+  return message(type, flags, seq, hdr, [attrU32(FRA_PRIORITY, RULE_PRIORITY), attrU32(FRA_FWMARK, mark), attrU32(FRA_FWMASK, 0xffffffff), attrU32(FRA_TABLE, table)]);
 }
 
-function localRouteMessage(seq: number, v: 4 | 6, table: number): Buffer {
+function localRouteMessage(type: number, flags: number, seq: number, v: 4 | 6, table: number): Buffer {
   const hdr = Buffer.alloc(12);
   hdr.writeUInt8(familyOf(v), 0);
   hdr.writeUInt8(table < 256 ? table : 252, 4);
   hdr.writeUInt8(RTPROT_BOOT, 5);
   hdr.writeUInt8(RT_SCOPE_HOST, 6);
   hdr.writeUInt8(RTN_LOCAL, 7);
-  // REPLACE makes a repeated apply a no-op instead of EEXIST.
-  const flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
-  return message(RTM_NEWROUTE, flags, seq, hdr, [attrU32(RTA_TABLE, table), attrU32(RTA_OIF, LOOPBACK_IFINDEX)]);
+  return message(type, flags, seq, hdr, [attrU32(RTA_TABLE, table), attrU32(RTA_OIF, LOOPBACK_IFINDEX)]);
 }
 
-function addressMessage(seq: number, prefix: string): Buffer {
+function addressMessage(type: number, flags: number, seq: number, prefix: string): Buffer {
   const p = parsePrefix(prefix);
   const v6 = p.family === 6;
   const hdr = Buffer.alloc(8);
@@ -101,26 +110,30 @@ function addressMessage(seq: number, prefix: string): Buffer {
   hdr.writeUInt8(RT_SCOPE_HOST_ADDR, 3);
   hdr.writeUInt32LE(LOOPBACK_IFINDEX, 4);
   const addr = v6 ? ipv6Bytes(prefix.split('/')[0]!) : ipv4Bytes(prefix.split('/')[0]!);
-  const flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
-  return message(RTM_NEWADDR, flags, seq, hdr, [attrBytes(IFA_LOCAL, addr), attrBytes(IFA_ADDRESS, addr)]);
+  return message(type, flags, seq, hdr, [attrBytes(IFA_LOCAL, addr), attrBytes(IFA_ADDRESS, addr)]);
 }
 
-/** Encodes the plan as rtnetlink messages, each acknowledged, seq 1…n. */
+/** Encodes the plan as exclusive rtnetlink adds, each acknowledged, seq 1…n, with their undo. */
 export function routingBatch(plan: RoutingPlan): RouteBatch | null {
   const parts: Buffer[] = [];
+  const undo: Buffer[] = [];
   const descriptions: string[] = [];
-  const add = (b: Buffer, d: string): void => {
-    parts.push(b);
-    descriptions.push(d);
-  };
   let seq = 1;
-  for (const a of plan.loopbackAddresses ?? []) add(addressMessage(seq++, a), `add address ${a} dev lo`);
+  const add = (build: (type: 'add' | 'del', flags: number, seq: number) => Buffer, d: string): void => {
+    parts.push(build('add', ADD_FLAGS, seq));
+    undo.push(build('del', DEL_FLAGS, seq));
+    descriptions.push(d);
+    seq++;
+  };
+  for (const a of plan.loopbackAddresses ?? []) {
+    add((t, f, s) => addressMessage(t === 'add' ? RTM_NEWADDR : RTM_DELADDR, f, s, a), `add address ${a} dev lo`);
+  }
   if (plan.tproxy) {
     const { mark, table, families } = plan.tproxy;
     for (const v of families) {
-      add(ruleMessage(seq++, v, mark, table), `ip -${v} rule add fwmark ${mark} lookup ${table}`);
-      add(localRouteMessage(seq++, v, table), `ip -${v} route add local default dev lo table ${table}`);
+      add((t, f, s) => ruleMessage(t === 'add' ? RTM_NEWRULE : RTM_DELRULE, f, s, v, mark, table), `ip -${v} rule add fwmark ${mark} lookup ${table}`);
+      add((t, f, s) => localRouteMessage(t === 'add' ? RTM_NEWROUTE : RTM_DELROUTE, f, s, v, table), `ip -${v} route add local default dev lo table ${table}`);
     }
   }
-  return parts.length === 0 ? null : { buffer: Buffer.concat(parts), descriptions };
+  return parts.length === 0 ? null : { buffer: Buffer.concat(parts), descriptions, undo };
 }

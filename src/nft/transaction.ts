@@ -7,6 +7,7 @@ import {
   writeNewRule,
   writeNewSet,
   writeNewSetElems,
+  SET_ELEMS_PER_MESSAGE,
   writeNewTable,
 } from './messages.js';
 import { NLM_F_ACK, NLM_F_REQUEST, NetlinkWriter } from './netlink.js';
@@ -78,8 +79,11 @@ export function replaceTablesBatch(contents: readonly TableContents[], firstSeq 
     for (const c of chains) b.add(`add chain ${label} ${c.name}`, (w, seq) => writeNewChain(w, seq, c));
     for (const s of sets) {
       b.add(`add set ${label} ${s.name}`, (w, seq) => writeNewSet(w, seq, s));
-      if (s.elements.length > 0) {
-        b.add(`add ${s.elements.length} elements to set ${label} ${s.name}`, (w, seq) => writeNewSetElems(w, seq, s));
+      // Large sets go in several messages of the same transaction: one attribute cannot hold them.
+      for (let i = 0; i < s.elements.length; i += SET_ELEMS_PER_MESSAGE) {
+        const part = s.elements.slice(i, i + SET_ELEMS_PER_MESSAGE);
+        const what = part.length === s.elements.length ? `${part.length} elements` : `elements ${i + 1}–${i + part.length} of ${s.elements.length}`;
+        b.add(`add ${what} to set ${label} ${s.name}`, (w, seq) => writeNewSetElems(w, seq, s, part));
       }
     }
     const perChain = new Map<string, number>();

@@ -321,6 +321,19 @@ describe('forwarding', () => {
     expect(run).toMatchObject({ code: 0, stdout: '' });
   });
 
+  it.each([
+    ['plain text', 'all good'],
+    ['a JSON array', '[1,2]'],
+    ['a JSON string', '"ok"'],
+    ['a JSON object with trailing bytes', '{"cniVersion":"1.1.0"} x'],
+    ['truncated JSON', '{"cniVersion":"1.1'],
+  ])('turns a 2xx answer that is %s into code 999 "agent answered non-JSON"', async (_what, body) => {
+    const agent = await httpAgent((_req, res) => res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body));
+    const e = cniError(await runShim(podEnv('ADD'), JSON.stringify(conf({ socketPath: agent.socketPath }))));
+    expect(e).toMatchObject({ code: 999, msg: 'agent answered non-JSON' });
+    expect(e.details).toContain(body);
+  });
+
   it('relays the agent CNI error as is, with exit code 1', async () => {
     const err = { cniVersion: '1.1.0', code: 7, msg: "pod shop/cart-7d9: annotation 'traffic.sidecar.istio.io/includeInboundPorts' is not a port list", details: 'x' };
     const agent = await httpAgent((_req, res) => res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify(err)));
