@@ -7,7 +7,8 @@
  *   N <id> <netns path> <batch file>                   queue a replay of a netlink batch into a netns
  *   G <concurrency>                                    run the queue: "<id> <ms> <status>" per job,
  *                                                      then "D <wall ms>"; status is the exit code,
- *                                                      128+signal, or -errno for a failed replay
+ *                                                      128+signal, or -errno for a failed replay;
+ *                                                      start is CLOCK_MONOTONIC ms (as Node's hrtime)
  * With concurrency 1 jobs run in queue order (interleaved paths); replays need concurrency 1. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -120,7 +121,7 @@ static void run_replay(struct job *j) {
   unsigned char *batch = read_file(j->in, &len); /* read before the clock: the agent has it in memory */
   double t0 = now_ms();
   int rc = replay(j->ns, batch, len);
-  printf("%s\t%.4f\t%d\n", j->id, now_ms() - t0, rc);
+  printf("%s\t%.4f\t%d\t%.4f\n", j->id, now_ms() - t0, rc, t0);
   free(batch);
 }
 
@@ -128,7 +129,7 @@ static void finish(pid_t pid, int st) {
   double t1 = now_ms();
   for (int i = 0; i < njobs; i++) {
     if (jobs[i].pid != pid) continue;
-    printf("%s\t%.4f\t%d\n", jobs[i].id, t1 - jobs[i].t0, exit_status(st));
+    printf("%s\t%.4f\t%d\t%.4f\n", jobs[i].id, t1 - jobs[i].t0, exit_status(st), jobs[i].t0);
     jobs[i].pid = 0;
     return;
   }

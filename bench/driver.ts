@@ -11,6 +11,8 @@ export const DRIVER = join(ROOT, 'build/bench/driver');
 export interface JobResult {
   ms: number;
   status: number;
+  /** When the job started, CLOCK_MONOTONIC ms (comparable with process.hrtime). */
+  startMs: number;
 }
 
 const clean = (s: string, what: string): string => {
@@ -65,8 +67,8 @@ export class Driver {
     const end = await Promise.race([done, this.exited]);
     const results = new Map<string, JobResult>();
     for (const l of got) {
-      const [id, ms, status] = l.split('\t');
-      results.set(id!, { ms: Number(ms), status: Number(status) });
+      const [id, ms, status, start] = l.split('\t');
+      results.set(id!, { ms: Number(ms), status: Number(status), startMs: Number(start) });
     }
     if (results.size !== n) throw new Error(`bench driver answered ${results.size} of ${n} jobs`);
     return { results, wallMs: Number(end.split('\t')[1]) };

@@ -8,6 +8,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { applyTables, createBatch } from '../src/nft/apply.js';
 import { Driver } from './driver.js';
+import { phases } from './phases.js';
 import { rulesForBench, scalePod, writePod } from './rules.js';
 import { buildNoop, cpuMs, openFds, PodNetns, ROOT, rssKiB, SHIM, shimAdd, startAgent, stopAgent } from './harness.js';
 import { latencySvg } from './plot.js';
@@ -248,6 +249,8 @@ async function main(): Promise<void> {
     };
     const figTable = table(['figure', 'value'], Object.entries(figures).map(([k, v]) => [k, v]));
     console.log(`figures against the targets of issue #14\n${figTable}\n`);
+    const ph = await phases(join(dir, 'phases'), driver, quick ? 30 : 200);
+    console.log(`where one ADD's time goes (agent pieces in the bench process, shim by the driver, fresh netns each)\n${ph.table}\n`);
     const ch = await churn(join(dir, 'churn'), driver);
     driver.close();
     const churnTable = table(
@@ -267,6 +270,7 @@ async function main(): Promise<void> {
       mode: quick ? 'quick' : 'full',
       latency: Object.fromEntries(PATHS.map((p) => [p, { p50_ms: lat[p].p50_ms, p90_ms: lat[p].p90_ms, p99_ms: lat[p].p99_ms, min_ms: lat[p].min_ms, n: lat[p].n }])),
       figures,
+      phases_p50_ms: ph.p50,
       ratios_to_meshcni_e2e: Object.fromEntries(PATHS.map((p) => [p, Math.round((lat[p].p50_ms / e2e) * 100) / 100])),
       churn: Object.fromEntries(Object.entries(ch.levels).map(([c, r]) => [c, r])),
       soak: ch.soak,
@@ -278,7 +282,7 @@ async function main(): Promise<void> {
     if (!quick) {
       updateReadme(
         `Machine: ${m.cpus}, ${m.memory_gib} GiB, kernel ${m.kernel}, Node ${m.node}; ${m.date}, commit ${m.commit}.\n\n` +
-          '```\n' + latTable + '\n\n' + figTable + '\n\n' + churnTable + '\n\n' + scaleTable + '\n```\n\n' +
+          '```\n' + latTable + '\n\n' + figTable + '\n\n' + ph.table + '\n\n' + churnTable + '\n\n' + scaleTable + '\n```\n\n' +
           (ch.soak.pods ? `Soak: ${ch.soak.pods} pods added and deleted: agent RSS ${ch.soak.rss_kib_before} → ${ch.soak.rss_kib_after} KiB, open fds ${ch.soak.fds_before} → ${ch.soak.fds_after}.\n\n` : '') +
           '![latency](bench/results/latency.svg)',
       );

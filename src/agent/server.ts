@@ -22,7 +22,19 @@ export interface SocketServerOptions {
   requestTimeoutMs?: number;
   /** Open connections beyond this are answered 503 and closed at once (default 1024). */
   maxConnections?: number;
+  /** Bench instrumentation: each answered request's timeline, CLOCK_MONOTONIC ms (as process.hrtime). */
+  onTiming?: (t: RequestTiming) => void;
 }
+
+export interface RequestTiming {
+  acceptedAt: number;
+  /** The whole request is in. */
+  receivedAt: number;
+  /** The answer was handed to the socket. */
+  answeredAt: number;
+}
+
+const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 const MAX_HEAD_BYTES = 16 * 1024;
 const REASONS: Record<number, string> = {
@@ -92,6 +104,8 @@ interface Conn {
   taken: boolean;
   answered: boolean;
   timer: NodeJS.Timeout;
+  acceptedAt: number;
+  receivedAt: number;
   pod?: { namespace?: string; pod?: string; containerId: string; command: string };
 }
 
@@ -161,7 +175,8 @@ export class CniSocketServer {
   private onConnection(sock: Socket): void {
     if (this.conns.size >= this.maxConnections) return this.refuseOverCap(sock);
     if (this.opts.rootPeersOnly !== false && !this.peerIsRoot(sock)) return;
-    const c: Conn = { sock, chunks: [], received: 0, bodyAt: -1, contentLength: -1, taken: false, answered: false, timer: setTimeout(() => this.onTimeout(c), this.requestTimeoutMs) };
+    const c: Conn = { sock, chunks: [], received: 0, bodyAt: -1, contentLength: -1, taken: false, answered: false, timer: setTimeout(() => this.onTimeout(c), this.requestTimeoutMs), acceptedAt: 0, receivedAt: 0 };
+    if (this.opts.onTiming) c.acceptedAt = monotonicMs();
     this.conns.add(c);
     sock.on('data', (d: Buffer) => this.onData(c, d));
     sock.on('end', () => {
@@ -235,6 +250,7 @@ export class CniSocketServer {
       if (c.received - c.bodyAt < c.contentLength) return;
       c.taken = true;
       clearTimeout(c.timer);
+      if (this.opts.onTiming) c.receivedAt = monotonicMs();
       const all = c.chunks.length === 1 ? c.chunks[0]! : Buffer.concat(c.chunks);
       c.chunks = [];
       void this.run(c, all.toString('utf8', c.bodyAt, c.bodyAt + c.contentLength));
@@ -310,6 +326,7 @@ export class CniSocketServer {
     }
     c.answered = true;
     endAndClose(c.sock, httpAnswer(status, body));
+    this.opts.onTiming?.({ acceptedAt: c.acceptedAt, receivedAt: c.receivedAt, answeredAt: monotonicMs() });
   }
 }
 
