@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { applyTables, createBatch } from '../src/nft/apply.js';
 import { Driver } from './driver.js';
 import { phases } from './phases.js';
-import { rulesForBench, scalePod, writePod } from './rules.js';
+import { rulesForBench, scalePlan, writePod } from './rules.js';
 import { buildNoop, cpuMs, openFds, PodNetns, ROOT, rssKiB, SHIM, shimAdd, startAgent, stopAgent } from './harness.js';
 import { latencySvg } from './plot.js';
 import { nowMs, summarize, table, type Summary } from './stats.js';
@@ -179,25 +179,37 @@ async function churn(dir: string, driver: Driver): Promise<{ levels: Record<stri
   return { levels, soak };
 }
 
-async function scale(): Promise<Record<string, Record<string, Summary>>> {
-  const out: Record<string, Record<string, Summary>> = {};
-  for (const layout of ['iptables', 'nft'] as const) {
-    out[layout] = {};
-    for (const size of SCALE_SIZES) {
-      const tables = scalePod(size, layout);
-      const s: number[] = [];
-      for (let i = 0; i < SCALE_ITER; i++) {
-        const n = new PodNetns('sc').create(i);
-        try {
+/**
+ * Apply latency as the port and CIDR lists grow, both layouts; for the nft layout also `nft -f` of
+ * the same ruleset (its own text) into a fresh netns, exec'd by the driver.
+ */
+async function scale(dir: string, driver: Driver): Promise<Record<string, Record<string, Summary>>> {
+  const out: Record<string, Record<string, Summary>> = { iptables: {}, nft: {}, nft_file: {} };
+  const nsenter = which('nsenter');
+  const pathEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
+  mkdirSync(dir, { recursive: true });
+  for (const size of SCALE_SIZES) {
+    const plans = { iptables: scalePlan(size, 'iptables'), nft: scalePlan(size, 'nft') };
+    const file = join(dir, `scale${size}.nft`);
+    writeFileSync(file, plans.nft.text);
+    const s: Record<string, number[]> = { iptables: [], nft: [], nft_file: [] };
+    for (let i = 0; i < SCALE_ITER; i++) {
+      const n = { iptables: new PodNetns('sci').create(i), nft: new PodNetns('scn').create(i), file: new PodNetns('scf').create(i) };
+      try {
+        for (const layout of ['iptables', 'nft'] as const) {
           const t0 = nowMs();
-          await applyTables(n.path, tables);
-          s.push(nowMs() - t0);
-        } finally {
-          n.destroy();
+          await applyTables(n[layout].path, plans[layout].tables);
+          s[layout]!.push(nowMs() - t0);
         }
+        driver.exec('f', [nsenter, `--net=${n.file.path}`, 'nft', '-f', file], pathEnv);
+        const f = (await driver.run(1)).results.get('f')!;
+        if (f.status !== 0) throw new Error(`nft -f of the ${size}-entry ruleset failed (status ${f.status})`);
+        s.nft_file!.push(f.ms);
+      } finally {
+        for (const x of Object.values(n)) x.destroy();
       }
-      out[layout][String(size)] = summarize(s);
     }
+    for (const k of Object.keys(s)) out[k]![String(size)] = summarize(s[k]!);
   }
   return out;
 }
@@ -252,19 +264,21 @@ async function main(): Promise<void> {
     const ph = await phases(join(dir, 'phases'), driver, quick ? 30 : 200);
     console.log(`where one ADD's time goes (agent pieces in the bench process, shim by the driver, fresh netns each)\n${ph.table}\n`);
     const ch = await churn(join(dir, 'churn'), driver);
-    driver.close();
     const churnTable = table(
       ['concurrency', 'pods', 'pods/s', 'p50 ms', 'p90 ms', 'p99 ms', 'agent CPU ms/pod'],
       Object.entries(ch.levels).map(([c, r]) => [c, r.n, r.pods_per_s, r.p50_ms, r.p90_ms, r.p99_ms, r.agent_cpu_ms_per_pod]),
     );
     console.log(`churn: concurrent ADDs through the shim against one agent\n${churnTable}\n`);
     if (ch.soak.pods) console.log(`soak: ${ch.soak.pods} pods: RSS ${ch.soak.rss_kib_before} → ${ch.soak.rss_kib_after} KiB, fds ${ch.soak.fds_before} → ${ch.soak.fds_after}\n`);
-    const sc = await scale();
+    const sc = await scale(join(dir, 'scale'), driver);
+    driver.close();
     const scaleTable = table(
       ['layout', ...SCALE_SIZES.map((s) => `${s} entries p50 ms`)],
       Object.entries(sc).map(([layout, r]) => [layout, ...SCALE_SIZES.map((s) => r[String(s)]!.p50_ms)]),
     );
-    console.log(`apply latency as port and CIDR lists grow\n${scaleTable}\n`);
+    const largest = String(SCALE_SIZES.at(-1));
+    const scaleRatio = `nft -f / meshcni nft layout at ${largest} entries: ${(sc.nft_file![largest]!.p50_ms / sc.nft![largest]!.p50_ms).toFixed(2)}×`;
+    console.log(`apply latency as port and CIDR lists grow (nft_file: nft -f of the nft layout's own text)\n${scaleTable}\n${scaleRatio}\n`);
     const result = {
       machine: m,
       mode: quick ? 'quick' : 'full',
@@ -282,7 +296,7 @@ async function main(): Promise<void> {
     if (!quick) {
       updateReadme(
         `Machine: ${m.cpus}, ${m.memory_gib} GiB, kernel ${m.kernel}, Node ${m.node}; ${m.date}, commit ${m.commit}.\n\n` +
-          '```\n' + latTable + '\n\n' + figTable + '\n\n' + ph.table + '\n\n' + churnTable + '\n\n' + scaleTable + '\n```\n\n' +
+          '```\n' + latTable + '\n\n' + figTable + '\n\n' + ph.table + '\n\n' + churnTable + '\n\n' + scaleTable + '\n' + scaleRatio + '\n```\n\n' +
           (ch.soak.pods ? `Soak: ${ch.soak.pods} pods added and deleted: agent RSS ${ch.soak.rss_kib_before} → ${ch.soak.rss_kib_after} KiB, open fds ${ch.soak.fds_before} → ${ch.soak.fds_after}.\n\n` : '') +
           '![latency](bench/results/latency.svg)',
       );
