@@ -4,7 +4,6 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { nowMs } from './stats.js';
 
 export const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
 export const SHIM = join(ROOT, 'build/Release/meshcni');
@@ -17,40 +16,6 @@ export function buildNoop(): string {
     execFileSync('gcc', ['-static', '-Os', '-s', '-o', NOOP, join(ROOT, 'bench/noop.c')]);
   }
   return NOOP;
-}
-
-/** Runs a process to completion; resolves with the wall time from spawn to exit, in ms. */
-export function timedRun(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<number> {
-  return new Promise((resolveRun, reject) => {
-    const t0 = nowMs();
-    const child = spawn(cmd, args, { env: opts.env ?? {}, stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const ms = nowMs() - t0;
-      if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.trim()}`));
-      else resolveRun(ms);
-    });
-    if (opts.input !== undefined) {
-      child.stdin!.on('error', () => undefined); // a plug-in that exits without reading stdin
-      child.stdin!.end(opts.input);
-    }
-  });
-}
-
-/** Runs a process and returns stdout (for the shim, whose answer we check). */
-export function runCapture(cmd: string, env: NodeJS.ProcessEnv, input: string): Promise<{ ms: number; code: number; stdout: string }> {
-  return new Promise((resolveRun, reject) => {
-    const t0 = nowMs();
-    const child = spawn(cmd, [], { env, stdio: ['pipe', 'pipe', 'ignore'] });
-    let out = '';
-    child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolveRun({ ms: nowMs() - t0, code: code ?? -1, stdout: out }));
-    child.stdin!.on('error', () => undefined);
-    child.stdin!.end(input);
-  });
 }
 
 let nsCounter = 0;

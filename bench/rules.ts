@@ -43,10 +43,15 @@ export function rulesForBench(): { tables: TableContents[]; v4: string; v6: stri
 
 /** A pod whose port and CIDR lists have `size` entries each, in the given layout. */
 export function scalePod(size: number, layout: 'iptables' | 'nft'): TableContents[] {
+  return scalePlan(size, layout).tables;
+}
+
+/** The same pod's tables and the text an operator reads (nft syntax for the nft layout). */
+export function scalePlan(size: number, layout: 'iptables' | 'nft'): { tables: TableContents[]; text: string } {
   const ports = Array.from({ length: size }, (_, i) => 20000 + i).join(',');
   const cidrs = Array.from({ length: size }, (_, i) => `10.${Math.floor(i / 256) % 256}.${i % 256}.0/24`).join(',');
   const ann: Record<string, string> = size === 0 ? {} : { 'traffic.sidecar.istio.io/excludeOutboundPorts': ports, 'traffic.sidecar.istio.io/excludeOutboundIPRanges': cidrs, 'traffic.sidecar.istio.io/excludeInboundPorts': ports };
   const plan = planPod(podObject('bench', 'scale', ann), parseCaptureConfig({ layout }));
   if (!plan.capture) throw new Error('scale pod is not captured');
-  return plan.tables;
+  return { tables: plan.tables, text: plan.text };
 }

@@ -6,9 +6,11 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { applyTables } from '../src/nft/apply.js';
-import { rulesForBench, scalePod, writePod } from './rules.js';
-import { buildNoop, cpuMs, openFds, PodNetns, ROOT, rssKiB, runCapture, SHIM, shimAdd, startAgent, stopAgent, timedRun } from './harness.js';
+import { applyTables, createBatch } from '../src/nft/apply.js';
+import { Driver } from './driver.js';
+import { phases } from './phases.js';
+import { rulesForBench, scalePlan, writePod } from './rules.js';
+import { buildNoop, cpuMs, openFds, PodNetns, ROOT, rssKiB, SHIM, shimAdd, startAgent, stopAgent } from './harness.js';
 import { latencySvg } from './plot.js';
 import { nowMs, summarize, table, type Summary } from './stats.js';
 
@@ -20,69 +22,95 @@ const SOAK_PODS = Number(process.env.BENCH_SOAK_PODS ?? (quick ? 0 : 10_000));
 const SCALE_SIZES = quick ? [0, 10, 100] : [0, 10, 100, 1000];
 const SCALE_ITER = quick ? 10 : 40;
 
-type PathName = 'exec_floor' | 'meshcni_e2e' | 'meshcni_apply' | 'istio_cni_way' | 'iptables_nft_restore' | 'iptables_legacy_restore' | 'nft_file';
-const PATHS: PathName[] = ['exec_floor', 'meshcni_e2e', 'meshcni_apply', 'istio_cni_way', 'iptables_nft_restore', 'iptables_legacy_restore', 'nft_file'];
+type PathName = 'exec_floor' | 'meshcni_e2e' | 'meshcni_apply' | 'kernel_floor' | 'istio_cni_way' | 'iptables_nft_restore' | 'iptables_legacy_restore' | 'nft_file';
+const PATHS: PathName[] = ['exec_floor', 'meshcni_e2e', 'meshcni_apply', 'kernel_floor', 'istio_cni_way', 'iptables_nft_restore', 'iptables_legacy_restore', 'nft_file'];
 
-const nsenter = (ns: PodNetns, cmd: string[]): [string, string[]] => ['nsenter', [`--net=${ns.path}`, ...cmd]];
+const which = (cmd: string): string => execFileSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).trim();
 
-async function latency(dir: string): Promise<Record<PathName, number[]>> {
+/** The shim's CNI environment as strings, with its stdin written to a file for the driver. */
+function shimJob(dir: string, socketPath: string, ns: PodNetns, pod: { namespace: string; name: string }, containerId: string, command = 'ADD') {
+  const { env, input } = shimAdd(socketPath, ns.path, pod, containerId);
+  const stdin = join(dir, `${containerId}.json`);
+  writeFileSync(stdin, input);
+  return { env: { ...(env as Record<string, string>), CNI_COMMAND: command }, stdin };
+}
+
+/**
+ * Every path into its own fresh netns, interleaved and rotated each iteration. Execs are timed by
+ * the C driver (posix_spawn → waitpid, as containerd execs plug-ins); meshcni_apply is the agent's
+ * commit call (addon, thread pool) from this Node process; kernel_floor replays the very bytes
+ * meshcni_apply sends, from the resident C driver (setns, socket, send, drain).
+ */
+async function latency(dir: string, driver: Driver): Promise<Record<PathName, number[]>> {
   const rules = rulesForBench();
   writePod(join(dir, 'pods'), 'bench', 'web', {});
   const agent = await startAgent(dir);
   const noop = buildNoop();
-  const files = { v4: join(dir, 'v4.rules'), v6: join(dir, 'v6.rules'), nft: join(dir, 'rules.nft') };
+  const jobsDir = join(dir, 'jobs');
+  mkdirSync(jobsDir, { recursive: true });
+  const files = { v4: join(dir, 'v4.rules'), v6: join(dir, 'v6.rules'), nft: join(dir, 'rules.nft'), batch: join(dir, 'batch.bin'), version: join(dir, 'version.json') };
   writeFileSync(files.v4, rules.v4);
   writeFileSync(files.v6, rules.v6);
   writeFileSync(files.nft, rules.nft);
-  const samples = Object.fromEntries(PATHS.map((p) => [p, [] as number[]])) as Record<PathName, number[]>;
+  writeFileSync(files.batch, createBatch(rules.tables).buffer);
+  writeFileSync(files.version, '{"cniVersion":"1.0.0"}');
+  const bin = { nsenter: which('nsenter'), loopback: '/usr/lib/cni/loopback' };
   const pathEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
+  const inNs = (n: PodNetns, ...cmd: string[]) => [bin.nsenter, `--net=${n.path}`, ...cmd];
+  const samples = Object.fromEntries(PATHS.map((p) => [p, [] as number[]])) as Record<PathName, number[]>;
   try {
     for (let i = 0; i < ITER; i++) {
       // Fresh namespaces for every path that programs one, made before the clock starts.
       const ns = Object.fromEntries(PATHS.map((p) => [p, new PodNetns(p.slice(0, 4)).create(i)])) as Record<PathName, PodNetns>;
       try {
         // Rotate the order so no path always runs first (cache warmth, kernel work queues).
-        const order = PATHS.map((_, k) => PATHS[(k + i) % PATHS.length]!);
+        const order = PATHS.map((_, k) => PATHS[(k + i) % PATHS.length]!).filter((p) => p !== 'meshcni_apply');
         for (const p of order) {
           const n = ns[p];
           switch (p) {
             case 'exec_floor':
-              samples[p].push(await timedRun(noop, []));
+              driver.exec(p, [noop]);
               break;
             case 'meshcni_e2e': {
-              const { env, input } = shimAdd(agent.socketPath, n.path, { namespace: 'bench', name: 'web' }, `bench${i}e2e`);
-              const r = await runCapture(SHIM, env, input);
-              if (r.code !== 0) throw new Error(`shim ADD failed: ${r.stdout}`);
-              samples[p].push(r.ms);
+              const j = shimJob(jobsDir, agent.socketPath, n, { namespace: 'bench', name: 'web' }, `bench${i}e2e`);
+              driver.exec(p, [SHIM], j.env, j.stdin);
               break;
             }
-            case 'meshcni_apply': {
-              const t0 = nowMs();
-              await applyTables(n.path, rules.tables);
-              samples[p].push(nowMs() - t0);
+            case 'kernel_floor':
+              driver.replay(p, n.path, files.batch);
               break;
-            }
-            case 'istio_cni_way': {
+            case 'istio_cni_way':
               // What istio-cni's Go plug-in costs per pod: a Go binary's start, then both restores
-              // as processes inside the netns.
-              const t0 = nowMs();
-              await timedRun('/usr/lib/cni/loopback', [], { env: { CNI_COMMAND: 'VERSION' }, input: '{"cniVersion":"1.0.0"}' });
-              await timedRun(...nsenter(n, ['iptables-nft-restore', files.v4]), { env: pathEnv });
-              await timedRun(...nsenter(n, ['ip6tables-nft-restore', files.v6]), { env: pathEnv });
-              samples[p].push(nowMs() - t0);
+              // as processes inside the netns (summed below).
+              driver.exec('istio_go', [bin.loopback], { CNI_COMMAND: 'VERSION' }, files.version);
+              driver.exec('istio_v4', inNs(n, 'iptables-nft-restore', files.v4), pathEnv);
+              driver.exec('istio_v6', inNs(n, 'ip6tables-nft-restore', files.v6), pathEnv);
               break;
-            }
             case 'iptables_nft_restore':
-              samples[p].push(await timedRun(...nsenter(n, ['iptables-nft-restore', files.v4]), { env: pathEnv }));
+              driver.exec(p, inNs(n, 'iptables-nft-restore', files.v4), pathEnv);
               break;
             case 'iptables_legacy_restore':
-              samples[p].push(await timedRun(...nsenter(n, ['iptables-legacy-restore', files.v4]), { env: pathEnv }));
+              driver.exec(p, inNs(n, 'iptables-legacy-restore', files.v4), pathEnv);
               break;
             case 'nft_file':
-              samples[p].push(await timedRun(...nsenter(n, ['nft', '-f', files.nft]), { env: pathEnv }));
+              driver.exec(p, inNs(n, 'nft', '-f', files.nft), pathEnv);
               break;
           }
         }
+        // The in-process apply goes before or after the driver's round, alternately.
+        const apply = async () => {
+          const t0 = nowMs();
+          await applyTables(ns.meshcni_apply.path, rules.tables);
+          samples.meshcni_apply.push(nowMs() - t0);
+        };
+        if (i % 2 === 0) await apply();
+        const { results } = await driver.run(1);
+        if (i % 2 === 1) await apply();
+        for (const [id, r] of results) {
+          if (r.status !== 0) throw new Error(`bench job ${id} failed with status ${r.status}`);
+        }
+        const ms = (id: string) => results.get(id)!.ms;
+        for (const p of order) samples[p].push(p === 'istio_cni_way' ? ms('istio_go') + ms('istio_v4') + ms('istio_v6') : ms(p));
       } finally {
         for (const n of Object.values(ns)) n.destroy();
       }
@@ -102,65 +130,44 @@ interface ChurnResult {
   n: number;
 }
 
-async function churn(dir: string): Promise<{ levels: Record<string, ChurnResult>; soak: Record<string, number> }> {
+async function churn(dir: string, driver: Driver): Promise<{ levels: Record<string, ChurnResult>; soak: Record<string, number> }> {
   const podsDir = join(dir, 'pods');
-  const total = Math.max(CHURN_PODS, SOAK_PODS);
-  for (let i = 0; i < Math.min(total, CHURN_PODS); i++) writePod(podsDir, 'churn', `p${i}`, {});
+  const jobsDir = join(dir, 'jobs');
+  mkdirSync(jobsDir, { recursive: true });
+  for (let i = 0; i < CHURN_PODS; i++) writePod(podsDir, 'churn', `p${i}`, {});
   const agent = await startAgent(dir);
   const pid = agent.child.pid!;
   const levels: Record<string, ChurnResult> = {};
   const soak: Record<string, number> = {};
+  /** ADDs (at `concurrency`) then DELs of pods [from, from+count) in fresh netns, through the shim, by the driver. */
+  const round = async (tag: string, from: number, count: number, concurrency: number) => {
+    const nets = Array.from({ length: count }, (_, k) => new PodNetns(tag).create(from + k));
+    try {
+      const jobs = nets.map((net, k) => shimJob(jobsDir, agent.socketPath, net, { namespace: 'churn', name: `p${(from + k) % CHURN_PODS}` }, `${tag}x${from + k}`));
+      jobs.forEach((j, k) => driver.exec(String(k), [SHIM], j.env, j.stdin));
+      const cpu0 = cpuMs(pid);
+      const add = await driver.run(concurrency);
+      const cpu = cpuMs(pid) - cpu0;
+      const failed = [...add.results].filter(([, r]) => r.status !== 0);
+      if (failed.length > 0) throw new Error(`${failed.length} of ${count} ADDs failed at concurrency ${concurrency} (${tag})`);
+      jobs.forEach((j, k) => driver.exec(String(k), [SHIM], { ...j.env, CNI_COMMAND: 'DEL' }, j.stdin));
+      await driver.run(8);
+      return { add, cpu };
+    } finally {
+      for (const net of nets) net.destroy();
+    }
+  };
   try {
     for (const c of CHURN_LEVELS) {
       const n = Math.min(CHURN_PODS, Math.max(c * 4, quick ? 100 : 400));
-      const nets = Array.from({ length: n }, (_, i) => new PodNetns(`c${c}`).create(i));
-      const lat: number[] = [];
-      const cpu0 = cpuMs(pid);
-      const t0 = nowMs();
-      let next = 0;
-      await Promise.all(
-        Array.from({ length: c }, async () => {
-          while (next < n) {
-            const i = next++;
-            const { env, input } = shimAdd(agent.socketPath, nets[i]!.path, { namespace: 'churn', name: `p${i}` }, `churn${c}x${i}`);
-            const r = await runCapture(SHIM, env, input);
-            if (r.code !== 0) throw new Error(`ADD failed at concurrency ${c}: ${r.stdout}`);
-            lat.push(r.ms);
-          }
-        }),
-      );
-      const wall = nowMs() - t0;
-      const cpu = cpuMs(pid) - cpu0;
-      // DEL all of them, as the runtime would.
-      await Promise.all(
-        nets.map((net, i) => {
-          const { env, input } = shimAdd(agent.socketPath, net.path, { namespace: 'churn', name: `p${i}` }, `churn${c}x${i}`);
-          return runCapture(SHIM, { ...env, CNI_COMMAND: 'DEL' }, input);
-        }),
-      );
-      for (const net of nets) net.destroy();
-      const s = summarize(lat);
-      levels[String(c)] = { pods_per_s: Math.round((n / wall) * 1000 * 10) / 10, p50_ms: s.p50_ms, p90_ms: s.p90_ms, p99_ms: s.p99_ms, agent_cpu_ms_per_pod: Math.round((cpu / n) * 1000) / 1000, n };
+      const { add, cpu } = await round(`c${c}`, 0, n, c);
+      const s = summarize([...add.results.values()].map((r) => r.ms));
+      levels[String(c)] = { pods_per_s: Math.round((n / add.wallMs) * 1000 * 10) / 10, p50_ms: s.p50_ms, p90_ms: s.p90_ms, p99_ms: s.p99_ms, agent_cpu_ms_per_pod: Math.round((cpu / n) * 1000) / 1000, n };
     }
     if (SOAK_PODS > 0) {
       soak.rss_kib_before = rssKiB(pid);
       soak.fds_before = openFds(pid);
-      for (let i = CHURN_PODS; i < SOAK_PODS; i++) writePod(podsDir, 'churn', `p${i}`, {});
-      await new Promise((r) => setTimeout(r, 1500));
-      const batch = 64;
-      for (let start = 0; start < SOAK_PODS; start += batch) {
-        const nets = Array.from({ length: Math.min(batch, SOAK_PODS - start) }, (_, k) => new PodNetns('soak').create(start + k));
-        await Promise.all(
-          nets.map(async (net, k) => {
-            const i = start + k;
-            const { env, input } = shimAdd(agent.socketPath, net.path, { namespace: 'churn', name: `p${i}` }, `soak${i}`);
-            const r = await runCapture(SHIM, env, input);
-            if (r.code !== 0) throw new Error(`soak ADD failed: ${r.stdout}`);
-            await runCapture(SHIM, { ...env, CNI_COMMAND: 'DEL' }, input);
-          }),
-        );
-        for (const net of nets) net.destroy();
-      }
+      for (let start = 0; start < SOAK_PODS; start += 128) await round('soak', start, Math.min(128, SOAK_PODS - start), 32);
       await new Promise((r) => setTimeout(r, 1000));
       soak.pods = SOAK_PODS;
       soak.rss_kib_after = rssKiB(pid);
@@ -172,25 +179,37 @@ async function churn(dir: string): Promise<{ levels: Record<string, ChurnResult>
   return { levels, soak };
 }
 
-async function scale(): Promise<Record<string, Record<string, Summary>>> {
-  const out: Record<string, Record<string, Summary>> = {};
-  for (const layout of ['iptables', 'nft'] as const) {
-    out[layout] = {};
-    for (const size of SCALE_SIZES) {
-      const tables = scalePod(size, layout);
-      const s: number[] = [];
-      for (let i = 0; i < SCALE_ITER; i++) {
-        const n = new PodNetns('sc').create(i);
-        try {
+/**
+ * Apply latency as the port and CIDR lists grow, both layouts; for the nft layout also `nft -f` of
+ * the same ruleset (its own text) into a fresh netns, exec'd by the driver.
+ */
+async function scale(dir: string, driver: Driver): Promise<Record<string, Record<string, Summary>>> {
+  const out: Record<string, Record<string, Summary>> = { iptables: {}, nft: {}, nft_file: {} };
+  const nsenter = which('nsenter');
+  const pathEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
+  mkdirSync(dir, { recursive: true });
+  for (const size of SCALE_SIZES) {
+    const plans = { iptables: scalePlan(size, 'iptables'), nft: scalePlan(size, 'nft') };
+    const file = join(dir, `scale${size}.nft`);
+    writeFileSync(file, plans.nft.text);
+    const s: Record<string, number[]> = { iptables: [], nft: [], nft_file: [] };
+    for (let i = 0; i < SCALE_ITER; i++) {
+      const n = { iptables: new PodNetns('sci').create(i), nft: new PodNetns('scn').create(i), file: new PodNetns('scf').create(i) };
+      try {
+        for (const layout of ['iptables', 'nft'] as const) {
           const t0 = nowMs();
-          await applyTables(n.path, tables);
-          s.push(nowMs() - t0);
-        } finally {
-          n.destroy();
+          await applyTables(n[layout].path, plans[layout].tables);
+          s[layout]!.push(nowMs() - t0);
         }
+        driver.exec('f', [nsenter, `--net=${n.file.path}`, 'nft', '-f', file], pathEnv);
+        const f = (await driver.run(1)).results.get('f')!;
+        if (f.status !== 0) throw new Error(`nft -f of the ${size}-entry ruleset failed (status ${f.status})`);
+        s.nft_file!.push(f.ms);
+      } finally {
+        for (const x of Object.values(n)) x.destroy();
       }
-      out[layout][String(size)] = summarize(s);
     }
+    for (const k of Object.keys(s)) out[k]![String(size)] = summarize(s[k]!);
   }
   return out;
 }
@@ -223,29 +242,49 @@ async function main(): Promise<void> {
   try {
     const m = machine();
     console.log(`meshcni benchmarks (${quick ? 'quick' : 'full'}): ${m.cpus}, ${m.memory_gib} GiB, kernel ${m.kernel}, node ${m.node}, commit ${m.commit}\n`);
-    const samples = await latency(join(dir, 'lat'));
+    const driver = new Driver();
+    const samples = await latency(join(dir, 'lat'), driver);
     const lat = Object.fromEntries(PATHS.map((p) => [p, summarize(samples[p])])) as Record<PathName, Summary>;
     const e2e = lat.meshcni_e2e.p50_ms;
     const rows = PATHS.map((p) => [p, lat[p].n, lat[p].min_ms, lat[p].p50_ms, lat[p].p90_ms, lat[p].p99_ms, `${(lat[p].p50_ms / e2e).toFixed(2)}×`]);
     const latTable = table(['path', 'n', 'min ms', 'p50 ms', 'p90 ms', 'p99 ms', 'p50 / meshcni_e2e'], rows);
     console.log(`pod-startup latency, ${ITER} fresh netns per path, interleaved\n${latTable}\n`);
-    const ch = await churn(join(dir, 'churn'));
+    // The e2e samples' own p50/p99 over the floor's p50: the runtime's view of what meshcni adds.
+    const over = (q: 'p50_ms' | 'p99_ms') => Math.round((lat.meshcni_e2e[q] - lat.exec_floor.p50_ms) * 1000) / 1000;
+    const x = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+    const figures = {
+      e2e_over_exec_floor_p50_ms: over('p50_ms'),
+      e2e_over_exec_floor_p99_ms: over('p99_ms'),
+      apply_over_kernel_floor: x(lat.meshcni_apply.p50_ms, lat.kernel_floor.p50_ms),
+      istio_cni_way_over_e2e: x(lat.istio_cni_way.p50_ms, e2e),
+      iptables_nft_restore_over_apply: x(lat.iptables_nft_restore.p50_ms, lat.meshcni_apply.p50_ms),
+    };
+    const figTable = table(['figure', 'value'], Object.entries(figures).map(([k, v]) => [k, v]));
+    console.log(`figures against the targets of issue #14\n${figTable}\n`);
+    const ph = await phases(join(dir, 'phases'), driver, quick ? 30 : 200);
+    console.log(`where one ADD's time goes (agent pieces in the bench process, shim by the driver, fresh netns each)\n${ph.table}\n`);
+    const ch = await churn(join(dir, 'churn'), driver);
     const churnTable = table(
       ['concurrency', 'pods', 'pods/s', 'p50 ms', 'p90 ms', 'p99 ms', 'agent CPU ms/pod'],
       Object.entries(ch.levels).map(([c, r]) => [c, r.n, r.pods_per_s, r.p50_ms, r.p90_ms, r.p99_ms, r.agent_cpu_ms_per_pod]),
     );
     console.log(`churn: concurrent ADDs through the shim against one agent\n${churnTable}\n`);
     if (ch.soak.pods) console.log(`soak: ${ch.soak.pods} pods: RSS ${ch.soak.rss_kib_before} → ${ch.soak.rss_kib_after} KiB, fds ${ch.soak.fds_before} → ${ch.soak.fds_after}\n`);
-    const sc = await scale();
+    const sc = await scale(join(dir, 'scale'), driver);
+    driver.close();
     const scaleTable = table(
       ['layout', ...SCALE_SIZES.map((s) => `${s} entries p50 ms`)],
       Object.entries(sc).map(([layout, r]) => [layout, ...SCALE_SIZES.map((s) => r[String(s)]!.p50_ms)]),
     );
-    console.log(`apply latency as port and CIDR lists grow\n${scaleTable}\n`);
+    const largest = String(SCALE_SIZES.at(-1));
+    const scaleRatio = `nft -f / meshcni nft layout at ${largest} entries: ${(sc.nft_file![largest]!.p50_ms / sc.nft![largest]!.p50_ms).toFixed(2)}×`;
+    console.log(`apply latency as port and CIDR lists grow (nft_file: nft -f of the nft layout's own text)\n${scaleTable}\n${scaleRatio}\n`);
     const result = {
       machine: m,
       mode: quick ? 'quick' : 'full',
       latency: Object.fromEntries(PATHS.map((p) => [p, { p50_ms: lat[p].p50_ms, p90_ms: lat[p].p90_ms, p99_ms: lat[p].p99_ms, min_ms: lat[p].min_ms, n: lat[p].n }])),
+      figures,
+      phases_p50_ms: ph.p50,
       ratios_to_meshcni_e2e: Object.fromEntries(PATHS.map((p) => [p, Math.round((lat[p].p50_ms / e2e) * 100) / 100])),
       churn: Object.fromEntries(Object.entries(ch.levels).map(([c, r]) => [c, r])),
       soak: ch.soak,
@@ -257,7 +296,7 @@ async function main(): Promise<void> {
     if (!quick) {
       updateReadme(
         `Machine: ${m.cpus}, ${m.memory_gib} GiB, kernel ${m.kernel}, Node ${m.node}; ${m.date}, commit ${m.commit}.\n\n` +
-          '```\n' + latTable + '\n\n' + churnTable + '\n\n' + scaleTable + '\n```\n\n' +
+          '```\n' + latTable + '\n\n' + figTable + '\n\n' + ph.table + '\n\n' + churnTable + '\n\n' + scaleTable + '\n' + scaleRatio + '\n```\n\n' +
           (ch.soak.pods ? `Soak: ${ch.soak.pods} pods added and deleted: agent RSS ${ch.soak.rss_kib_before} → ${ch.soak.rss_kib_after} KiB, open fds ${ch.soak.fds_before} → ${ch.soak.fds_after}.\n\n` : '') +
           '![latency](bench/results/latency.svg)',
       );

@@ -16,6 +16,7 @@ namespace meshcni {
 namespace {
 
 constexpr size_t kRecvBuffer = 256 * 1024;
+constexpr size_t kAckBuffer = 64 * 1024;
 constexpr int kMinSockBuffer = 1 << 20;
 
 int64_t NowMs() {
@@ -134,7 +135,9 @@ bool Transact(int sock, const std::vector<uint8_t> &batch, int timeoutMs, Transa
   if (!ScanBatch(batch, &wanted, out, e)) return false;
   if (!SendAll(sock, batch, e)) return false;
   int64_t deadline = NowMs() + timeoutMs;
-  std::vector<uint8_t> buf(kRecvBuffer);
+  // ACKs and errors (capped, no echoed request) are small: a per-thread buffer, not a fresh 256 KiB
+  // one, which cost an mmap, a memset and a page fault per page on every commit.
+  thread_local std::vector<uint8_t> buf(kAckBuffer);
   while (!wanted.empty()) {
     ssize_t n = ReceiveOne(sock, &buf, deadline, e);
     if (n < 0) return false;

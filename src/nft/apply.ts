@@ -39,6 +39,16 @@ async function send(netnsPath: string, batch: Batch): Promise<number> {
 /** Encoded fast-path batches by ruleset object: a plan shared by many pods is encoded once. */
 const encoded = new WeakMap<readonly TableContents[], Batch>();
 
+/** The bytes of a fresh namespace's one-round-trip transaction (also what the bench's kernel floor replays). */
+export function createBatch(contents: readonly TableContents[]): Batch {
+  let fast = encoded.get(contents);
+  if (!fast) {
+    fast = ackLastMessageOnly(replaceTablesBatch(contents, 1, 'create'));
+    encoded.set(contents, fast);
+  }
+  return fast;
+}
+
 /**
  * Replaces the given tables in the namespace atomically: all of them change, or none. A fresh pod
  * namespace takes one round trip (exclusive create); when a table already exists the kernel says
@@ -48,11 +58,7 @@ export async function applyTables(
   netnsPath: string,
   contents: readonly TableContents[],
 ): Promise<{ messages: number; bytes: number; mode: ReplaceMode }> {
-  let fast = encoded.get(contents);
-  if (!fast) {
-    fast = ackLastMessageOnly(replaceTablesBatch(contents, 1, 'create'));
-    encoded.set(contents, fast);
-  }
+  const fast = createBatch(contents);
   try {
     const messages = await send(netnsPath, fast);
     return { messages, bytes: fast.buffer.length, mode: 'create' };

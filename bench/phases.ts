@@ -1,0 +1,118 @@
+// Where one ADD's time goes: the agent's pieces in this process (as the agent wires them), each
+// dependency wrapped with a clock, the shim exec'd by the C driver; the driver's and Node's clocks
+// are both CLOCK_MONOTONIC, so the shim's start lines up with the server's accept. Sequential ADDs,
+// each into a fresh netns; medians per phase. The kernel's commit comes from the driver's replay of
+// the same bytes into fresh netns in the same run.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pino from 'pino';
+import { parseCaptureConfig } from '../src/capture/config.js';
+import { applyPlan, makePlanner } from '../src/agent/agent.js';
+import { createCniHandler } from '../src/agent/handler.js';
+import { createMetrics } from '../src/agent/metrics.js';
+import { DirPodSource } from '../src/agent/pods/dir.js';
+import { CniSocketServer, type RequestTiming } from '../src/agent/server.js';
+import { PodStateStore } from '../src/agent/state.js';
+import { readTables, createBatch } from '../src/nft/apply.js';
+import type { Driver } from './driver.js';
+import { PodNetns, SHIM, shimAdd } from './harness.js';
+import { writePod } from './rules.js';
+import { summarize, table } from './stats.js';
+
+const now = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+export async function phases(dir: string, driver: Driver, iterations: number): Promise<{ table: string; p50: Record<string, number> }> {
+  writePod(join(dir, 'pods'), 'bench', 'web', {});
+  const log = pino({ level: 'warn' }, pino.destination('/dev/null'));
+  const pods = new DirPodSource(join(dir, 'pods'), log);
+  await pods.start();
+  const state = new PodStateStore(join(dir, 'state'));
+  state.load();
+  const planner = makePlanner(parseCaptureConfig({}));
+  const lookup = pods.lookup.bind(pods);
+  let mark: Record<string, number> = {};
+  const timed = <A extends unknown[], R>(name: string, f: (...a: A) => R) => (...a: A): R => {
+    const t0 = now();
+    const r = f(...a);
+    if (r instanceof Promise) return r.finally(() => (mark[name] = now() - t0)) as R;
+    mark[name] = now() - t0;
+    return r;
+  };
+  pods.lookup = timed('lookup', lookup);
+  const handler = createCniHandler({
+    excludeNamespaces: [],
+    pods,
+    planPod: timed('plan', planner),
+    applyPlan: timed('apply', applyPlan),
+    readTables,
+    state,
+    metrics: createMetrics(),
+    log,
+    isReady: () => true,
+  });
+  let timing: RequestTiming | undefined;
+  const socketPath = join(dir, 'run', 'cni.sock');
+  const server = new CniSocketServer({
+    socketPath,
+    log,
+    handler: async (req) => {
+      mark.handlerIn = now();
+      const r = await handler(req);
+      mark.handlerOut = now();
+      return r;
+    },
+    onTiming: (t) => (timing = t),
+  });
+  await server.listen();
+  const jobs = join(dir, 'jobs');
+  mkdirSync(jobs, { recursive: true });
+  const batchFile = join(dir, 'batch.bin');
+  const plan = planner((await lookup({ namespace: 'bench', name: 'web' }, { timeoutMs: 1000 }))!);
+  if (!plan.capture) throw new Error('bench pod is not captured');
+  writeFileSync(batchFile, createBatch(plan.tables).buffer);
+  const rows: Record<string, number[]> = {};
+  const add = (k: string, v: number) => (rows[k] ??= []).push(v);
+  try {
+    for (let i = 0; i < iterations; i++) {
+      const ns = new PodNetns('ph').create(i);
+      const floorNs = new PodNetns('phf').create(i);
+      try {
+        const { env, input } = shimAdd(socketPath, ns.path, { namespace: 'bench', name: 'web' }, `phase${i}`);
+        const stdin = join(jobs, `phase${i}.json`);
+        writeFileSync(stdin, input);
+        mark = {};
+        timing = undefined;
+        driver.exec('add', [SHIM], env as Record<string, string>, stdin);
+        driver.replay('floor', floorNs.path, batchFile);
+        const { results } = await driver.run(1);
+        const r = results.get('add')!;
+        if (r.status !== 0 || !timing) throw new Error(`phase ADD ${i} failed (status ${r.status})`);
+        const t = timing as RequestTiming;
+        const inHandler = mark.handlerOut! - mark.handlerIn!;
+        const floor = results.get('floor')!.ms;
+        add('1 shim exec, stdin/env parse, connect (spawn → accept)', t.acceptedAt - r.startMs);
+        add('2 request read (accept → whole request in)', t.receivedAt - t.acceptedAt);
+        add('3 JSON parse + request validation', mark.handlerIn! - t.receivedAt);
+        add('4 pod lookup', mark.lookup!);
+        add('5 plan (cached per pod shape)', mark.plan!);
+        add('6a apply: thread-pool hop, setns, socket, encode/copy', mark.apply! - floor);
+        add('6b apply: kernel commit (floor replay, same run)', floor);
+        add('7 record save wait, metrics, log, result', inHandler - mark.lookup! - mark.plan! - mark.apply!);
+        add('8 reply written (handler out → socket end)', t.answeredAt - mark.handlerOut!);
+        add('9 shim reads answer, prints, exits, reaped', r.startMs + r.ms - t.answeredAt);
+        add('= end to end (driver)', r.ms);
+      } finally {
+        ns.destroy();
+        floorNs.destroy();
+      }
+    }
+  } finally {
+    await server.close();
+    await pods.stop();
+  }
+  const p50 = Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, summarize(v).p50_ms]));
+  return {
+    p50,
+    table: table(['phase of one ADD', 'p50 ms', 'p90 ms'], Object.entries(rows).map(([k, v]) => [k, summarize(v).p50_ms, summarize(v).p90_ms])),
+  };
+}
