@@ -154,6 +154,8 @@ export function pauseImageArchive(workDir: string): { ref: string; archive: stri
 export interface ContainerdOptions {
   cniConfDir: string;
   cniBinDir: string;
+  /** Several instances in one node need different names (their dir under the node's). */
+  name?: string;
 }
 
 /** Our own containerd inside a NodeRoot: CRI with runc, the native snapshotter, the pause image imported. */
@@ -167,7 +169,7 @@ export class Containerd {
   cri?: CriClient;
 
   constructor(private readonly node: NodeRoot, private readonly opts: ContainerdOptions) {
-    this.dir = join(node.dir, 'containerd');
+    this.dir = join(node.dir, opts.name ?? 'containerd');
     this.socket = join(this.dir, 'containerd.sock');
     this.cgroupParent = `/meshcni-test-${process.pid}-${++Containerd.count}`;
   }
