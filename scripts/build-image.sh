@@ -26,7 +26,9 @@ for tool in podman mmdebstrap sha256sum; do command -v "$tool" >/dev/null || die
 NODE_PREFIX=$(cd "$(dirname "$NODE_BIN")/.." && pwd)
 NODE_VERSION=$("$NODE_BIN" --version)
 [[ -f "$NODE_PREFIX/include/node/node_api.h" ]] || die "no Node headers at $NODE_PREFIX/include/node (node-gyp needs them offline)"
-[[ -d "$NODE_PREFIX/lib/node_modules/npm" ]] || die "no npm at $NODE_PREFIX/lib/node_modules/npm"
+# npm's own directory (…/npm/bin/npm-cli.js resolved), wherever this system's npm lives.
+NPM_DIR=$(dirname "$(dirname "$(readlink -f "$(command -v npm || echo /nonexistent)")")")
+[[ -f "$NPM_DIR/bin/npm-cli.js" ]] || die "no npm found (npm on PATH resolving to …/npm/bin/npm-cli.js)"
 
 # Runtime: the smallest Debian (essential: no apt) plus the C++ runtime Node and the addon link to.
 RUNTIME_PACKAGES=libstdc++6
@@ -53,7 +55,7 @@ base_image() {
   if [[ $with_npm == yes ]]; then
     hooks+=(
       --customize-hook='mkdir -p "$1/usr/lib/node_modules" "$1/usr/include"'
-      --customize-hook="copy-in $NODE_PREFIX/lib/node_modules/npm /usr/lib/node_modules"
+      --customize-hook="copy-in $NPM_DIR /usr/lib/node_modules"
       --customize-hook="copy-in $NODE_PREFIX/include/node /usr/include"
       --customize-hook='ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$1/usr/bin/npm"'
     )
@@ -70,8 +72,13 @@ base_image() {
 RUNTIME_BASE=$(base_image runtime essential "$RUNTIME_PACKAGES" no)
 BUILDER_BASE=$(base_image builder apt "$BUILDER_PACKAGES" yes)
 
-# The build stage fetches npm packages from the registry, so it shares the host's network.
-podman build --network host -f deploy/Dockerfile \
+# The build stage fetches npm packages from the registry, so it shares the host's network and, for
+# its RUN steps only (nothing lands in a layer), the CAs this machine trusts.
+trust=()
+if [[ -s /etc/ssl/certs/ca-certificates.crt ]]; then
+  trust=(--volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
+fi
+podman build --network host "${trust[@]}" -f deploy/Dockerfile \
   --build-arg BASE="$RUNTIME_BASE" --build-arg BUILDER="$BUILDER_BASE" \
   -t "$IMAGE" .
 echo "build-image: built $IMAGE (base $RUNTIME_BASE, builder $BUILDER_BASE)" >&2
