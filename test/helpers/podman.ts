@@ -86,6 +86,25 @@ export interface NodeBinding {
   extraMounts?: [string, string, boolean][];
 }
 
+/**
+ * Kubernetes has no ulimit field: a pod gets the limits the node's runtime runs under. podman would
+ * instead raise nofile and nproc to its own defaults, which a host without CAP_SYS_RESOURCE to spare
+ * refuses; so pass this process's hard limits (nproc no higher than pid_max, as the kernel holds it).
+ */
+function nodeUlimits(): string[] {
+  const limits = readFileSync('/proc/self/limits', 'utf8');
+  const hard = (label: string): number => {
+    const m = new RegExp(`^${label}\\s+\\S+\\s+(\\S+)`, 'm').exec(limits);
+    const v = m?.[1] === 'unlimited' ? Infinity : Number(m?.[1]);
+    if (!(v > 0)) throw new Error(`/proc/self/limits: no hard limit for ${label}`);
+    return v;
+  };
+  const pidMax = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8').trim());
+  const nofile = hard('Max open files');
+  const nproc = Math.min(hard('Max processes'), pidMax);
+  return ['--ulimit', `nofile=${nofile}:${nofile}`, '--ulimit', `nproc=${nproc}:${nproc}`];
+}
+
 const PROPAGATION: Record<string, string> = { None: 'rprivate', HostToContainer: 'rslave', Bidirectional: 'rshared' };
 
 /**
@@ -95,7 +114,7 @@ const PROPAGATION: Record<string, string> = { None: 'rprivate', HostToContainer:
 export function podmanRunArgs(pod: PodTemplate, b: NodeBinding): string[] {
   const c = pod.containers.find((x) => x.name === b.container);
   if (!c) throw new Error(`no container ${b.container} in the pod template`);
-  const args = ['run', '--detach', '--name', b.name, '--runtime', 'runc', '--pull', 'never'];
+  const args = ['run', '--detach', '--name', b.name, '--runtime', 'runc', '--pull', 'never', ...nodeUlimits()];
   if (pod.hostNetwork) args.push('--network', 'host');
   if (pod.hostPID) args.push('--pid', 'host');
 
