@@ -33,6 +33,10 @@ export class NodeRoot {
   private holder?: ChildProcess;
   private readonly remapped: string[] = [];
 
+  get running(): boolean {
+    return this.holder?.pid !== undefined && this.holder.exitCode === null && this.holder.signalCode === null;
+  }
+
   get pid(): number {
     if (!this.holder?.pid) throw new Error('the node namespace holder is not running');
     return this.holder.pid;
@@ -273,6 +277,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       if (existsSync(d)) spawnSync('rmdir', [d]);
     }
     // Unmount whatever the snapshotter and the shims left under our root before the dir goes.
-    spawnSync('sh', ['-c', `grep -o " ${this.dir}/[^ ]*" /proc/${this.node.pid}/mounts | sort -r | while read m; do nsenter -t ${this.node.pid} -m umount -l "$m"; done`]);
+    if (this.node.running) spawnSync('sh', ['-c', `grep -o " ${this.dir}/[^ ]*" /proc/${this.node.pid}/mounts | sort -r | while read m; do nsenter -t ${this.node.pid} -m umount -l "$m"; done`]);
   }
 }

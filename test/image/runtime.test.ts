@@ -109,12 +109,34 @@ afterAll(async () => {
     await cri?.stopPodSandbox(id).catch(() => undefined);
     await cri?.removePodSandbox(id).catch(() => undefined);
   }
-  spawnSync('nsenter', ['-t', String(node.pid), '-m', '-n', 'podman', 'rm', '-f', '-t', '0', agentName], { stdio: 'ignore' });
+  if (node.running) spawnSync('nsenter', ['-t', String(node.pid), '-m', '-n', 'podman', 'rm', '-f', '-t', '0', agentName], { stdio: 'ignore' });
   await containerd?.stop();
   await node.stop();
   spawnSync('podman', ['rmi', '-f', image], { stdio: 'ignore' });
   pool.cleanup();
 }, 120_000);
+
+describe('the meshcni image holds only what runs', () => {
+  const inImage = (script: string): string =>
+    run('podman', ['run', '--rm', '--network', 'none', '--runtime', 'runc', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024', '--entrypoint', '/bin/sh', image, '-c', script]);
+
+  it('is the agent, as root: ENTRYPOINT meshcni-agent, CMD serve, user 0', () => {
+    const cfg = JSON.parse(run('podman', ['image', 'inspect', image, '--format', '{{json .Config}}'])) as { User: string; Entrypoint: string[]; Cmd: string[] };
+    expect(cfg).toMatchObject({ User: '0:0', Entrypoint: ['meshcni-agent'], Cmd: ['serve'] });
+    expect(inImage('readlink -f "$(command -v meshcni-agent)"').trim()).toBe('/app/dist/cli/main.js');
+  });
+
+  it('ships the package root the addon loader needs, the addon and the shim, and no sources or toolchain', () => {
+    const top = inImage('ls -A /app').trim().split('\n');
+    expect(top.filter((f) => f !== 'prebuilds')).toEqual(['binding.gyp', 'build', 'dist', 'node_modules', 'package.json']);
+    expect(inImage('ls /app/build/Release/meshcni.node /app/prebuilds/*/*.node 2>/dev/null || true')).toMatch(/\.node$/m);
+    expect(inImage('test -x /app/build/Release/meshcni && echo shim').trim()).toBe('shim');
+    expect(inImage('for t in cc gcc make python3 npm; do command -v $t; done; true').trim()).toBe('');
+    const dev = Object.keys((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> }).devDependencies);
+    const present = inImage(`cd /app/node_modules && for d in ${dev.join(' ')}; do [ -e "$d" ] && echo "$d"; done; true`).trim();
+    expect(present).toBe('');
+  });
+});
 
 describe('the meshcni image under containerd CRI, run as deploy/daemonset.yaml says', () => {
   it('installed itself: the shim in the CNI bin dir and its entry chained after the primary network', () => {
