@@ -126,13 +126,18 @@ describe('the meshcni image holds only what runs', () => {
     expect(inImage('readlink -f "$(command -v meshcni-agent)"').trim()).toBe('/app/dist/cli/main.js');
   });
 
-  it('ships the package root the addon loader needs, the addon and the shim, and no sources or toolchain', () => {
+  it('ships the package root the addon loader needs, the addon and the shim, and no sources, toolchain or dev-only packages', () => {
     const top = inImage('ls -A /app').trim().split('\n');
     expect(top.filter((f) => f !== 'prebuilds')).toEqual(['binding.gyp', 'build', 'dist', 'node_modules', 'package.json']);
     expect(inImage('ls /app/build/Release/meshcni.node /app/prebuilds/*/*.node 2>/dev/null || true')).toMatch(/\.node$/m);
     expect(inImage('test -x /app/build/Release/meshcni && echo shim').trim()).toBe('shim');
     expect(inImage('for t in cc gcc make python3 npm; do command -v $t; done; true').trim()).toBe('');
-    const dev = Object.keys((JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> }).devDependencies);
+    // The lock file marks what only development needs (dev: true): none of it may ship.
+    const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };
+    const dev = Object.entries(lock.packages)
+      .filter(([path, p]) => p.dev && /^node_modules\/(@[^/]+\/)?[^/]+$/.test(path))
+      .map(([path]) => path.slice('node_modules/'.length));
+    expect(dev).toContain('vitest');
     const present = inImage(`cd /app/node_modules && for d in ${dev.join(' ')}; do [ -e "$d" ] && echo "$d"; done; true`).trim();
     expect(present).toBe('');
   });
