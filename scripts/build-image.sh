@@ -4,8 +4,8 @@
 # on top of them. The bases are cached as podman images named by a hash of their recipe, so a rerun
 # only rebuilds the meshcni layers.
 #
-#   npm run image                      # → localhost/meshcni:dev
-#   IMAGE=localhost/meshcni:x MIRROR=http://deb.debian.org/debian scripts/build-image.sh
+#   bash scripts/build-image.sh        # → localhost/meshcni:dev
+#   IMAGE=localhost/meshcni:x MIRROR=http://deb.debian.org/debian NODE_BIN=/usr/bin/node bash scripts/build-image.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
