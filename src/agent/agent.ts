@@ -5,6 +5,7 @@ import { parseCaptureConfig, type CaptureConfig } from '../capture/config.js';
 import { planKey, planPod as planCapture } from '../capture/plan.js';
 import { applyRouting, applyTables, readTables } from '../nft/apply.js';
 import type { RoutingPlan } from '../nft/route.js';
+import { loadAddon } from '../kernel/index.js';
 import type { TableContents } from '../nft/model.js';
 import { AdminServer } from './admin.js';
 import type { AgentSettings } from './config.js';
@@ -77,12 +78,14 @@ export class Agent {
   readonly pods: PodSource;
   private readonly server: CniSocketServer;
   private admin?: AdminServer;
+  private scrape?: AdminServer;
   private reconcileTimer?: NodeJS.Timeout;
   private reconciling?: Promise<ReconcileReport>;
   private ready = false;
   private notReady = 'starting';
   private readonly planPod: (pod: Record<string, unknown>) => PodPlan;
   adminPort = 0;
+  scrapePort = 0;
 
   constructor(
     private readonly settings: AgentSettings,
@@ -120,6 +123,8 @@ export class Agent {
   }
 
   async start(): Promise<void> {
+    // Without the addon every shim connection fails its SO_PEERCRED check: refuse to start instead.
+    loadAddon();
     const { loaded, problems } = this.state.load();
     for (const p of problems) this.log.warn({ problem: p }, 'ignored an unreadable pod state record');
     if (this.settings.metricsAddress) {
@@ -130,6 +135,10 @@ export class Agent {
         notReadyReason: () => this.notReady,
       });
       this.adminPort = await this.admin.listen();
+    }
+    if (this.settings.metricsScrapeAddress) {
+      this.scrape = new AdminServer({ address: this.settings.metricsScrapeAddress, metricsOnly: true, metrics: this.metrics, isReady: () => this.ready, notReadyReason: () => this.notReady });
+      this.scrapePort = await this.scrape.listen();
     }
     this.notReady = 'waiting for the pod source';
     await this.pods.start();
@@ -187,6 +196,7 @@ export class Agent {
     if (this.deps.installer) await this.deps.installer.stop({ uninstall: this.settings.uninstallOnShutdown });
     await this.pods.stop();
     await this.admin?.close();
+    await this.scrape?.close();
     this.log.info({ finishedInFlight: inFlight }, 'meshcni agent stopped');
   }
 }
