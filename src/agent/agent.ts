@@ -149,7 +149,7 @@ export class Agent {
     }
     this.ready = true;
     this.log.info(
-      { socket: this.settings.socketPath, admin: this.settings.metricsAddress || null, adminPort: this.adminPort, knownPods: loaded, pid: process.pid },
+      { socket: this.settings.socketPath, admin: this.settings.metricsAddress || null, adminPort: this.adminPort, scrapePort: this.scrapePort || undefined, knownPods: loaded, pid: process.pid },
       'meshcni agent ready',
     );
     this.reconcile().catch(() => undefined);
