@@ -24,8 +24,15 @@ export interface AgentDeps {
   /** Injected pod source (tests); otherwise built from the settings. */
   pods?: PodSource;
   /** Called at start and stop when the settings ask for CNI installation. */
-  installer?: { start(): Promise<void>; stop(opts: { uninstall: boolean }): Promise<void> };
+  installer?: {
+    start(): Promise<void>;
+    stop(opts: { uninstall: boolean }): Promise<void>;
+    lastOutcome?: { state: string; reason?: string; error?: Error } | undefined;
+  };
 }
+
+/** While the installer waits (as long as it takes, in serve), say so this often: the agent is not ready meanwhile. */
+const INSTALL_WAIT_LOG_MS = 30_000;
 
 const PLAN_CACHE_SIZE = 512;
 
@@ -145,7 +152,18 @@ export class Agent {
     await this.server.listen();
     if (this.deps.installer) {
       this.notReady = 'chaining into the node CNI configuration';
-      await this.deps.installer.start();
+      const installer = this.deps.installer;
+      const since = Date.now();
+      const nag = setInterval(() => {
+        const last = installer.lastOutcome;
+        const why = last?.error?.message ?? last?.reason ?? 'no check finished yet';
+        this.log.warn({ dir: this.settings.cniConfDir, waitedSeconds: Math.round((Date.now() - since) / 1000), why }, 'still not chained into the CNI config; not ready, retrying');
+      }, INSTALL_WAIT_LOG_MS);
+      try {
+        await installer.start();
+      } finally {
+        clearInterval(nag);
+      }
     }
     this.ready = true;
     this.log.info(
