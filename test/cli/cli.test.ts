@@ -125,6 +125,17 @@ describe('meshcni-agent usage', () => {
   });
 });
 
+describe('meshcni-agent serve settings', () => {
+  it.each([
+    ['10.0.0.1', 'must be IP:port'],
+    ['0.0.0.0:65536', 'must be IP:port'],
+  ])('rejects --metrics-scrape-address %j before starting anything', (value, reason) => {
+    const r = cli('serve', '--pods-dir', '/nonexistent-pods', '--metrics-scrape-address', value);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`meshcni-agent: flags: setting 'metricsScrapeAddress' = ${JSON.stringify(value)}: ${reason} such as 0.0.0.0:15121 or [::]:15121 (or '' to disable)\n`);
+  });
+});
+
 describe('meshcni-agent apply and verify', () => {
   it('programs a namespace that then reads back like iptables-nft-restore of the fixture, and verify agrees', () => {
     const ns = pool.create();
