@@ -1,10 +1,13 @@
-// The agent's loopback HTTP endpoint for operators and the kubelet: /healthz, /readyz, /metrics.
+// The agent's HTTP endpoints: on loopback /healthz, /readyz and /metrics for the kubelet and
+// operators; optionally a second listener with /metrics alone, the one Prometheus may reach.
 import { createServer, type Server } from 'node:http';
 import type { AgentMetrics } from './metrics.js';
 
 export interface AdminOptions {
-  /** host:port, loopback only (validated by the config). */
+  /** host:port (validated by the config: loopback for the full server, any IP for metrics only). */
   address: string;
+  /** Serve /metrics and nothing else: for an address other pods or hosts can reach. */
+  metricsOnly?: boolean;
   metrics: AgentMetrics;
   isReady: () => boolean;
   /** Why the agent is not ready, for the /readyz body. */
@@ -21,6 +24,7 @@ export class AdminServer {
         res.end(body);
       };
       if (req.method !== 'GET') return send(405, 'method not allowed\n');
+      if (this.opts.metricsOnly && req.url !== '/metrics') return send(404, 'not found (this address serves /metrics only)\n');
       switch (req.url) {
         case '/healthz':
           return send(200, 'ok\n');

@@ -6,6 +6,7 @@ import { planKey, planPod as planCapture } from '../capture/plan.js';
 import { applyRouting, applyTables, readTables, undoRouting } from '../nft/apply.js';
 import { removeTables } from '../nft/remove.js';
 import type { RoutingPlan } from '../nft/route.js';
+import { loadAddon } from '../kernel/index.js';
 import type { TableContents } from '../nft/model.js';
 import { AdminServer } from './admin.js';
 import type { AgentSettings } from './config.js';
@@ -24,8 +25,15 @@ export interface AgentDeps {
   /** Injected pod source (tests); otherwise built from the settings. */
   pods?: PodSource;
   /** Called at start and stop when the settings ask for CNI installation. */
-  installer?: { start(): Promise<void>; stop(opts: { uninstall: boolean }): Promise<void> };
+  installer?: {
+    start(): Promise<void>;
+    stop(opts: { uninstall: boolean }): Promise<void>;
+    lastOutcome?: { state: string; reason?: string; error?: Error } | undefined;
+  };
 }
+
+/** While the installer waits (as long as it takes, in serve), say so this often: the agent is not ready meanwhile. */
+const INSTALL_WAIT_LOG_MS = 30_000;
 
 const PLAN_CACHE_SIZE = 512;
 /**
@@ -111,12 +119,14 @@ export class Agent {
   readonly pods: PodSource;
   private readonly server: CniSocketServer;
   private admin?: AdminServer;
+  private scrape?: AdminServer;
   private reconcileTimer?: NodeJS.Timeout;
   private reconciling?: Promise<ReconcileReport>;
   private ready = false;
   private notReady = 'starting';
   private readonly planPod: (pod: Record<string, unknown>) => PodPlan;
   adminPort = 0;
+  scrapePort = 0;
 
   constructor(
     private readonly settings: AgentSettings,
@@ -160,6 +170,8 @@ export class Agent {
   };
 
   async start(): Promise<void> {
+    // Without the addon every shim connection fails its SO_PEERCRED check: refuse to start instead.
+    loadAddon();
     process.on('unhandledRejection', this.onUnhandledRejection);
     const { loaded, problems, removedTemp } = this.state.load();
     for (const p of problems) this.log.warn({ problem: p }, 'ignored an unreadable pod state record');
@@ -173,16 +185,31 @@ export class Agent {
       });
       this.adminPort = await this.admin.listen();
     }
+    if (this.settings.metricsScrapeAddress) {
+      this.scrape = new AdminServer({ address: this.settings.metricsScrapeAddress, metricsOnly: true, metrics: this.metrics, isReady: () => this.ready, notReadyReason: () => this.notReady });
+      this.scrapePort = await this.scrape.listen();
+    }
     this.notReady = 'waiting for the pod source';
     await this.pods.start();
     await this.server.listen();
     if (this.deps.installer) {
       this.notReady = 'chaining into the node CNI configuration';
-      await this.deps.installer.start();
+      const installer = this.deps.installer;
+      const since = Date.now();
+      const nag = setInterval(() => {
+        const last = installer.lastOutcome;
+        const why = last?.error?.message ?? last?.reason ?? 'no check finished yet';
+        this.log.warn({ dir: this.settings.cniConfDir, waitedSeconds: Math.round((Date.now() - since) / 1000), why }, 'still not chained into the CNI config; not ready, retrying');
+      }, INSTALL_WAIT_LOG_MS);
+      try {
+        await installer.start();
+      } finally {
+        clearInterval(nag);
+      }
     }
     this.ready = true;
     this.log.info(
-      { socket: this.settings.socketPath, admin: this.settings.metricsAddress || null, adminPort: this.adminPort, knownPods: loaded, pid: process.pid },
+      { socket: this.settings.socketPath, admin: this.settings.metricsAddress || null, adminPort: this.adminPort, scrapePort: this.scrapePort || undefined, knownPods: loaded, pid: process.pid },
       'meshcni agent ready',
     );
     this.reconcile().catch(() => undefined);
@@ -229,6 +256,7 @@ export class Agent {
     if (this.deps.installer) await this.deps.installer.stop({ uninstall: this.settings.uninstallOnShutdown });
     await this.pods.stop();
     await this.admin?.close();
+    await this.scrape?.close();
     process.off('unhandledRejection', this.onUnhandledRejection);
     this.log.info({ finishedInFlight: inFlight }, 'meshcni agent stopped');
   }

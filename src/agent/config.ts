@@ -1,6 +1,7 @@
 // The agent's settings file (YAML): every key, its default and its validation. Capture settings are
 // validated by src/capture; this file owns the whole file and rejects keys nobody knows.
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 
 export type RepairPolicy = 'repair' | 'delete' | 'report';
@@ -16,6 +17,11 @@ export interface AgentSettings {
   kubeconfig?: string;
   /** host:port of the loopback HTTP server for /healthz, /readyz, /metrics; '' disables it. */
   metricsAddress: string;
+  /**
+   * host:port serving only /metrics, for Prometheus; any IP literal ('0.0.0.0:15121' is every node
+   * address: the agent is hostNetwork). '' (default) serves no scrape endpoint beyond metricsAddress.
+   */
+  metricsScrapeAddress: string;
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
   cniConfDir: string;
   cniBinDir: string;
@@ -37,6 +43,7 @@ export const DEFAULT_SETTINGS: Omit<AgentSettings, 'capture'> = {
   socketPath: '/var/run/meshcni/cni.sock',
   stateDir: '/var/run/meshcni',
   metricsAddress: '127.0.0.1:15120',
+  metricsScrapeAddress: '',
   logLevel: 'info',
   cniConfDir: '/etc/cni/net.d',
   cniBinDir: '/opt/cni/bin',
@@ -73,6 +80,14 @@ const hostPort: Checker = (v) => {
   return null;
 };
 
+const anyHostPort: Checker = (v) => {
+  if (v === '') return null;
+  const m = typeof v === 'string' ? /^(?:\[([0-9a-fA-F:.]+)\]|(\d+\.\d+\.\d+\.\d+)):(\d{1,5})$/.exec(v) : null;
+  const ip = m ? (m[1] ?? m[2])! : '';
+  if (!m || isIP(ip) !== (m[1] ? 6 : 4) || Number(m[3]) > 65535) return "must be IP:port such as 0.0.0.0:15121 or [::]:15121 (or '' to disable)";
+  return null;
+};
+
 const CHECKS: Record<Exclude<keyof AgentSettings, 'capture'>, Checker> = {
   socketPath: isAbsPath,
   stateDir: isAbsPath,
@@ -80,6 +95,7 @@ const CHECKS: Record<Exclude<keyof AgentSettings, 'capture'>, Checker> = {
   nodeName: isString,
   kubeconfig: isAbsPath,
   metricsAddress: hostPort,
+  metricsScrapeAddress: anyHostPort,
   logLevel: oneOf(LOG_LEVELS),
   cniConfDir: isAbsPath,
   cniBinDir: isAbsPath,

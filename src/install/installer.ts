@@ -34,6 +34,8 @@ export interface InstallerOptions {
   recheckIntervalMs?: number;
   /** Coalesces bursts of directory events into one check. */
   debounceMs?: number;
+  /** Told after each check and uninstall whether our entry and shim are in place (the install-ready gauge). */
+  onInstallState?: (installed: boolean) => void;
   log?: Logger;
 }
 
@@ -52,6 +54,7 @@ export function resolveOptions(o: InstallerOptions): Resolved {
     timeoutSeconds: o.timeoutSeconds ?? 5,
     recheckIntervalMs: o.recheckIntervalMs ?? 5000,
     debounceMs: o.debounceMs ?? 100,
+    onInstallState: o.onInstallState ?? (() => undefined),
     log: o.log ?? pino({ level: o.logLevel ?? 'info', base: { component: 'meshcni-install' } }),
   };
 }
@@ -199,6 +202,8 @@ export class CniInstaller {
   private lastProblem = '';
   private firstInstall: { resolve: () => void; reject: (e: Error) => void } | undefined;
   private installedFile: string | null = null;
+  /** The latest check's outcome, for a caller that gives up waiting to say why. */
+  lastOutcome: CheckOutcome | undefined;
 
   constructor(options: InstallerOptions = {}) {
     this.opts = resolveOptions(options);
@@ -304,6 +309,8 @@ export class CniInstaller {
       this.problem('error', { dir: this.opts.cniConfDir, err: error.message }, 'cannot chain meshcni into the CNI config; will retry');
       return { state: 'error', error };
     });
+    this.lastOutcome = outcome;
+    this.opts.onInstallState(outcome.state === 'installed');
     if (outcome.state === 'installed') {
       this.lastProblem = '';
       this.firstInstall?.resolve();
@@ -393,6 +400,7 @@ export class CniInstaller {
       if (!isErrno(e, 'ENOENT') && !isErrno(e, 'ENOTEMPTY')) throw e;
     });
     this.installedFile = null;
+    this.opts.onInstallState(false);
   }
 
   private async restore(record: BackupRecord): Promise<void> {
@@ -496,7 +504,11 @@ export async function runInstall(opts: RunInstallOptions): Promise<{ shim: strin
       await Promise.race([
         started,
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no valid primary CNI config in ${installer.opts.cniConfDir} after ${ms} ms`)), ms);
+          timer = setTimeout(() => {
+            const last = installer.lastOutcome;
+            const why = last?.state === 'error' ? last.error.message : last?.state === 'waiting' ? last.reason : 'no check finished';
+            reject(new Error(`no valid primary CNI config in ${installer.opts.cniConfDir} after ${ms} ms (last check: ${why})`));
+          }, ms);
         }),
       ]);
     } else {

@@ -2,8 +2,8 @@
 // loads the addon; everything that crosses into the kernel goes through these functions.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { dirname, resolve } from 'node:path';
-import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { arch, platform } from 'node:os';
 
 interface NetlinkErrorDetail {
   index: number;
@@ -23,14 +23,27 @@ interface Addon {
   NETLINK_NETFILTER: number;
 }
 
-/** The package root: the nearest directory above this file holding binding.gyp (src/ or dist/ layout). */
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(resolve(dir, 'binding.gyp'))) return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error('meshcni: cannot find the package root (binding.gyp) above ' + fileURLToPath(import.meta.url));
-    dir = up;
+/**
+ * The package root, fixed by this module's own place in it: `src/kernel/index.ts` and
+ * `dist/kernel/index.js` both sit two levels below it. No search: a layout that lacks some marker
+ * file (an image without binding.gyp) must not change where the addon is looked for.
+ */
+export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** Where node-gyp-build looks, in its order, for the error message. */
+function addonLocations(root: string): string[] {
+  return [join(root, 'build', 'Release', '*.node'), join(root, 'prebuilds', `${platform()}-${arch()}`, '*.node')];
+}
+
+/** The addon failed to load: names the places searched and the loader's own error. */
+export class AddonLoadError extends Error {
+  constructor(
+    readonly root: string,
+    readonly looked: string[],
+    readonly loaderError: Error,
+  ) {
+    super(`cannot load the meshcni native addon (looked for ${looked.join(' and ')}): ${loaderError.message.split('\n')[0]!.trim()}`);
+    this.name = 'AddonLoadError';
   }
 }
 
@@ -39,9 +52,21 @@ function native(): Addon {
   if (!addon) {
     const require = createRequire(import.meta.url);
     const load = require('node-gyp-build') as (root: string) => Addon;
-    addon = load(packageRoot());
+    try {
+      addon = load(PACKAGE_ROOT);
+    } catch (e) {
+      throw new AddonLoadError(PACKAGE_ROOT, addonLocations(PACKAGE_ROOT), e instanceof Error ? e : new Error(String(e)));
+    }
   }
   return addon;
+}
+
+/**
+ * Loads the addon now (it is otherwise loaded on first use) so a daemon can refuse to start, with
+ * an AddonLoadError, instead of failing every request later.
+ */
+export function loadAddon(): void {
+  native();
 }
 
 /** A system call or refusal from the addon: `code` is the errno name or ENOTNETNS / EHOSTNETNS. */

@@ -72,6 +72,70 @@ describe('meshcni-agent rules', () => {
   });
 });
 
+// The documented interface: every command and the flags it accepts (besides --help).
+const FLAGS: Record<string, string[]> = {
+  serve: ['config', 'log-level', 'pods-dir', 'cni-conf-dir', 'cni-bin-dir', 'socket', 'state-dir', 'metrics-address', 'metrics-scrape-address', 'layout', 'install'],
+  rules: ['pod', 'config', 'layout'],
+  apply: ['pod', 'config', 'layout', 'netns'],
+  verify: ['pod', 'config', 'layout', 'netns'],
+  install: ['config', 'log-level', 'cni-conf-dir', 'cni-bin-dir', 'socket', 'wait-timeout'],
+  uninstall: ['config', 'log-level', 'cni-conf-dir', 'cni-bin-dir', 'socket'],
+};
+
+describe('meshcni-agent usage', () => {
+  it('--version prints the package version', () => {
+    const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+    const r = cli('--version');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`meshcni-agent ${version} (node ${process.versions.node}, ${process.platform}-${process.arch})\n`);
+  });
+
+  it('--help lists every command with every flag it accepts', () => {
+    const r = cli('--help');
+    expect(r.code).toBe(0);
+    for (const [cmd, flags] of Object.entries(FLAGS)) {
+      const [, flagLine] = new RegExp(`^  ${cmd} +.*\\n +(.*)$`, 'm').exec(r.stdout) ?? [];
+      expect(flagLine?.split(' '), cmd).toEqual(flags.map((f) => `--${f}`));
+    }
+  });
+
+  it.each(Object.entries(FLAGS))('%s --help documents each of its flags and exits 0', (cmd, flags) => {
+    const r = cli(cmd, '--help');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^usage: meshcni-agent ${cmd} `));
+    const documented = [...r.stdout.matchAll(/^  --([a-z-]+)/gm)].map((m) => m[1]);
+    expect(documented).toEqual([...flags, 'help']);
+  });
+
+  it.each([
+    [['uninstall', '--wait-timeout', '5'], 'uninstall: unknown flag --wait-timeout'],
+    [['rules', '--pod'], 'rules: --pod needs a value'],
+    [['rules', '--pod='], 'rules: --pod needs a value'],
+    [['rules', '--pod', '--layout', 'nft'], 'rules: --pod needs a value'],
+    [['rules', '--pod', 'a', '--pod', 'b'], 'rules: --pod given twice'],
+    [['rules', 'pod.yaml'], "rules: unexpected argument 'pod.yaml'"],
+    [['serve', '--install=yes'], 'serve: --install takes no value'],
+    [['apply', '--pod', 'x'], 'apply: --netns is required'],
+    [['install', '--wait-timeout', '1m'], 'install: --wait-timeout "1m": must be whole seconds from 1 to 86400'],
+    [['install', '--wait-timeout', '0'], 'install: --wait-timeout "0": must be whole seconds from 1 to 86400'],
+  ])('%j fails with exit 2 and the one line %j', (args, message) => {
+    const r = cli(...(args as string[]));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`meshcni-agent: ${message}\n`);
+  });
+});
+
+describe('meshcni-agent serve settings', () => {
+  it.each([
+    ['10.0.0.1', 'must be IP:port'],
+    ['0.0.0.0:65536', 'must be IP:port'],
+  ])('rejects --metrics-scrape-address %j before starting anything', (value, reason) => {
+    const r = cli('serve', '--pods-dir', '/nonexistent-pods', '--metrics-scrape-address', value);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`meshcni-agent: flags: setting 'metricsScrapeAddress' = ${JSON.stringify(value)}: ${reason} such as 0.0.0.0:15121 or [::]:15121 (or '' to disable)\n`);
+  });
+});
+
 describe('meshcni-agent apply and verify', () => {
   it('programs a namespace that then reads back like iptables-nft-restore of the fixture, and verify agrees', () => {
     const ns = pool.create();

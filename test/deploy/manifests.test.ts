@@ -1,10 +1,12 @@
-// The deploy manifests, parsed: the fields that decide whether meshcni works and how much it may do.
+// The deploy manifests, parsed: valid Kubernetes API objects, applied as a set by kustomization.yaml,
+// and the fields that decide whether meshcni works, how it is observed and how much it may do.
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { parseSettings } from '../../src/agent/config.js';
 import { parseCaptureConfig } from '../../src/capture/config.js';
+import { validateObject } from './k8s-schema.js';
 
 const DEPLOY = new URL('../../deploy/', import.meta.url).pathname;
 
@@ -30,8 +32,10 @@ const cm = one('configmap.yaml', 'ConfigMap');
 const settingsDoc = parseYaml(cm.data['config.yaml']) as Record<string, unknown>;
 const settings = parseSettings(settingsDoc, 'configmap.yaml config.yaml');
 
+const MANIFESTS = readdirSync(DEPLOY).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml');
+
 describe('every manifest', () => {
-  it.each(readdirSync(DEPLOY).filter((f) => f.endsWith('.yaml')))('%s parses into named Kubernetes objects', (file) => {
+  it.each(MANIFESTS)('%s parses into named Kubernetes objects', (file) => {
     const docs = load(file);
     expect(docs.length).toBeGreaterThan(0);
     for (const d of docs) {
@@ -41,6 +45,47 @@ describe('every manifest', () => {
       if (!d.kind.startsWith('Cluster')) expect(d.metadata.namespace, `${file} ${d.kind}`).toBe('kube-system');
     }
   });
+
+  it.each(MANIFESTS)('%s holds only known fields of the right types (Kubernetes API models)', (file) => {
+    for (const d of load(file)) expect(validateObject(d)).toEqual([]);
+  });
+});
+
+describe('the Kubernetes API type check', () => {
+  /** The real DaemonSet with one change made by `edit`. */
+  const mutated = (edit: (d: any) => void): Doc => {
+    const d = structuredClone(ds);
+    edit(d);
+    return d;
+  };
+
+  it.each([
+    ['an unknown container field', (d: any) => (d.spec.template.spec.containers[0].imagePullPolcy = 'Always'), /containers\[0\]\.imagePullPolcy: unknown field of V1Container/],
+    ['an unknown top-level field', (d: any) => (d.specs = {}), /DaemonSet\/meshcni-agent\.specs: unknown field of V1DaemonSet/],
+    ['a string for a boolean', (d: any) => (d.spec.template.spec.hostNetwork = 'true'), /spec\.hostNetwork: want true or false, got string "true"/],
+    ['a boolean label value (unquoted false)', (d: any) => (d.spec.template.metadata.labels['sidecar.istio.io/inject'] = false), /labels\.sidecar\.istio\.io\/inject: want a string, got boolean false/],
+    ['a fractional port', (d: any) => (d.spec.template.spec.containers[0].ports[0].containerPort = 15121.5), /containerPort: want an integer/],
+    ['an object for a list', (d: any) => (d.spec.template.spec.tolerations = { operator: 'Exists' }), /tolerations: want Array<V1Toleration>, got an object/],
+    ['a list for an int-or-string', (d: any) => (d.spec.template.spec.containers[0].readinessProbe.httpGet.port = [15120]), /httpGet\.port: want an integer or a string, got an array/],
+  ])('rejects %s, naming the path', (_what, edit, message) => {
+    const problems = validateObject(mutated(edit));
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(message);
+  });
+
+  it('rejects a kind that is no Kubernetes API type', () => {
+    expect(validateObject({ apiVersion: 'apps/v1', kind: 'DaemonSets', metadata: { name: 'x' } })).toEqual(['apps/v1 DaemonSets: no such Kubernetes API type (V1DaemonSets)']);
+  });
+});
+
+describe('kustomization.yaml', () => {
+  const k = parseYaml(readFileSync(DEPLOY + 'kustomization.yaml', 'utf8')) as { apiVersion: string; kind: string; resources: string[] };
+
+  it('lists every default manifest, and not the optional pod-delete RBAC', () => {
+    expect(k).toMatchObject({ apiVersion: 'kustomize.config.k8s.io/v1beta1', kind: 'Kustomization' });
+    expect(Object.keys(k).sort()).toEqual(['apiVersion', 'kind', 'resources']);
+    expect([...k.resources].sort()).toEqual(MANIFESTS.filter((f) => f !== 'rbac-repair-delete.yaml').sort());
+  });
 });
 
 describe('daemonset.yaml', () => {
@@ -48,7 +93,24 @@ describe('daemonset.yaml', () => {
     expect(pod.hostNetwork).toBe(true);
     expect(pod.priorityClassName).toBe('system-node-critical');
     expect(pod.tolerations).toContainEqual({ operator: 'Exists' });
-    expect(ds.spec.selector.matchLabels).toEqual(ds.spec.template.metadata.labels);
+    expect(ds.spec.template.metadata.labels).toMatchObject(ds.spec.selector.matchLabels);
+  });
+
+  it('runs only on Linux nodes', () => {
+    expect(pod.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux' });
+  });
+
+  it("opts the agent's own pods out of sidecar injection", () => {
+    expect(ds.spec.template.metadata.labels['sidecar.istio.io/inject']).toBe('false');
+  });
+
+  it("is scraped by Prometheus on the ConfigMap's metricsScrapeAddress, /metrics only", () => {
+    const port = settings.metricsScrapeAddress.split(':').pop();
+    expect(ds.spec.template.metadata.annotations).toEqual({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': port, 'prometheus.io/path': '/metrics' });
+    expect(agent.ports).toEqual([{ name: 'metrics', containerPort: Number(port), protocol: 'TCP' }]);
+    // The probes stay on the loopback admin address, not on the scrape port.
+    expect(settings.metricsAddress).toMatch(/^127\.0\.0\.1:/);
+    expect(settings.metricsScrapeAddress).not.toBe(settings.metricsAddress);
   });
 
   it('runs `meshcni-agent serve` with the ConfigMap mounted where --config points', () => {
@@ -115,29 +177,30 @@ describe('configmap.yaml', () => {
     expect(Object.keys(settingsDoc).sort()).toEqual(
       [
         'excludeNamespaces', 'layout', 'nftSets', 'dualStack', 'socketPath', 'install', 'cniConfDir', 'cniBinDir',
-        'metricsAddress', 'logLevel', 'repairPolicy', 'reconcileIntervalSeconds', 'uninstallOnShutdown',
+        'metricsAddress', 'metricsScrapeAddress', 'logLevel', 'repairPolicy', 'reconcileIntervalSeconds', 'uninstallOnShutdown',
       ].sort(),
     );
-    expect(settings).toMatchObject({ install: true, repairPolicy: 'repair', metricsAddress: '127.0.0.1:15120' });
+    expect(settings).toMatchObject({ install: true, repairPolicy: 'repair', metricsAddress: '127.0.0.1:15120', metricsScrapeAddress: '0.0.0.0:15121' });
     expect(parseCaptureConfig(settings.capture)).toMatchObject({ layout: 'iptables', excludeNamespaces: ['kube-system', 'istio-system'] });
   });
 });
 
-describe('rbac.yaml', () => {
-  const docs = load('rbac.yaml');
-  const roles = docs.filter((d) => d.kind === 'ClusterRole');
-  const bindings = docs.filter((d) => d.kind === 'ClusterRoleBinding');
+describe('rbac.yaml and rbac-repair-delete.yaml', () => {
+  const roles = [...load('rbac.yaml'), ...load('rbac-repair-delete.yaml')].filter((d) => d.kind === 'ClusterRole');
+  const bindings = [...load('rbac.yaml'), ...load('rbac-repair-delete.yaml')].filter((d) => d.kind === 'ClusterRoleBinding');
 
-  it('grants the agent only get/list/watch on pods', () => {
+  it('grants the agent only get/list/watch on pods by default', () => {
+    expect(load('rbac.yaml').map((d) => `${d.kind}/${d.metadata.name}`)).toEqual(['ClusterRole/meshcni-agent', 'ClusterRoleBinding/meshcni-agent']);
     expect(one('rbac.yaml', 'ClusterRole', 'meshcni-agent').rules).toEqual([{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }]);
   });
 
-  it('keeps pod delete in a separate role marked optional for the delete repair policy', () => {
+  it('keeps pod delete in its own file, marked optional for the delete repair policy', () => {
     const withDelete = roles.filter((r) => r.rules.some((rule: any) => rule.verbs.includes('delete')));
     expect(withDelete.map((r) => r.metadata.name)).toEqual(['meshcni-agent-repair-delete']);
-    expect(withDelete[0]!.rules).toEqual([{ apiGroups: [''], resources: ['pods'], verbs: ['delete'] }]);
-    expect(withDelete[0]!.metadata.labels?.['meshcni.io/optional']).toBe('repair-policy-delete');
-    expect(readFileSync(DEPLOY + 'rbac.yaml', 'utf8')).toMatch(/OPTIONAL:.*repairPolicy: delete/s);
+    expect(one('rbac-repair-delete.yaml', 'ClusterRole').rules).toEqual([{ apiGroups: [''], resources: ['pods'], verbs: ['delete'] }]);
+    expect(one('rbac-repair-delete.yaml', 'ClusterRoleBinding').roleRef.name).toBe('meshcni-agent-repair-delete');
+    for (const d of load('rbac-repair-delete.yaml')) expect(d.metadata.labels?.['meshcni.io/optional']).toBe('repair-policy-delete');
+    expect(readFileSync(DEPLOY + 'rbac-repair-delete.yaml', 'utf8')).toMatch(/OPTIONAL.*repairPolicy: delete/s);
   });
 
   it('has no wildcards and no verbs beyond pods', () => {
