@@ -10,6 +10,7 @@ import type { TableContents } from '../nft/model.js';
 import { AdminServer } from './admin.js';
 import type { AgentSettings } from './config.js';
 import { createCniHandler, errFields, type PodPlan } from './handler.js';
+import { KeyedLock } from './keyed-lock.js';
 import { createMetrics, type AgentMetrics } from './metrics.js';
 import { DirPodSource } from './pods/dir.js';
 import { KubePodSource } from './pods/kube.js';
@@ -116,6 +117,8 @@ export class Agent {
   private ready = false;
   private notReady = 'starting';
   private readonly planPod: (pod: Record<string, unknown>) => PodPlan;
+  /** One request or reconcile step per container at a time, shared by the handler and reconcile. */
+  private readonly lock = new KeyedLock();
   adminPort = 0;
 
   constructor(
@@ -134,6 +137,7 @@ export class Agent {
       applyPlan,
       readTables,
       removeTables,
+      lock: this.lock,
       state: this.state,
       metrics: this.metrics,
       log,
@@ -202,6 +206,7 @@ export class Agent {
         readTables,
         applyPlan,
         policy: this.settings.repairPolicy,
+        lock: this.lock,
         metrics: this.metrics,
         log: this.log,
         ...(this.pods.deletePod ? { deletePod: (k) => this.pods.deletePod!(k) } : {}),
