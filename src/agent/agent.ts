@@ -11,6 +11,7 @@ import type { TableContents } from '../nft/model.js';
 import { AdminServer } from './admin.js';
 import type { AgentSettings } from './config.js';
 import { createCniHandler, errFields, type PodPlan } from './handler.js';
+import { KeyedLock } from './keyed-lock.js';
 import { createMetrics, type AgentMetrics } from './metrics.js';
 import { DirPodSource } from './pods/dir.js';
 import { KubePodSource } from './pods/kube.js';
@@ -125,6 +126,8 @@ export class Agent {
   private ready = false;
   private notReady = 'starting';
   private readonly planPod: (pod: Record<string, unknown>) => PodPlan;
+  /** One request or reconcile step per container at a time, shared by the handler and reconcile. */
+  private readonly lock = new KeyedLock();
   adminPort = 0;
   scrapePort = 0;
 
@@ -144,6 +147,7 @@ export class Agent {
       applyPlan,
       readTables,
       removeTables,
+      lock: this.lock,
       state: this.state,
       metrics: this.metrics,
       log,
@@ -229,6 +233,7 @@ export class Agent {
         readTables,
         applyPlan,
         policy: this.settings.repairPolicy,
+        lock: this.lock,
         metrics: this.metrics,
         log: this.log,
         ...(this.pods.deletePod ? { deletePod: (k) => this.pods.deletePod!(k) } : {}),

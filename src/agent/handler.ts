@@ -209,7 +209,8 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     const base = { ...logIdentity(req), netns: req.netns };
     // The namespace usually goes away with its rules; removing our tables makes an ADD that raced
     // this DEL (and lost) leave nothing behind either.
-    if (rec?.tables && req.netns && deps.removeTables) {
+    // Only in the namespace the record names: a DEL never points our deletes at another one.
+    if (rec?.tables && req.netns === rec.netns && deps.removeTables) {
       await deps.removeTables(req.netns, rec.tables).catch((e: unknown) => {
         const code = (e as { code?: unknown }).code;
         if (code !== 'ENOENT' && code !== 'ENOTNETNS') log.warn({ ...base, err: errFields(e) }, 'DEL could not remove the pod tables; the namespace is going away');

@@ -8,6 +8,7 @@ import type { RepairPolicy } from './config.js';
 import { rulesDigest, type PodPlan } from './handler.js';
 import type { AgentMetrics } from './metrics.js';
 import type { PodKey, PodSource } from './pods/source.js';
+import type { KeyedLock } from './keyed-lock.js';
 import type { PodStateStore } from './state.js';
 
 type CapturePlan = Extract<PodPlan, { capture: true }>;
@@ -23,6 +24,8 @@ export interface ReconcileDeps {
   policy: RepairPolicy;
   metrics: AgentMetrics;
   log: Logger;
+  /** The CNI handler's per-container lock: a pod is never checked while its ADD or DEL runs. */
+  lock?: KeyedLock;
 }
 
 export interface ReconcileReport {
@@ -44,34 +47,40 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
   const { state, log, metrics } = deps;
   const report: ReconcileReport = { checked: 0, intact: 0, repaired: [], deleted: [], reported: [], forgotten: [], uncaptured: [], errors: [] };
   const known = new Set<string>();
-  for (const rec of state.all()) {
-    const name = podName(rec);
-    known.add(name);
-    if (!existsSync(rec.netns)) {
-      // The sandbox is gone and its DEL never reached us (agent down at the time): forget it.
-      await state.delete(rec.containerId);
-      report.forgotten.push(name);
-      log.info({ namespace: rec.namespace, pod: rec.name, containerId: rec.containerId, netns: rec.netns }, 'reconcile: namespace gone, forgot the pod');
-      continue;
-    }
-    report.checked++;
-    try {
-      const obj = await deps.pods.lookup({ namespace: rec.namespace, name: rec.name, ...(rec.uid ? { uid: rec.uid } : {}) }, { timeoutMs: 0 });
-      if (!obj) continue; // deleted in the API; its DEL is on the way
-      const plan = deps.planPod(obj);
-      if (!plan.capture) continue;
-      const diffs = diffTables(plan.tables, await deps.readTables(rec.netns));
-      if (diffs.length === 0) {
-        report.intact++;
-        continue;
+  for (const listed of state.all()) {
+    const one = async (): Promise<void> => {
+      // Re-read under the lock: an ADD or DEL may have changed or removed the record meanwhile.
+      const rec = state.get(listed.containerId);
+      if (!rec) return;
+      const name = podName(rec);
+      known.add(name);
+      if (!existsSync(rec.netns)) {
+        // The sandbox is gone and its DEL never reached us (agent down at the time): forget it.
+        await state.delete(rec.containerId);
+        report.forgotten.push(name);
+        log.info({ namespace: rec.namespace, pod: rec.name, containerId: rec.containerId, netns: rec.netns }, 'reconcile: namespace gone, forgot the pod');
+        return;
       }
-      await act(deps, report, { namespace: rec.namespace, name: rec.name }, rec.netns, plan, diffs);
-      if (deps.policy === 'repair') await state.put({ ...rec, rulesDigest: rulesDigest(plan.tables), capturedAt: new Date().toISOString() });
-    } catch (e) {
-      report.errors.push(`${name}: ${(e as Error).message}`);
-      metrics.repairs.inc({ result: 'error' });
-      log.error({ namespace: rec.namespace, pod: rec.name, containerId: rec.containerId, err: (e as Error).message }, 'reconcile failed for a pod');
-    }
+      report.checked++;
+      try {
+        const obj = await deps.pods.lookup({ namespace: rec.namespace, name: rec.name, ...(rec.uid ? { uid: rec.uid } : {}) }, { timeoutMs: 0 });
+        if (!obj) return; // deleted in the API; its DEL is on the way
+        const plan = deps.planPod(obj);
+        if (!plan.capture) return;
+        const diffs = diffTables(plan.tables, await deps.readTables(rec.netns));
+        if (diffs.length === 0) {
+          report.intact++;
+          return;
+        }
+        await act(deps, report, { namespace: rec.namespace, name: rec.name }, rec.netns, plan, diffs);
+        if (deps.policy === 'repair') await state.put({ ...rec, rulesDigest: rulesDigest(plan.tables), capturedAt: new Date().toISOString() });
+      } catch (e) {
+        report.errors.push(`${name}: ${(e as Error).message}`);
+        metrics.repairs.inc({ result: 'error' });
+        log.error({ namespace: rec.namespace, pod: rec.name, containerId: rec.containerId, err: (e as Error).message }, 'reconcile failed for a pod');
+      }
+    };
+    await (deps.lock ? deps.lock.run(listed.containerId, one) : one());
   }
   await findUncaptured(deps, report, known);
   return report;

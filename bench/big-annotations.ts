@@ -1,0 +1,141 @@
+// Pods with 10,000-entry annotation lists (three of them: ~240 KB, under the API server's 256 KiB)
+// against the in-process agent over its real socket and real namespaces. Reports the RSS each
+// distinct such pod leaves behind, the time one takes, and an ordinary pod's ADD latency idle and
+// while big pods are being handled. Targets: ≤ 2 MB RSS per big pod; ordinary p99 ≤ 2× idle p99.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { stringify } from 'yaml';
+import { Agent } from '../src/agent/agent.js';
+import { parseSettings } from '../src/agent/config.js';
+
+const BIG_PODS = Number(process.env.BIG_PODS ?? 12);
+const ORDINARY = Number(process.env.ORDINARY_ADDS ?? 60);
+const layout = (process.argv.includes('--nft') ? 'nft' : 'iptables') as 'iptables' | 'nft';
+
+const dir = mkdtempSync(join(tmpdir(), `mcni-bigbench-${process.pid}-`));
+const podsDir = join(dir, 'pods');
+const socketPath = join(dir, 'run', 'cni.sock');
+mkdirSync(podsDir);
+const netnses: string[] = [];
+function netns(): string {
+  const name = `mcni-big-${process.pid}-${netnses.length}`;
+  execFileSync('ip', ['netns', 'add', name]);
+  netnses.push(name);
+  return `/var/run/netns/${name}`;
+}
+
+function podYaml(name: string, annotations: Record<string, string>): string {
+  return stringify({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { namespace: 'bench', name, annotations },
+    spec: { containers: [{ name: 'app' }, { name: 'istio-proxy', securityContext: { runAsUser: 1337, runAsGroup: 1337 } }] },
+    status: { phase: 'Pending' }, // not Running: the start-up reconcile pass leaves them alone
+  });
+}
+
+function bigAnnotations(i: number): Record<string, string> {
+  const ports = Array.from({ length: 10_000 }, (_, k) => String(1 + ((k * 7 + i) % 65_000))).join(',');
+  const cidrs = Array.from({ length: 10_000 }, (_, k) => `10.${(k >> 8) & 255}.${k & 255}.${i % 250}/32`).join(',');
+  return { 'traffic.sidecar.istio.io/excludeInboundPorts': ports, 'traffic.sidecar.istio.io/excludeOutboundPorts': ports, 'traffic.sidecar.istio.io/excludeOutboundIPRanges': cidrs };
+}
+
+function add(name: string, containerId: string, netnsPath: string): Promise<{ status: number; ms: number }> {
+  const body = JSON.stringify({
+    command: 'ADD',
+    containerId,
+    netns: netnsPath,
+    ifName: 'eth0',
+    args: `K8S_POD_NAMESPACE=bench;K8S_POD_NAME=${name}`,
+    path: '/opt/cni/bin',
+    config: { cniVersion: '1.0.0', name: 'k8s', type: 'meshcni' },
+  });
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path: '/v1/cni', method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - t0 }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const p = (xs: number[], q: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!;
+const memMb = (): { rss: number; heap: number } => {
+  (globalThis as { gc?: () => void }).gc?.();
+  const m = process.memoryUsage();
+  return { rss: m.rss / 1e6, heap: (m.heapUsed + m.external) / 1e6 };
+};
+
+async function ordinaryRun(n: number, tag: string, slots: string[]): Promise<number[]> {
+  const ms: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = await add('plain', `${tag}${i}`, slots[i % slots.length]!);
+    if (r.status !== 200) throw new Error(`ordinary ADD answered ${r.status}`);
+    ms.push(r.ms);
+  }
+  return ms;
+}
+
+async function main(): Promise<void> {
+  writeFileSync(join(podsDir, 'plain.yaml'), podYaml('plain', {}));
+  for (let i = 0; i < BIG_PODS + 4; i++) writeFileSync(join(podsDir, `big${i}.yaml`), podYaml(`big${i}`, bigAnnotations(i)));
+  const settings = parseSettings({ podsDir, socketPath, stateDir: join(dir, 'state'), metricsAddress: '', reconcileIntervalSeconds: 0, layout }, 'bench');
+  const agent = new Agent(settings, pino({ level: 'warn' }));
+  await agent.start();
+  try {
+    const slots = [netns(), netns(), netns(), netns()];
+    await ordinaryRun(10, 'warm', slots);
+    const idle = await ordinaryRun(ORDINARY, 'idle', slots);
+
+    // One warm-up big pod, then the RSS slope over distinct big pods.
+    await add('big0', 'bigwarm', netns());
+    const before = memMb();
+    const bigMs: number[] = [];
+    for (let i = 1; i <= BIG_PODS; i++) {
+      const r = await add(`big${i}`, `big${i}`, netns());
+      if (r.status !== 200) throw new Error(`big ADD answered ${r.status}`);
+      bigMs.push(r.ms);
+    }
+    const after = memMb();
+
+    // Ordinary ADDs while four big pods are being handled.
+    const bigs = Array.from({ length: 4 }, (_, k) => add(`big${BIG_PODS + k}`, `bigload${k}`, netns()));
+    const loaded = await ordinaryRun(Math.max(20, ORDINARY / 3), 'load', slots);
+    await Promise.all(bigs);
+
+    const rows = {
+      layout,
+      bigPods: BIG_PODS,
+      rssGrowthPerBigPodMb: Number(((after.rss - before.rss) / BIG_PODS).toFixed(2)),
+      // What is really kept (live JS heap + buffers after a full GC); RSS also holds freed pages V8 keeps.
+      retainedPerBigPodMb: Number(((after.heap - before.heap) / BIG_PODS).toFixed(2)),
+      bigAddP50Ms: Number(p(bigMs, 0.5).toFixed(0)),
+      ordinaryIdleP50Ms: Number(p(idle, 0.5).toFixed(2)),
+      ordinaryIdleP99Ms: Number(p(idle, 0.99).toFixed(2)),
+      ordinaryLoadedP50Ms: Number(p(loaded, 0.5).toFixed(2)),
+      ordinaryLoadedP99Ms: Number(p(loaded, 0.99).toFixed(2)),
+    };
+    console.table(rows);
+    console.log(
+      `targets: RSS per big pod ≤ 2 MB: ${rows.rssGrowthPerBigPodMb <= 2 ? 'met' : 'NOT met'}; ordinary p99 under load ≤ 2× idle: ${rows.ordinaryLoadedP99Ms <= 2 * rows.ordinaryIdleP99Ms ? 'met' : 'NOT met'}`,
+    );
+  } finally {
+    await agent.stop();
+  }
+}
+
+main()
+  .catch((e: unknown) => {
+    console.error(e);
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    for (const n of netnses) spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
+    rmSync(dir, { recursive: true, force: true });
+  });
