@@ -10,6 +10,7 @@ import { AdminServer } from './admin.js';
 import type { AgentSettings } from './config.js';
 import { createCniHandler, type PodPlan } from './handler.js';
 import { createMetrics, type AgentMetrics } from './metrics.js';
+import { PodIndexSync } from './pod-index-sync.js';
 import { DirPodSource } from './pods/dir.js';
 import { KubePodSource } from './pods/kube.js';
 import type { PodSource } from './pods/source.js';
@@ -82,6 +83,7 @@ export class Agent {
   private ready = false;
   private notReady = 'starting';
   private readonly planPod: (pod: Record<string, unknown>) => PodPlan;
+  readonly podIndex: PodIndexSync;
   adminPort = 0;
 
   constructor(
@@ -105,6 +107,7 @@ export class Agent {
       podLookupTimeoutMs: settings.podLookupTimeoutMs,
       isReady: () => this.ready,
     });
+    this.podIndex = new PodIndexSync({ stateDir: settings.stateDir, pods: this.pods, planPod: this.planPod, excludeNamespaces: capture.excludeNamespaces, log });
     this.server = new CniSocketServer({ socketPath: settings.socketPath, handler, log, maxBodyBytes: settings.maxBodyBytes });
   }
 
@@ -133,6 +136,8 @@ export class Agent {
     }
     this.notReady = 'waiting for the pod source';
     await this.pods.start();
+    // Before serving: from here on an outage lets the pods recorded as not captured start.
+    await this.podIndex.start();
     await this.server.listen();
     if (this.deps.installer) {
       this.notReady = 'chaining into the node CNI configuration';
@@ -185,6 +190,7 @@ export class Agent {
     await this.server.close();
     await this.reconciling?.catch(() => undefined);
     if (this.deps.installer) await this.deps.installer.stop({ uninstall: this.settings.uninstallOnShutdown });
+    await this.podIndex.stop();
     await this.pods.stop();
     await this.admin?.close();
     this.log.info({ finishedInFlight: inFlight }, 'meshcni agent stopped');
