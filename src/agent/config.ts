@@ -19,6 +19,8 @@ export interface AgentSettings {
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
   cniConfDir: string;
   cniBinDir: string;
+  /** Chain into this file of cniConfDir (e.g. a Multus delegate) instead of the runtime's first; '' = first. */
+  cniConfFileName: string;
   /** Chain into the node's CNI config on start (serve). */
   install: boolean;
   uninstallOnShutdown: boolean;
@@ -40,6 +42,7 @@ export const DEFAULT_SETTINGS: Omit<AgentSettings, 'capture'> = {
   logLevel: 'info',
   cniConfDir: '/etc/cni/net.d',
   cniBinDir: '/opt/cni/bin',
+  cniConfFileName: '',
   install: false,
   uninstallOnShutdown: false,
   repairPolicy: 'repair',
@@ -83,6 +86,7 @@ const CHECKS: Record<Exclude<keyof AgentSettings, 'capture'>, Checker> = {
   logLevel: oneOf(LOG_LEVELS),
   cniConfDir: isAbsPath,
   cniBinDir: isAbsPath,
+  cniConfFileName: (v) => (v === '' || (typeof v === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.-]*\.(conflist|conf|json)$/.test(v)) ? null : 'must be a file name in cniConfDir ending in .conflist, .conf or .json (or empty)'),
   install: isBool,
   uninstallOnShutdown: isBool,
   repairPolicy: oneOf(POLICIES),
