@@ -1,13 +1,14 @@
 // What the agent does for each CNI command: identify the pod, decide, program one transaction,
 // remember it; CHECK compares the namespace with the plan; DEL and GC forget.
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { describeTable, diffTables } from '../nft/ruleset.js';
 import type { TableContents } from '../nft/model.js';
 import { CNI_ERR, CniError, convertResult, parseCniArgs, type CniRequest } from './cni.js';
 import type { AgentMetrics } from './metrics.js';
 import type { PodSource } from './pods/source.js';
-import type { PodStateStore } from './state.js';
+import type { PodRecord, PodStateStore } from './state.js';
 
 /** The capture decision for a pod, with what to program when captured. */
 export type PodPlan =
@@ -105,6 +106,13 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     };
     // The record is written while the kernel commits, off the critical path.
     const previous = deps.state.get(req.containerId);
+    if (await alreadyProgrammed(previous, req, p)) {
+      // A second chain (Multus and the primary both list meshcni) ADDs the same netns: the rules
+      // are exactly right, so no replace (and no RCU wait) and the first chain's record stays.
+      metrics.requests.inc({ command: 'ADD', result: 'ok' });
+      log.info({ ...base, decision: 'capture', unchanged: true, firstIfName: previous!.ifName, ms: performance.now() - t0 }, 'pod already captured; rules left as they are');
+      return convertResult(req.config.prevResult, req.config.cniVersion);
+    }
     // The commit is queued first so it never waits behind the record's file I/O in the thread pool.
     const applying = deps.applyPlan(req.netns, p);
     const saved = deps.state.put(record);
@@ -127,6 +135,12 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     return convertResult(req.config.prevResult, req.config.cniVersion);
   }
 
+  /** Same netns, same rules recorded, and the kernel holds exactly them. */
+  async function alreadyProgrammed(previous: PodRecord | undefined, req: CniRequest, p: CapturePlan): Promise<boolean> {
+    if (!previous || previous.netns !== req.netns || previous.rulesDigest !== rulesDigest(p.tables)) return false;
+    return diffTables(p.tables, await deps.readTables(req.netns).catch(() => [])).length === 0;
+  }
+
   async function check(req: CniRequest): Promise<null> {
     const { pod, plan: p } = await plan(req);
     if (!p.capture) {
@@ -144,6 +158,13 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
 
   async function del(req: CniRequest): Promise<null> {
     // The namespace is going away with its rules; only our record needs forgetting. Never fails.
+    const rec = deps.state.get(req.containerId);
+    if (rec && rec.ifName !== req.ifName && rec.netns === req.netns && existsSync(req.netns)) {
+      // Another chain's attachment goes (Multus secondary); the pod and its rules stay: keep tracking it.
+      metrics.requests.inc({ command: 'DEL', result: 'ok' });
+      log.info({ containerId: req.containerId, ifName: req.ifName, keptFor: rec.ifName }, 'DEL of another attachment; the pod stays captured');
+      return null;
+    }
     const had = await deps.state.delete(req.containerId);
     metrics.requests.inc({ command: 'DEL', result: 'ok' });
     log.info({ containerId: req.containerId, forgot: had }, 'pod deleted');
