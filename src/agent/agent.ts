@@ -171,7 +171,7 @@ export class Agent {
       })
         .then((r) => {
           this.log.info(
-            { checked: r.checked, intact: r.intact, repaired: r.repaired.length, deleted: r.deleted.length, reported: r.reported.length, uncaptured: r.uncaptured.length, errors: r.errors.length },
+            { checked: r.checked, intact: r.intact, repaired: r.repaired.length, deleted: r.deleted.length, reported: r.reported.length, uncaptured: r.uncaptured.length, captured: r.captured.length, errors: r.errors.length },
             'reconcile pass done',
           );
           return r;

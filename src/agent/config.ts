@@ -3,7 +3,11 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 
-export type RepairPolicy = 'repair' | 'delete' | 'report';
+/**
+ * capture: re-apply drifted rules and capture running pods no ADD reached, in place;
+ * repair: re-apply drift only; delete: delete such pods through the API (Istio's way); report: log only.
+ */
+export type RepairPolicy = 'capture' | 'repair' | 'delete' | 'report';
 
 export interface AgentSettings {
   socketPath: string;
@@ -45,7 +49,7 @@ export const DEFAULT_SETTINGS: Omit<AgentSettings, 'capture'> = {
   cniConfFileName: '',
   install: false,
   uninstallOnShutdown: false,
-  repairPolicy: 'repair',
+  repairPolicy: 'capture',
   reconcileIntervalSeconds: 60,
   podLookupTimeoutMs: 2000,
   maxBodyBytes: 1 << 20,
@@ -59,7 +63,7 @@ export class ConfigError extends Error {
 }
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
-const POLICIES = ['repair', 'delete', 'report'];
+const POLICIES = ['capture', 'repair', 'delete', 'report'];
 
 type Checker = (v: unknown) => string | null;
 const isString: Checker = (v) => (typeof v === 'string' && v !== '' ? null : 'must be a non-empty string');

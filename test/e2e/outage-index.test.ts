@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CniPluginError, execPlugin } from '../../src/runtime/cni-exec.js';
 import type { MeshcniEntry } from '../../src/runtime/sandbox.js';
-import { SHIM, World, nftRuleset, podManifest, type PodSpec } from './helpers.js';
+import { SHIM, World, nftRuleset } from './helpers.js';
+import { addPodWithUid } from './pod-process.js';
 
 const worlds: World[] = [];
 afterEach(async () => {
@@ -16,16 +17,13 @@ afterEach(async () => {
 const PLAIN_UID = '0b7c5a52-7a3e-4c0e-9d2a-3f1b2c4d5e6f';
 const MESHED_UID = '9f8e7d6c-5b4a-4321-8fed-cba987654321';
 
-function addPodWithUid(w: World, p: PodSpec, uid: string): void {
-  writeFileSync(join(w.podsDir, `${p.namespace}-${p.name}.yaml`), podManifest(p).replace(/^( {2}name: .*\n)/m, `$1  uid: ${uid}\n`));
-}
 
 /** A world whose agent wrote the index for a plain and a meshed pod, then died (SIGKILL: an outage). */
 async function outage(): Promise<{ w: World; entry: MeshcniEntry; index: string; bytes: Buffer }> {
   const w = new World();
   worlds.push(w);
-  addPodWithUid(w, { namespace: 'shop', name: 'plain', containers: ['app'] }, PLAIN_UID);
-  addPodWithUid(w, { namespace: 'shop', name: 'meshed' }, MESHED_UID);
+  addPodWithUid(w.podsDir, { namespace: 'shop', name: 'plain', containers: ['app'] }, PLAIN_UID);
+  addPodWithUid(w.podsDir, { namespace: 'shop', name: 'meshed' }, MESHED_UID);
   await w.startAgent();
   const index = join(w.stateDir, 'pod-index');
   await w.stopAgent('SIGKILL');
