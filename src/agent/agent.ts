@@ -12,6 +12,7 @@ import { createCniHandler, type PodPlan } from './handler.js';
 import { createMetrics, type AgentMetrics } from './metrics.js';
 import { PodIndexSync } from './pod-index-sync.js';
 import { DirPodSource } from './pods/dir.js';
+import { KubeNodeLifecycle, type NodeLifecycle } from './node-lifecycle.js';
 import { KubePodSource } from './pods/kube.js';
 import type { PodSource } from './pods/source.js';
 import { reconcileOnce, type ReconcileReport } from './reconcile.js';
@@ -25,6 +26,8 @@ export interface AgentDeps {
   pods?: PodSource;
   /** Called at start and stop when the settings ask for CNI installation. */
   installer?: { start(): Promise<void>; stop(opts: { uninstall: boolean }): Promise<void> };
+  /** Injected node lifecycle (tests); otherwise built in Kubernetes mode from the settings. */
+  lifecycle?: NodeLifecycle;
 }
 
 const PLAN_CACHE_SIZE = 512;
@@ -84,6 +87,7 @@ export class Agent {
   private notReady = 'starting';
   private readonly planPod: (pod: Record<string, unknown>) => PodPlan;
   readonly podIndex: PodIndexSync;
+  private readonly lifecycle?: NodeLifecycle;
   adminPort = 0;
 
   constructor(
@@ -107,6 +111,7 @@ export class Agent {
       podLookupTimeoutMs: settings.podLookupTimeoutMs,
       isReady: () => this.ready,
     });
+    this.lifecycle = deps.lifecycle ?? Agent.lifecycleFor(settings, this.pods, log);
     this.podIndex = new PodIndexSync({ stateDir: settings.stateDir, pods: this.pods, planPod: this.planPod, excludeNamespaces: capture.excludeNamespaces, log });
     this.server = new CniSocketServer({ socketPath: settings.socketPath, handler, log, maxBodyBytes: settings.maxBodyBytes });
   }
@@ -116,6 +121,20 @@ export class Agent {
     const nodeName = settings.nodeName ?? process.env.NODE_NAME;
     if (!nodeName) throw new Error('no pod source: set podsDir (standalone) or nodeName / $NODE_NAME (Kubernetes)');
     return new KubePodSource({ nodeName, log, ...(settings.kubeconfig ? { kubeconfigPath: settings.kubeconfig } : {}) });
+  }
+
+  /** Only in Kubernetes mode, and only when a setting needs the API. */
+  private static lifecycleFor(settings: AgentSettings, pods: PodSource, log: Logger): NodeLifecycle | undefined {
+    const wanted = settings.removeReadinessTaint || (settings.install && settings.uninstallOnRemoval);
+    if (!wanted || !(pods instanceof KubePodSource)) return undefined;
+    return new KubeNodeLifecycle({
+      kubeConfig: pods.kc,
+      nodeName: settings.nodeName ?? process.env.NODE_NAME!,
+      taintKey: settings.removeReadinessTaint ? settings.readinessTaintKey : '',
+      log,
+      ...(process.env.POD_NAME ? { podName: process.env.POD_NAME } : {}),
+      ...(process.env.POD_NAMESPACE ? { podNamespace: process.env.POD_NAMESPACE } : {}),
+    });
   }
 
   isReady(): boolean {
@@ -144,6 +163,8 @@ export class Agent {
       await this.deps.installer.start();
     }
     this.ready = true;
+    // Chained in, serving, pod source synced: now the scheduler may send pods here.
+    await this.lifecycle?.markReady();
     this.log.info(
       { socket: this.settings.socketPath, admin: this.settings.metricsAddress || null, adminPort: this.adminPort, knownPods: loaded, pid: process.pid },
       'meshcni agent ready',
@@ -181,6 +202,16 @@ export class Agent {
     return this.reconciling;
   }
 
+  /**
+   * Unchain only when meshcni leaves the node: on an upgrade or restart the entry stays, so new pods
+   * wait (code 11) for the next agent instead of starting uncaptured.
+   */
+  private async unchainOnStop(): Promise<boolean> {
+    if (this.settings.uninstallOnShutdown) return true;
+    if (!this.lifecycle || !this.settings.uninstallOnRemoval) return false;
+    return (await this.lifecycle.shutdownIntent()) === 'removal';
+  }
+
   /** Graceful: stop accepting, finish in-flight requests, then stop everything else. */
   async stop(): Promise<void> {
     this.ready = false;
@@ -189,7 +220,8 @@ export class Agent {
     const inFlight = this.server.requestsInFlight;
     await this.server.close();
     await this.reconciling?.catch(() => undefined);
-    if (this.deps.installer) await this.deps.installer.stop({ uninstall: this.settings.uninstallOnShutdown });
+    this.lifecycle?.stop();
+    if (this.deps.installer) await this.deps.installer.stop({ uninstall: await this.unchainOnStop() });
     await this.podIndex.stop();
     await this.pods.stop();
     await this.admin?.close();

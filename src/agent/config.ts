@@ -28,6 +28,11 @@ export interface AgentSettings {
   /** Chain into the node's CNI config on start (serve). */
   install: boolean;
   uninstallOnShutdown: boolean;
+  /** Kubernetes: at SIGTERM, unchain when the agent's own DaemonSet is being deleted or gone (not on upgrades). */
+  uninstallOnRemoval: boolean;
+  /** Kubernetes: lift readinessTaintKey from this node once the agent is ready. */
+  removeReadinessTaint: boolean;
+  readinessTaintKey: string;
   repairPolicy: RepairPolicy;
   /** 0 disables the periodic reconcile (it still runs once at start). */
   reconcileIntervalSeconds: number;
@@ -49,6 +54,9 @@ export const DEFAULT_SETTINGS: Omit<AgentSettings, 'capture'> = {
   cniConfFileName: '',
   install: false,
   uninstallOnShutdown: false,
+  uninstallOnRemoval: true,
+  removeReadinessTaint: false,
+  readinessTaintKey: 'meshcni.io/agent-not-ready',
   repairPolicy: 'capture',
   reconcileIntervalSeconds: 60,
   podLookupTimeoutMs: 2000,
@@ -93,6 +101,10 @@ const CHECKS: Record<Exclude<keyof AgentSettings, 'capture'>, Checker> = {
   cniConfFileName: (v) => (v === '' || (typeof v === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.-]*\.(conflist|conf|json)$/.test(v)) ? null : 'must be a file name in cniConfDir ending in .conflist, .conf or .json (or empty)'),
   install: isBool,
   uninstallOnShutdown: isBool,
+  uninstallOnRemoval: isBool,
+  removeReadinessTaint: isBool,
+  readinessTaintKey: (v) =>
+    typeof v === 'string' && /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(v) ? null : 'must be a label-style key such as meshcni.io/agent-not-ready',
   repairPolicy: oneOf(POLICIES),
   reconcileIntervalSeconds: intRange(0, 86400),
   podLookupTimeoutMs: intRange(0, 60000),

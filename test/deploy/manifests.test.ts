@@ -116,9 +116,10 @@ describe('configmap.yaml', () => {
       [
         'excludeNamespaces', 'layout', 'nftSets', 'dualStack', 'socketPath', 'install', 'cniConfDir', 'cniBinDir',
         'metricsAddress', 'logLevel', 'repairPolicy', 'reconcileIntervalSeconds', 'uninstallOnShutdown',
+        'removeReadinessTaint', 'readinessTaintKey', 'uninstallOnRemoval',
       ].sort(),
     );
-    expect(settings).toMatchObject({ install: true, repairPolicy: 'repair', metricsAddress: '127.0.0.1:15120' });
+    expect(settings).toMatchObject({ install: true, repairPolicy: 'capture', metricsAddress: '127.0.0.1:15120', removeReadinessTaint: true, uninstallOnRemoval: true });
     expect(parseCaptureConfig(settings.capture)).toMatchObject({ layout: 'iptables', excludeNamespaces: ['kube-system', 'istio-system'] });
   });
 });
@@ -128,8 +129,12 @@ describe('rbac.yaml', () => {
   const roles = docs.filter((d) => d.kind === 'ClusterRole');
   const bindings = docs.filter((d) => d.kind === 'ClusterRoleBinding');
 
-  it('grants the agent only get/list/watch on pods', () => {
-    expect(one('rbac.yaml', 'ClusterRole', 'meshcni-agent').rules).toEqual([{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }]);
+  it('grants the agent only get/list/watch on pods, get/patch on nodes (its taint) and get on daemonsets', () => {
+    expect(one('rbac.yaml', 'ClusterRole', 'meshcni-agent').rules).toEqual([
+      { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'patch'] },
+      { apiGroups: ['apps'], resources: ['daemonsets'], verbs: ['get'] },
+    ]);
   });
 
   it('keeps pod delete in a separate role marked optional for the delete repair policy', () => {
@@ -140,10 +145,10 @@ describe('rbac.yaml', () => {
     expect(readFileSync(DEPLOY + 'rbac.yaml', 'utf8')).toMatch(/OPTIONAL:.*repairPolicy: delete/s);
   });
 
-  it('has no wildcards and no verbs beyond pods', () => {
+  it('has no wildcards and no resources beyond pods, nodes and daemonsets', () => {
     for (const r of roles) {
       for (const rule of r.rules) {
-        expect(rule.resources).toEqual(['pods']);
+        expect([['pods'], ['nodes'], ['daemonsets']]).toContainEqual(rule.resources);
         expect([...rule.apiGroups, ...rule.resources, ...rule.verbs]).not.toContain('*');
       }
     }

@@ -24,7 +24,8 @@ const statusOf = (e: unknown): number | undefined =>
   e && typeof e === 'object' ? ((e as { code?: number }).code ?? (e as { statusCode?: number }).statusCode) : undefined;
 
 export class KubePodSource implements PodSource {
-  private readonly kc: KubeConfig;
+  /** The cluster connection, shared with the agent's node lifecycle. */
+  readonly kc: KubeConfig;
   private readonly api: CoreV1Api;
   private readonly cache = new Map<string, Pod>();
   private readonly waiters = new Set<() => void>();
