@@ -17,6 +17,7 @@ import { KubePodSource } from './pods/kube.js';
 import type { PodSource } from './pods/source.js';
 import { reconcileOnce, type ReconcileReport } from './reconcile.js';
 import { CniSocketServer } from './server.js';
+import { warmHotPath } from './warm.js';
 import { PodStateStore } from './state.js';
 
 type CapturePlan = Extract<PodPlan, { capture: true }>;
@@ -161,6 +162,10 @@ export class Agent {
     if (this.deps.installer) {
       this.notReady = 'chaining into the node CNI configuration';
       await this.deps.installer.start();
+    }
+    if (this.settings.warmStart) {
+      this.notReady = 'warming the ADD path';
+      await warmHotPath({ planPod: this.planPod, applyPlan, readTables, log: this.log });
     }
     this.ready = true;
     // Chained in, serving, pod source synced: now the scheduler may send pods here.

@@ -33,6 +33,8 @@ export interface AgentSettings {
   /** Kubernetes: lift readinessTaintKey from this node once the agent is ready. */
   removeReadinessTaint: boolean;
   readinessTaintKey: string;
+  /** Exercise the ADD hot path once (plan, encode, apply into a throwaway netns) before reporting ready. */
+  warmStart: boolean;
   repairPolicy: RepairPolicy;
   /** 0 disables the periodic reconcile (it still runs once at start). */
   reconcileIntervalSeconds: number;
@@ -57,6 +59,7 @@ export const DEFAULT_SETTINGS: Omit<AgentSettings, 'capture'> = {
   uninstallOnRemoval: true,
   removeReadinessTaint: false,
   readinessTaintKey: 'meshcni.io/agent-not-ready',
+  warmStart: true,
   repairPolicy: 'capture',
   reconcileIntervalSeconds: 60,
   podLookupTimeoutMs: 2000,
@@ -103,6 +106,7 @@ const CHECKS: Record<Exclude<keyof AgentSettings, 'capture'>, Checker> = {
   uninstallOnShutdown: isBool,
   uninstallOnRemoval: isBool,
   removeReadinessTaint: isBool,
+  warmStart: isBool,
   readinessTaintKey: (v) =>
     typeof v === 'string' && /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(v) ? null : 'must be a label-style key such as meshcni.io/agent-not-ready',
   repairPolicy: oneOf(POLICIES),
