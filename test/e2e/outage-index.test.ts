@@ -52,6 +52,27 @@ describe('pod index written by the agent', () => {
   });
 });
 
+describe('pod index following the pod source', () => {
+  it('records a pod added while the agent runs, so it can start in a later outage', async () => {
+    const w = new World();
+    worlds.push(w);
+    await w.startAgent();
+    const index = join(w.stateDir, 'pod-index');
+    expect(readFileSync(index, 'ascii')).toMatch(/^meshcni-pod-index 1\npods 0\nend /);
+    addPodWithUid(w.podsDir, { namespace: 'shop', name: 'late', containers: ['app'] }, PLAIN_UID);
+    const deadline = Date.now() + 10_000;
+    while (!readFileSync(index, 'ascii').includes(`S shop late ${PLAIN_UID}`)) {
+      if (Date.now() > deadline) throw new Error(`index never recorded shop/late:\n${readFileSync(index, 'ascii')}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await w.stopAgent('SIGKILL');
+    const entry = { ...w.entry(), podIndexPath: index } as MeshcniEntry;
+    const s = w.sandbox({ namespace: 'shop', name: 'late', uid: PLAIN_UID } as { namespace: string; name: string }, entry);
+    await s.add();
+    expect(nftRuleset(s.netnsName)).toBe('');
+  });
+});
+
 describe('ADD while the agent is down', () => {
   it('passes a pod recorded as not captured through with prevResult and a note on stderr', async () => {
     const { w, entry } = await outage();
