@@ -89,6 +89,7 @@ export class Agent {
   private readonly planPod: (pod: Record<string, unknown>) => PodPlan;
   readonly podIndex: PodIndexSync;
   private readonly lifecycle?: NodeLifecycle;
+  private readonly excludeNamespaces: readonly string[];
   adminPort = 0;
 
   constructor(
@@ -98,6 +99,7 @@ export class Agent {
   ) {
     const capture = parseCaptureConfig(settings.capture);
     this.planPod = makePlanner(capture);
+    this.excludeNamespaces = capture.excludeNamespaces;
     this.state = new PodStateStore(settings.stateDir);
     this.pods = deps.pods ?? Agent.podSourceFor(settings, log);
     const handler = createCniHandler({
@@ -191,6 +193,7 @@ export class Agent {
         readTables,
         applyPlan,
         policy: this.settings.repairPolicy,
+        excludeNamespaces: this.excludeNamespaces,
         metrics: this.metrics,
         log: this.log,
         ...(this.pods.deletePod ? { deletePod: (k) => this.pods.deletePod!(k) } : {}),

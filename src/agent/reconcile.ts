@@ -24,6 +24,8 @@ export interface ReconcileDeps {
   /** Finds running pods' netns by uid (the `capture` policy); default: scan /proc. */
   findNetns?: (uids: readonly string[]) => Map<string, NetnsLookup>;
   policy: RepairPolicy;
+  /** Namespaces the ADD never captures: never captured in place either. */
+  excludeNamespaces?: readonly string[];
   metrics: AgentMetrics;
   log: Logger;
 }
@@ -118,7 +120,7 @@ async function findUncaptured(deps: ReconcileDeps, report: ReconcileReport, know
     const spec = (obj.spec ?? {}) as { hostNetwork?: boolean };
     if (!meta.name || status.phase !== 'Running' || spec.hostNetwork) continue;
     const key = { namespace: meta.namespace ?? 'default', name: meta.name, ...(typeof meta.uid === 'string' && meta.uid ? { uid: meta.uid } : {}) };
-    if (known.has(podName(key))) continue;
+    if (known.has(podName(key)) || deps.excludeNamespaces?.includes(key.namespace)) continue;
     let plan: PodPlan;
     try {
       plan = deps.planPod(obj);

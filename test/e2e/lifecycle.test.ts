@@ -5,7 +5,7 @@
 import { createServer, type Server } from 'node:http';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../src/agent/agent.js';
@@ -16,6 +16,7 @@ import { CniPluginError } from '../../src/runtime/cni-exec.js';
 import { Sandbox, podConfList, type MeshcniEntry } from '../../src/runtime/sandbox.js';
 import { until } from '../helpers/wait.js';
 import { SHIM, World, nftRuleset } from './helpers.js';
+import { fakeKubeConfig } from './fake-kube.js';
 
 const silent = pino({ level: process.env.KUBE_TEST_LOG ?? 'silent' });
 const TAINT = 'meshcni.io/agent-not-ready';
@@ -88,14 +89,7 @@ class FakeApi {
   }
 
   kubeConfig(): KubeConfig {
-    const kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: 'fake', server: `http://127.0.0.1:${this.port}`, skipTLSVerify: true }],
-      users: [{ name: 'agent', token: 'test-token' }],
-      contexts: [{ name: 'fake', cluster: 'fake', user: 'agent' }],
-      currentContext: 'fake',
-    });
-    return kc;
+    return fakeKubeConfig(this.port);
   }
 
   async close(): Promise<void> {

@@ -80,6 +80,17 @@ describe('repairPolicy capture', () => {
     expect(again.intact).toBe(1);
   });
 
+  it('never captures a pod in a namespace the agent excludes', async () => {
+    const w = world();
+    const sys = await runningPod(uid(8));
+    addPodWithUid(w.podsDir, { namespace: 'istio-system', name: 'gateway', annotations: DOCUMENTED }, uid(8));
+    const agent = await startAgent(w);
+    const report = await agent.reconcile();
+    expect(report.uncaptured).toEqual([]);
+    expect(report.captured).toEqual([]);
+    expect(nftRuleset(sys.netns)).toBe('');
+  });
+
   it('only reports such a pod with repairPolicy report, and leaves its netns alone', async () => {
     const w = world();
     const early = await runningPod(uid(3));
