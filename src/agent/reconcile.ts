@@ -161,7 +161,7 @@ async function captureInPlace(deps: ReconcileDeps, report: ReconcileReport, todo
       const problem = where?.problem ?? 'not looked up';
       report.errors.push(`${name}: ${problem}`);
       deps.metrics.repairs.inc({ result: 'error' });
-      deps.log.error({ ...base, err: problem }, 'reconcile: cannot find the netns of a pod started before meshcni; it stays uncaptured');
+      deps.log.warn({ ...base, err: problem }, 'reconcile: cannot find the netns of a pod started before meshcni; it stays uncaptured');
       continue;
     }
     try {
