@@ -34,6 +34,8 @@ class FakeApi {
     kind: 'Pod',
     metadata: { name: 'meshcni-agent-x7k2p', namespace: 'kube-system', ownerReferences: [{ apiVersion: 'apps/v1', kind: 'DaemonSet', name: 'meshcni-agent', uid: 'ds-uid-1', controller: true }] },
   };
+  /** Called after each node GET is answered (to change the node between GET and PATCH). */
+  afterNodeGet?: () => void;
   readonly requests: string[] = [];
   readonly denied: string[] = [];
   patchContentTypes: string[] = [];
@@ -59,7 +61,10 @@ class FakeApi {
           return json(403, { kind: 'Status', code: 403, reason: 'Forbidden', message: `${verb} ${resource} is forbidden` });
         }
         if (path === '/api/v1/nodes/node-1') {
-          if (verb === 'get') return json(200, this.node);
+          if (verb === 'get') {
+            json(200, this.node);
+            return this.afterNodeGet?.();
+          }
           this.patchContentTypes.push(String(req.headers['content-type']));
           const ops = JSON.parse(body) as { op: string; path: string; value: unknown }[];
           const spec = this.node.spec as { taints?: unknown };
@@ -157,6 +162,18 @@ describe('readiness taint', () => {
     expect((api.node.spec as { taints: unknown[] }).taints).toEqual([{ key: 'other/keep', effect: 'NoExecute', value: 'x' }]);
     expect(api.patchContentTypes).toEqual(['application/json-patch+json']);
     expect(api.denied).toEqual([]);
+  });
+
+  it('never drops a taint someone else added between its read and its patch', async () => {
+    const { api, agent } = await node();
+    api.afterNodeGet = () => {
+      api.afterNodeGet = undefined; // once: another controller adds a taint right after our GET
+      (api.node.spec as { taints: unknown[] }).taints.push({ key: 'late/arrival', effect: 'NoSchedule' });
+      api.node.metadata.resourceVersion = String(Number(api.node.metadata.resourceVersion) + 1);
+    };
+    await agent.start();
+    await until(() => !api.taints().includes(TAINT));
+    expect(api.taints()).toEqual(['other/keep', 'late/arrival']);
   });
 
   it('keeps retrying when the patch is refused, and succeeds once it is allowed', async () => {
