@@ -132,6 +132,14 @@ describe('ADD while the agent is down', () => {
     expect((await addError(w.sandbox(pod, missing).add())).cniError?.code).toBe(11);
   });
 
+  it('rejects a podIndexPath that is not an absolute path as invalid config (code 7), naming it', async () => {
+    const { w, entry } = await outage();
+    const bad = { ...entry, podIndexPath: 'state/pod-index' } as MeshcniEntry;
+    const e = await addError(w.sandbox({ namespace: 'shop', name: 'plain', uid: PLAIN_UID } as { namespace: string; name: string }, bad).add());
+    expect(e.cniError?.code).toBe(7);
+    expect(e.cniError?.msg).toMatch(/podIndexPath "state\\?\/pod-index" must be an absolute path/);
+  });
+
   it('lets the same pod start once the index is restored byte for byte', async () => {
     const { w, entry, index, bytes } = await outage();
     writeFileSync(index, bytes.subarray(0, bytes.length - 3));
