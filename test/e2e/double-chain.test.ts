@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runConfList, type CniInvocation, type ConfList } from '../../src/runtime/cni-exec.js';
-import { removeBridge, UPSTREAM_CNI_DIR } from '../../src/runtime/sandbox.js';
+import { removeBridge, UPSTREAM_CNI_DIR, type Sandbox } from '../../src/runtime/sandbox.js';
 import { SHIM, World, nftRuleset } from './helpers.js';
 
 const worlds: World[] = [];
@@ -33,6 +33,15 @@ function secondChain(w: World): ConfList {
 }
 
 const locate = (t: string): string => (t === 'meshcni' ? SHIM : join(UPSTREAM_CNI_DIR, t));
+/** The runtime's call for the second chain's attachment (net1) of the sandbox's pod. */
+const onNet1 = (s: Sandbox, command: CniInvocation['command']): CniInvocation => ({
+  command,
+  containerId: s.containerId,
+  netns: s.netnsPath,
+  ifName: 'net1',
+  args: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web',
+  path: [UPSTREAM_CNI_DIR],
+});
 /** The ruleset with handles: a replace gives every rule a new handle, so equal text means untouched. */
 const withHandles = (netns: string): string => spawnSync('ip', ['netns', 'exec', netns, 'nft', '-a', 'list', 'ruleset'], { encoding: 'utf8' }).stdout;
 
@@ -47,14 +56,7 @@ describe('the same netns ADDed by two chains', () => {
     const first = withHandles(s.netnsName);
     expect(first).toMatch(/ISTIO_OUTPUT|istio/i);
     const chain2 = secondChain(w);
-    const inv = (command: CniInvocation['command']): CniInvocation => ({
-      command,
-      containerId: s.containerId,
-      netns: s.netnsPath,
-      ifName: 'net1',
-      args: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web',
-      path: [UPSTREAM_CNI_DIR],
-    });
+    const inv = (command: CniInvocation['command']): CniInvocation => onNet1(s, command);
     const r2 = await runConfList(chain2, inv('ADD'), locate); // chain 2 on net1: must succeed too
     expect(JSON.stringify(r2)).toContain('10.247.');
     expect(withHandles(s.netnsName)).toBe(first); // same rules, same handles: not replaced, not doubled
@@ -80,7 +82,7 @@ describe('the same netns ADDed by two chains', () => {
     await s.add();
     const expected = nftRuleset(s.netnsName);
     spawnSync('ip', ['netns', 'exec', s.netnsName, 'nft', 'flush', 'ruleset']);
-    await runConfList(secondChain(w), { command: 'ADD', containerId: s.containerId, netns: s.netnsPath, ifName: 'net1', args: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web', path: [UPSTREAM_CNI_DIR] }, locate);
+    await runConfList(secondChain(w), onNet1(s, 'ADD'), locate);
     expect(nftRuleset(s.netnsName)).toBe(expected);
     await s.check();
   });
