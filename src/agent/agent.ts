@@ -13,11 +13,14 @@ import type { AgentSettings } from './config.js';
 import { createCniHandler, errFields, type PodPlan } from './handler.js';
 import { KeyedLock } from './keyed-lock.js';
 import { createMetrics, type AgentMetrics } from './metrics.js';
+import { PodIndexSync } from './pod-index-sync.js';
 import { DirPodSource } from './pods/dir.js';
+import { KubeNodeLifecycle, type NodeLifecycle } from './node-lifecycle.js';
 import { KubePodSource } from './pods/kube.js';
 import type { PodSource } from './pods/source.js';
 import { reconcileOnce, type ReconcileReport } from './reconcile.js';
 import { CniSocketServer } from './server.js';
+import { warmHotPath } from './warm.js';
 import { PodStateStore } from './state.js';
 
 type CapturePlan = Extract<PodPlan, { capture: true }>;
@@ -31,6 +34,8 @@ export interface AgentDeps {
     stop(opts: { uninstall: boolean }): Promise<void>;
     lastOutcome?: { state: string; reason?: string; error?: Error } | undefined;
   };
+  /** Injected node lifecycle (tests); otherwise built in Kubernetes mode from the settings. */
+  lifecycle?: NodeLifecycle;
 }
 
 /** While the installer waits (as long as it takes, in serve), say so this often: the agent is not ready meanwhile. */
@@ -128,6 +133,9 @@ export class Agent {
   private readonly planPod: (pod: Record<string, unknown>) => PodPlan;
   /** One request or reconcile step per container at a time, shared by the handler and reconcile. */
   private readonly lock = new KeyedLock();
+  readonly podIndex: PodIndexSync;
+  private readonly lifecycle?: NodeLifecycle;
+  private readonly excludeNamespaces: readonly string[];
   adminPort = 0;
   scrapePort = 0;
 
@@ -138,6 +146,7 @@ export class Agent {
   ) {
     const capture = parseCaptureConfig(settings.capture);
     this.planPod = makePlanner(capture);
+    this.excludeNamespaces = capture.excludeNamespaces;
     this.state = new PodStateStore(settings.stateDir);
     this.pods = deps.pods ?? Agent.podSourceFor(settings, log);
     const handler = createCniHandler({
@@ -154,6 +163,8 @@ export class Agent {
       podLookupTimeoutMs: settings.podLookupTimeoutMs,
       isReady: () => this.ready,
     });
+    this.lifecycle = deps.lifecycle ?? Agent.lifecycleFor(settings, this.pods, log);
+    this.podIndex = new PodIndexSync({ stateDir: settings.stateDir, pods: this.pods, planPod: this.planPod, excludeNamespaces: capture.excludeNamespaces, log });
     this.server = new CniSocketServer({ socketPath: settings.socketPath, handler, log, maxBodyBytes: settings.maxBodyBytes });
   }
 
@@ -162,6 +173,20 @@ export class Agent {
     const nodeName = settings.nodeName ?? process.env.NODE_NAME;
     if (!nodeName) throw new Error('no pod source: set podsDir (standalone) or nodeName / $NODE_NAME (Kubernetes)');
     return new KubePodSource({ nodeName, log, ...(settings.kubeconfig ? { kubeconfigPath: settings.kubeconfig } : {}) });
+  }
+
+  /** Only in Kubernetes mode, and only when a setting needs the API. */
+  private static lifecycleFor(settings: AgentSettings, pods: PodSource, log: Logger): NodeLifecycle | undefined {
+    const wanted = settings.removeReadinessTaint || (settings.install && settings.uninstallOnRemoval);
+    if (!wanted || !(pods instanceof KubePodSource)) return undefined;
+    return new KubeNodeLifecycle({
+      kubeConfig: pods.kc,
+      nodeName: settings.nodeName ?? process.env.NODE_NAME!,
+      taintKey: settings.removeReadinessTaint ? settings.readinessTaintKey : '',
+      log,
+      ...(process.env.POD_NAME ? { podName: process.env.POD_NAME } : {}),
+      ...(process.env.POD_NAMESPACE ? { podNamespace: process.env.POD_NAMESPACE } : {}),
+    });
   }
 
   isReady(): boolean {
@@ -195,6 +220,8 @@ export class Agent {
     }
     this.notReady = 'waiting for the pod source';
     await this.pods.start();
+    // Before serving: from here on an outage lets the pods recorded as not captured start.
+    await this.podIndex.start();
     await this.server.listen();
     if (this.deps.installer) {
       this.notReady = 'chaining into the node CNI configuration';
@@ -211,7 +238,13 @@ export class Agent {
         clearInterval(nag);
       }
     }
+    if (this.settings.warmStart) {
+      this.notReady = 'warming the ADD path';
+      await warmHotPath({ planPod: this.planPod, applyPlan, readTables, log: this.log });
+    }
     this.ready = true;
+    // Chained in, serving, pod source synced: now the scheduler may send pods here.
+    await this.lifecycle?.markReady();
     this.log.info(
       { socket: this.settings.socketPath, admin: this.settings.metricsAddress || null, adminPort: this.adminPort, scrapePort: this.scrapePort || undefined, knownPods: loaded, pid: process.pid },
       'meshcni agent ready',
@@ -234,13 +267,14 @@ export class Agent {
         applyPlan,
         policy: this.settings.repairPolicy,
         lock: this.lock,
+        excludeNamespaces: this.excludeNamespaces,
         metrics: this.metrics,
         log: this.log,
         ...(this.pods.deletePod ? { deletePod: (k) => this.pods.deletePod!(k) } : {}),
       })
         .then((r) => {
           this.log.info(
-            { checked: r.checked, intact: r.intact, repaired: r.repaired.length, deleted: r.deleted.length, reported: r.reported.length, uncaptured: r.uncaptured.length, errors: r.errors.length },
+            { checked: r.checked, intact: r.intact, repaired: r.repaired.length, deleted: r.deleted.length, reported: r.reported.length, uncaptured: r.uncaptured.length, captured: r.captured.length, errors: r.errors.length },
             'reconcile pass done',
           );
           return r;
@@ -248,6 +282,16 @@ export class Agent {
         .finally(() => (this.reconciling = undefined));
     }
     return this.reconciling;
+  }
+
+  /**
+   * Unchain only when meshcni leaves the node: on an upgrade or restart the entry stays, so new pods
+   * wait (code 11) for the next agent instead of starting uncaptured.
+   */
+  private async unchainOnStop(): Promise<boolean> {
+    if (this.settings.uninstallOnShutdown) return true;
+    if (!this.lifecycle || !this.settings.uninstallOnRemoval) return false;
+    return (await this.lifecycle.shutdownIntent()) === 'removal';
   }
 
   /** Graceful: stop accepting, finish in-flight requests, then stop everything else. */
@@ -258,7 +302,9 @@ export class Agent {
     const inFlight = this.server.requestsInFlight;
     await this.server.close();
     await this.reconciling?.catch(() => undefined);
-    if (this.deps.installer) await this.deps.installer.stop({ uninstall: this.settings.uninstallOnShutdown });
+    this.lifecycle?.stop();
+    if (this.deps.installer) await this.deps.installer.stop({ uninstall: await this.unchainOnStop() });
+    await this.podIndex.stop();
     await this.pods.stop();
     await this.admin?.close();
     await this.scrape?.close();

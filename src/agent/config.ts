@@ -4,7 +4,11 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 
-export type RepairPolicy = 'repair' | 'delete' | 'report';
+/**
+ * capture: re-apply drifted rules and capture running pods no ADD reached, in place;
+ * repair: re-apply drift only; delete: delete such pods through the API (Istio's way); report: log only.
+ */
+export type RepairPolicy = 'capture' | 'repair' | 'delete' | 'report';
 
 export interface AgentSettings {
   socketPath: string;
@@ -25,9 +29,18 @@ export interface AgentSettings {
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
   cniConfDir: string;
   cniBinDir: string;
+  /** Chain into this file of cniConfDir (e.g. a Multus delegate) instead of the runtime's first; '' = first. */
+  cniConfFileName: string;
   /** Chain into the node's CNI config on start (serve). */
   install: boolean;
   uninstallOnShutdown: boolean;
+  /** Kubernetes: at SIGTERM, unchain when the agent's own DaemonSet is being deleted or gone (not on upgrades). */
+  uninstallOnRemoval: boolean;
+  /** Kubernetes: lift readinessTaintKey from this node once the agent is ready. */
+  removeReadinessTaint: boolean;
+  readinessTaintKey: string;
+  /** Exercise the ADD hot path once (plan, encode, apply into a throwaway netns) before reporting ready. */
+  warmStart: boolean;
   repairPolicy: RepairPolicy;
   /** 0 disables the periodic reconcile (it still runs once at start). */
   reconcileIntervalSeconds: number;
@@ -47,9 +60,14 @@ export const DEFAULT_SETTINGS: Omit<AgentSettings, 'capture'> = {
   logLevel: 'info',
   cniConfDir: '/etc/cni/net.d',
   cniBinDir: '/opt/cni/bin',
+  cniConfFileName: '',
   install: false,
   uninstallOnShutdown: false,
-  repairPolicy: 'repair',
+  uninstallOnRemoval: true,
+  removeReadinessTaint: false,
+  readinessTaintKey: 'meshcni.io/agent-not-ready',
+  warmStart: true,
+  repairPolicy: 'capture',
   reconcileIntervalSeconds: 60,
   podLookupTimeoutMs: 2000,
   maxBodyBytes: 1 << 20,
@@ -63,7 +81,7 @@ export class ConfigError extends Error {
 }
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
-const POLICIES = ['repair', 'delete', 'report'];
+const POLICIES = ['capture', 'repair', 'delete', 'report'];
 
 type Checker = (v: unknown) => string | null;
 const isString: Checker = (v) => (typeof v === 'string' && v !== '' ? null : 'must be a non-empty string');
@@ -99,8 +117,14 @@ const CHECKS: Record<Exclude<keyof AgentSettings, 'capture'>, Checker> = {
   logLevel: oneOf(LOG_LEVELS),
   cniConfDir: isAbsPath,
   cniBinDir: isAbsPath,
+  cniConfFileName: (v) => (v === '' || (typeof v === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.-]*\.(conflist|conf|json)$/.test(v)) ? null : 'must be a file name in cniConfDir ending in .conflist, .conf or .json (or empty)'),
   install: isBool,
   uninstallOnShutdown: isBool,
+  uninstallOnRemoval: isBool,
+  removeReadinessTaint: isBool,
+  warmStart: isBool,
+  readinessTaintKey: (v) =>
+    typeof v === 'string' && /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(v) ? null : 'must be a label-style key such as meshcni.io/agent-not-ready',
   repairPolicy: oneOf(POLICIES),
   reconcileIntervalSeconds: intRange(0, 86400),
   podLookupTimeoutMs: intRange(0, 60000),

@@ -1,6 +1,7 @@
 // What the agent does for each CNI command: identify the pod, decide, program one transaction,
 // remember it; CHECK compares the namespace with the plan; DEL and GC forget.
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { describeTable, diffTables } from '../nft/ruleset.js';
 import type { TableContents } from '../nft/model.js';
@@ -160,6 +161,13 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     // read-only) the ADD fails with nothing programmed, and a kill between the two leaves a record
     // whose rules reconcile finds missing and repairs — never rules without a record.
     const previous = deps.state.get(req.containerId);
+    if (await alreadyProgrammed(previous, req, p)) {
+      // A second chain (Multus and the primary both list meshcni) ADDs the same netns: the rules
+      // are exactly right, so no replace (and no RCU wait) and the first chain's record stays.
+      metrics.requests.inc({ command: 'ADD', result: 'ok' });
+      log.info({ ...base, decision: 'capture', unchanged: true, firstIfName: previous!.ifName, ms: performance.now() - t0 }, 'pod already captured; rules left as they are');
+      return convertResult(req.config.prevResult, req.config.cniVersion);
+    }
     try {
       await deps.state.put(record);
     } catch (e) {
@@ -179,6 +187,12 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     metrics.requests.inc({ command: 'ADD', result: 'ok' });
     log.info({ ...base, decision: 'capture', ...p.summary, applyMs, ms: performance.now() - t0 }, 'pod captured');
     return convertResult(req.config.prevResult, req.config.cniVersion);
+  }
+
+  /** Same netns, same rules recorded, and the kernel holds exactly them. */
+  async function alreadyProgrammed(previous: PodRecord | undefined, req: CniRequest, p: CapturePlan): Promise<boolean> {
+    if (!previous || previous.netns !== req.netns || previous.rulesDigest !== rulesDigest(p.tables)) return false;
+    return diffTables(p.tables, await deps.readTables(req.netns).catch(() => [])).length === 0;
   }
 
   async function check(req: CniRequest): Promise<null> {
@@ -207,6 +221,12 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     // Never fails: the runtime retries a failed DEL forever, and there is nothing it could fix.
     const rec = deps.state.get(req.containerId);
     const base = { ...logIdentity(req), netns: req.netns };
+    if (rec && rec.ifName !== req.ifName && rec.netns === req.netns && existsSync(req.netns)) {
+      // Another chain's attachment goes (Multus secondary); the pod and its rules stay: keep tracking it.
+      metrics.requests.inc({ command: 'DEL', result: 'ok' });
+      log.info({ ...base, ifName: req.ifName, keptFor: rec.ifName }, 'DEL of another attachment; the pod stays captured');
+      return null;
+    }
     // The namespace usually goes away with its rules; removing our tables makes an ADD that raced
     // this DEL (and lost) leave nothing behind either.
     // Only in the namespace the record names: a DEL never points our deletes at another one.

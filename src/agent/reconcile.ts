@@ -9,6 +9,7 @@ import { rulesDigest, type PodPlan } from './handler.js';
 import type { AgentMetrics } from './metrics.js';
 import type { PodKey, PodSource } from './pods/source.js';
 import type { KeyedLock } from './keyed-lock.js';
+import { findPodNetns, type NetnsLookup } from './pod-netns.js';
 import type { PodStateStore } from './state.js';
 
 type CapturePlan = Extract<PodPlan, { capture: true }>;
@@ -21,7 +22,11 @@ export interface ReconcileDeps {
   applyPlan: (netns: string, plan: CapturePlan) => Promise<unknown>;
   /** Deletes a pod through the API (the `delete` policy); absent in standalone mode. */
   deletePod?: (key: PodKey) => Promise<void>;
+  /** Finds running pods' netns by uid (the `capture` policy); default: scan /proc. */
+  findNetns?: (uids: readonly string[]) => Map<string, NetnsLookup>;
   policy: RepairPolicy;
+  /** Namespaces the ADD never captures: never captured in place either. */
+  excludeNamespaces?: readonly string[];
   metrics: AgentMetrics;
   log: Logger;
   /** The CNI handler's per-container lock: a pod is never checked while its ADD or DEL runs. */
@@ -37,15 +42,18 @@ export interface ReconcileReport {
   forgotten: string[];
   /** Pods that should be captured but were never seen by a CNI ADD (started before meshcni). */
   uncaptured: string[];
+  /** Of those, the ones programmed in place (the `capture` policy). */
+  captured: string[];
   errors: string[];
 }
 
 const podName = (k: { namespace: string; name: string }): string => `${k.namespace}/${k.name}`;
+const inPlace = (p: RepairPolicy): boolean => p === 'capture' || p === 'repair';
 
 /** One pass over every pod the agent knows. Never throws: problems are counted and reported. */
 export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileReport> {
   const { state, log, metrics } = deps;
-  const report: ReconcileReport = { checked: 0, intact: 0, repaired: [], deleted: [], reported: [], forgotten: [], uncaptured: [], errors: [] };
+  const report: ReconcileReport = { checked: 0, intact: 0, repaired: [], deleted: [], reported: [], forgotten: [], uncaptured: [], captured: [], errors: [] };
   const known = new Set<string>();
   for (const listed of state.all()) {
     const one = async (): Promise<void> => {
@@ -73,7 +81,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
           return;
         }
         await act(deps, report, { namespace: rec.namespace, name: rec.name }, rec.netns, plan, diffs);
-        if (deps.policy === 'repair') await state.put({ ...rec, rulesDigest: rulesDigest(plan.tables), capturedAt: new Date().toISOString() });
+        if (inPlace(deps.policy)) await state.put({ ...rec, rulesDigest: rulesDigest(plan.tables), capturedAt: new Date().toISOString() });
       } catch (e) {
         report.errors.push(`${name}: ${(e as Error).message}`);
         metrics.repairs.inc({ result: 'error' });
@@ -88,7 +96,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
 
 async function act(deps: ReconcileDeps, report: ReconcileReport, key: PodKey, netns: string, plan: CapturePlan, diffs: string[]): Promise<void> {
   const base = { namespace: key.namespace, pod: key.name, netns, differences: diffs.length, first: diffs[0] };
-  if (deps.policy === 'repair') {
+  if (inPlace(deps.policy)) {
     await deps.applyPlan(netns, plan);
     report.repaired.push(podName(key));
     deps.metrics.repairs.inc({ result: 'repaired' });
@@ -114,13 +122,14 @@ async function findUncaptured(deps: ReconcileDeps, report: ReconcileReport, know
     report.errors.push(`listing pods: ${(e as Error).message}`);
     return;
   }
+  const todo: { key: PodKey & { uid?: string }; plan: CapturePlan }[] = [];
   for (const obj of pods) {
-    const meta = (obj.metadata ?? {}) as { namespace?: string; name?: string };
+    const meta = (obj.metadata ?? {}) as { namespace?: string; name?: string; uid?: string };
     const status = (obj.status ?? {}) as { phase?: string };
     const spec = (obj.spec ?? {}) as { hostNetwork?: boolean };
     if (!meta.name || status.phase !== 'Running' || spec.hostNetwork) continue;
-    const key = { namespace: meta.namespace ?? 'default', name: meta.name };
-    if (known.has(podName(key))) continue;
+    const key = { namespace: meta.namespace ?? 'default', name: meta.name, ...(typeof meta.uid === 'string' && meta.uid ? { uid: meta.uid } : {}) };
+    if (known.has(podName(key)) || deps.excludeNamespaces?.includes(key.namespace)) continue;
     let plan: PodPlan;
     try {
       plan = deps.planPod(obj);
@@ -129,6 +138,11 @@ async function findUncaptured(deps: ReconcileDeps, report: ReconcileReport, know
     }
     if (!plan.capture) continue;
     report.uncaptured.push(podName(key));
+    todo.push({ key, plan });
+  }
+  if (todo.length === 0) return;
+  if (deps.policy === 'capture') return captureInPlace(deps, report, todo);
+  for (const { key } of todo) {
     if (deps.policy === 'delete' && deps.deletePod) {
       try {
         await deps.deletePod(key);
@@ -140,7 +154,46 @@ async function findUncaptured(deps: ReconcileDeps, report: ReconcileReport, know
       }
     } else {
       deps.metrics.repairs.inc({ result: 'uncaptured' });
-      deps.log.warn({ namespace: key.namespace, pod: key.name }, 'reconcile: running pod was never captured (started before meshcni); restart it or use repairPolicy: delete');
+      deps.log.warn({ namespace: key.namespace, pod: key.name }, 'reconcile: running pod was never captured (started before meshcni); restart it or use repairPolicy: capture or delete');
+    }
+  }
+}
+
+/** Programs each running pod in its own netns (found by uid) with the one transaction an ADD uses. */
+async function captureInPlace(deps: ReconcileDeps, report: ReconcileReport, todo: { key: PodKey; plan: CapturePlan }[]): Promise<void> {
+  const found = (deps.findNetns ?? findPodNetns)(todo.flatMap(({ key }) => (key.uid ? [key.uid] : [])));
+  for (const { key, plan } of todo) {
+    const name = podName(key);
+    const where = key.uid ? found.get(key.uid) : { problem: 'the pod object has no metadata.uid' };
+    const base = { namespace: key.namespace, pod: key.name, uid: key.uid };
+    if (!where || 'problem' in where) {
+      const problem = where?.problem ?? 'not looked up';
+      report.errors.push(`${name}: ${problem}`);
+      deps.metrics.repairs.inc({ result: 'error' });
+      deps.log.warn({ ...base, err: problem }, 'reconcile: cannot find the netns of a pod started before meshcni; it stays uncaptured');
+      continue;
+    }
+    try {
+      await deps.applyPlan(where.netns, plan);
+      await deps.state.put({
+        containerId: `repair-${key.uid}`,
+        ifName: '',
+        netns: where.netns,
+        namespace: key.namespace,
+        name: key.name,
+        uid: key.uid!,
+        rulesDigest: rulesDigest(plan.tables),
+        layout: plan.layout,
+        capturedAt: new Date().toISOString(),
+      });
+      report.captured.push(name);
+      deps.metrics.repairs.inc({ result: 'captured' });
+      deps.log.warn({ ...base, netns: where.netns, pid: where.pid, ...plan.summary }, 'reconcile: pod started before meshcni; captured it in place');
+    } catch (e) {
+      // One transaction: a netns that vanished (pod gone mid-repair) holds nothing half-applied.
+      report.errors.push(`${name}: ${(e as Error).message}`);
+      deps.metrics.repairs.inc({ result: 'error' });
+      deps.log.error({ ...base, netns: where.netns, err: (e as Error).message }, 'reconcile: capturing a pod in place failed');
     }
   }
 }

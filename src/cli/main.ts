@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // meshcni-agent: the node agent's command line. Thin: parse flags, call the rooms below, print.
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { pino } from 'pino';
 // The agent module (and the Kubernetes client it pulls in) loads only for commands that need it:
 // --version, --help, rules and install start in a fraction of the time.
 import type { Agent, makePlanner } from '../agent/agent.js';
 import { loadSettingsFile, parseSettings, type AgentSettings } from '../agent/config.js';
+import { INDEX_FILE_NAME } from '../agent/pod-index.js';
 import { parseCaptureConfig } from '../capture/config.js';
 import { readTables } from '../nft/apply.js';
 import { diffTables } from '../nft/ruleset.js';
@@ -231,7 +233,9 @@ function installerOptions(settings: AgentSettings, log: pino.Logger) {
   return {
     cniConfDir: settings.cniConfDir,
     cniBinDir: settings.cniBinDir,
+    cniConfFileName: settings.cniConfFileName,
     socketPath: settings.socketPath,
+    podIndexPath: join(settings.stateDir, INDEX_FILE_NAME),
     excludeNamespaces: [...parseCaptureConfig(settings.capture).excludeNamespaces],
     logLevel: settings.logLevel,
     log,

@@ -11,6 +11,7 @@ export interface MeshcniEntry {
   excludeNamespaces: string[];
   timeoutSeconds: number;
   logLevel: string;
+  podIndexPath: string;
 }
 
 export interface EntrySettings {
@@ -18,6 +19,7 @@ export interface EntrySettings {
   excludeNamespaces: readonly string[];
   timeoutSeconds?: number;
   logLevel?: string;
+  podIndexPath?: string;
 }
 
 export function meshcniEntry(s: EntrySettings): MeshcniEntry {
@@ -27,6 +29,7 @@ export function meshcniEntry(s: EntrySettings): MeshcniEntry {
     excludeNamespaces: [...s.excludeNamespaces],
     timeoutSeconds: s.timeoutSeconds ?? 5,
     logLevel: s.logLevel ?? 'info',
+    podIndexPath: s.podIndexPath ?? '/var/run/meshcni/pod-index',
   };
 }
 
@@ -126,6 +129,14 @@ export interface InsertResult {
  */
 export function insertEntry(fileName: string, text: string, entry: MeshcniEntry): InsertResult {
   const parsed = parseConfig(fileName, text);
+  const multus = multusDefault(fileName, parsed);
+  if (multus) {
+    // Multus runs its first delegate as the pod's default network: meshcni belongs at its end.
+    const inner = insertEntry(fileName, JSON.stringify(multus.delegates[0]), entry);
+    if (!inner.changed) return { fileName, text, changed: false, hadEntry: true, converted: false };
+    const delegates = [JSON.parse(inner.text) as JsonObject, ...multus.delegates.slice(1)];
+    return { fileName, text: render({ ...multus.doc, delegates }), changed: true, hadEntry: inner.hadEntry, converted: false };
+  }
   if (parsed.kind === 'single') {
     const { cniVersion, ...plugin } = parsed.doc;
     const list = {
@@ -164,6 +175,12 @@ export interface RemoveResult {
  */
 export function removeEntry(fileName: string, text: string): RemoveResult {
   const parsed = parseConfig(fileName, text);
+  const multus = multusDefault(fileName, parsed);
+  if (multus) {
+    const inner = removeEntry(fileName, JSON.stringify(multus.delegates[0]));
+    if (!inner.changed) return { text, changed: false };
+    return { text: render({ ...multus.doc, delegates: [JSON.parse(inner.text) as JsonObject, ...multus.delegates.slice(1)] }), changed: true };
+  }
   if (parsed.kind === 'single') return { text, changed: false };
   const plugins = parsed.plugins.filter((p) => !(isObject(p) && p.type === MESHCNI_TYPE));
   if (plugins.length === parsed.plugins.length) return { text, changed: false };
@@ -174,5 +191,24 @@ export function removeEntry(fileName: string, text: string): RemoveResult {
 /** True when the text is a list config that holds a meshcni entry. */
 export function hasEntry(fileName: string, text: string): boolean {
   const parsed = parseConfig(fileName, text);
+  const multus = multusDefault(fileName, parsed);
+  if (multus) return hasEntry(fileName, JSON.stringify(multus.delegates[0]));
   return parsed.kind === 'list' && findEntry(parsed.plugins) >= 0;
+}
+
+/**
+ * A Multus config (`"type": "multus"`) with its default network inline as `delegates[0]`; null for
+ * any other config. One that names its default network with `clusterNetwork` instead cannot be
+ * chained here: the operator points cniConfDir/cniConfFileName at that network's own file.
+ */
+export function multusDefault(fileName: string, parsed: ParsedConfig): { doc: JsonObject; delegates: JsonObject[] } | null {
+  if (parsed.kind !== 'single' || parsed.doc.type !== 'multus') return null;
+  const { clusterNetwork, delegates } = parsed.doc;
+  if (clusterNetwork !== undefined) {
+    throw new CniConfigError(fileName, `Multus config names its default network with clusterNetwork ${JSON.stringify(clusterNetwork)}; set cniConfDir and cniConfFileName to that network's conflist (Multus reads it, meshcni chains into it)`);
+  }
+  if (!Array.isArray(delegates) || delegates.length === 0 || !delegates.every(isObject)) {
+    throw new CniConfigError(fileName, "Multus config has no 'delegates' array of network configs to chain into");
+  }
+  return { doc: parsed.doc, delegates: delegates as JsonObject[] };
 }

@@ -7,7 +7,7 @@ import { chmod, mkdir, open, readdir, readFile, rename, rmdir, stat, unlink } fr
 import { basename, dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
-import { CONFIG_EXTENSIONS, CniConfigError, hasEntry, insertEntry, meshcniEntry, removeEntry, type MeshcniEntry } from './conflist.js';
+import { CONFIG_EXTENSIONS, CniConfigError, hasEntry, insertEntry, listFileName, meshcniEntry, removeEntry, type MeshcniEntry } from './conflist.js';
 
 /** The shim's file name in the CNI bin dir: the runtime runs the binary named by the entry's `type`. */
 export const SHIM_NAME = 'meshcni';
@@ -30,6 +30,13 @@ export interface InstallerOptions {
   logLevel?: string;
   /** The shim's deadline for the agent's answer, written into the entry. */
   timeoutSeconds?: number;
+  /** The agent's pod index the shim reads during an outage, written into the entry. */
+  podIndexPath?: string;
+  /**
+   * Chain into exactly this file of cniConfDir (waiting for it to appear) instead of the first one
+   * the runtime would load: e.g. a Multus delegate conflist in /etc/cni/multus/net.d. '' = first.
+   */
+  cniConfFileName?: string;
   /** Periodic re-check on top of fs.watch (which can miss events on some filesystems). */
   recheckIntervalMs?: number;
   /** Coalesces bursts of directory events into one check. */
@@ -43,6 +50,10 @@ type Resolved = Required<Omit<InstallerOptions, 'log'>> & { log: Logger };
 
 export function resolveOptions(o: InstallerOptions): Resolved {
   const cniConfDir = o.cniConfDir ?? '/etc/cni/net.d';
+  const named = o.cniConfFileName ?? '';
+  if (named && (named.includes('/') || named.startsWith('.') || !(CONFIG_EXTENSIONS as readonly string[]).includes(extname(named)))) {
+    throw new Error(`cniConfFileName ${JSON.stringify(named)} must be a file name in cniConfDir ending in ${CONFIG_EXTENSIONS.join(', ')}`);
+  }
   return {
     cniConfDir,
     cniBinDir: o.cniBinDir ?? '/opt/cni/bin',
@@ -52,6 +63,8 @@ export function resolveOptions(o: InstallerOptions): Resolved {
     excludeNamespaces: o.excludeNamespaces ?? ['kube-system', 'istio-system'],
     logLevel: o.logLevel ?? 'info',
     timeoutSeconds: o.timeoutSeconds ?? 5,
+    podIndexPath: o.podIndexPath ?? '/var/run/meshcni/pod-index',
+    cniConfFileName: o.cniConfFileName ?? '',
     recheckIntervalMs: o.recheckIntervalMs ?? 5000,
     debounceMs: o.debounceMs ?? 100,
     onInstallState: o.onInstallState ?? (() => undefined),
@@ -324,9 +337,9 @@ export class CniInstaller {
     const shim = await installShim(shimPath, cniBinDir);
     if (shim.changed) this.log.info({ path: shim.path, from: shimPath }, 'installed the meshcni shim');
 
-    const primary = await selectPrimaryConfig(cniConfDir);
+    const primary = await this.targetConfig();
     if (!primary) {
-      const reason = `no .conflist/.conf/.json in ${cniConfDir} yet`;
+      const reason = this.opts.cniConfFileName ? `${join(cniConfDir, this.opts.cniConfFileName)} does not exist yet` : `no .conflist/.conf/.json in ${cniConfDir} yet`;
       this.problem('info', { dir: cniConfDir }, 'waiting for the primary CNI config');
       return { state: 'waiting', reason };
     }
@@ -381,11 +394,20 @@ export class CniInstaller {
     return { state: 'installed', file: join(cniConfDir, written), wrote: true };
   }
 
+  /** The file to chain into: the named one when configured (if present), else the runtime's first. */
+  private async targetConfig(): Promise<string | null> {
+    const named = this.opts.cniConfFileName;
+    if (!named) return selectPrimaryConfig(this.opts.cniConfDir);
+    // A converted lone config lives on as <stem>.conflist: follow it there.
+    for (const name of [named, listFileName(named)]) if (await readOrNull(join(this.opts.cniConfDir, name))) return name;
+    return null;
+  }
+
   private async uninstallOnce(): Promise<void> {
     const { cniConfDir, cniBinDir, backupDir } = this.opts;
     for (const record of await this.readRecords()) await this.restore(record);
     // A file with our entry but no record (backup dir lost): take out just the entry.
-    const primary = await selectPrimaryConfig(cniConfDir);
+    const primary = await this.targetConfig();
     if (primary) {
       const path = join(cniConfDir, primary);
       const bytes = await readOrNull(path);

@@ -1,11 +1,12 @@
 // The Kubernetes pod source against an in-process API server speaking the real protocol: list with
 // resourceVersion, a streaming watch with bookmarks, 410 Gone forcing a relist, GET and 404.
 import { createServer, type Server, type ServerResponse } from 'node:http';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { KubePodSource } from '../../src/agent/pods/kube.js';
 import { until } from '../helpers/wait.js';
+import { fakeKubeConfig } from '../e2e/fake-kube.js';
 
 type Pod = Record<string, unknown>;
 
@@ -97,14 +98,7 @@ class FakeApi {
   }
 
   kubeConfig(): KubeConfig {
-    const kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: 'fake', server: `http://127.0.0.1:${this.port}`, skipTLSVerify: true }],
-      users: [{ name: 'agent', token: 'test-token' }],
-      contexts: [{ name: 'fake', cluster: 'fake', user: 'agent' }],
-      currentContext: 'fake',
-    });
-    return kc;
+    return fakeKubeConfig(this.port);
   }
 
   async close(): Promise<void> {

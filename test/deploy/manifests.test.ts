@@ -178,9 +178,10 @@ describe('configmap.yaml', () => {
       [
         'excludeNamespaces', 'layout', 'nftSets', 'dualStack', 'socketPath', 'install', 'cniConfDir', 'cniBinDir',
         'metricsAddress', 'metricsScrapeAddress', 'logLevel', 'repairPolicy', 'reconcileIntervalSeconds', 'uninstallOnShutdown',
+        'removeReadinessTaint', 'readinessTaintKey', 'uninstallOnRemoval',
       ].sort(),
     );
-    expect(settings).toMatchObject({ install: true, repairPolicy: 'repair', metricsAddress: '127.0.0.1:15120', metricsScrapeAddress: '0.0.0.0:15121' });
+    expect(settings).toMatchObject({ install: true, repairPolicy: 'capture', metricsAddress: '127.0.0.1:15120', metricsScrapeAddress: '0.0.0.0:15121', removeReadinessTaint: true, uninstallOnRemoval: true });
     expect(parseCaptureConfig(settings.capture)).toMatchObject({ layout: 'iptables', excludeNamespaces: ['kube-system', 'istio-system'] });
   });
 });
@@ -189,9 +190,13 @@ describe('rbac.yaml and rbac-repair-delete.yaml', () => {
   const roles = [...load('rbac.yaml'), ...load('rbac-repair-delete.yaml')].filter((d) => d.kind === 'ClusterRole');
   const bindings = [...load('rbac.yaml'), ...load('rbac-repair-delete.yaml')].filter((d) => d.kind === 'ClusterRoleBinding');
 
-  it('grants the agent only get/list/watch on pods by default', () => {
+  it('grants the agent only get/list/watch on pods, get/patch on nodes (its taint) and get on daemonsets by default', () => {
     expect(load('rbac.yaml').map((d) => `${d.kind}/${d.metadata.name}`)).toEqual(['ClusterRole/meshcni-agent', 'ClusterRoleBinding/meshcni-agent']);
-    expect(one('rbac.yaml', 'ClusterRole', 'meshcni-agent').rules).toEqual([{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }]);
+    expect(one('rbac.yaml', 'ClusterRole', 'meshcni-agent').rules).toEqual([
+      { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'patch'] },
+      { apiGroups: ['apps'], resources: ['daemonsets'], verbs: ['get'] },
+    ]);
   });
 
   it('keeps pod delete in its own file, marked optional for the delete repair policy', () => {
@@ -203,10 +208,10 @@ describe('rbac.yaml and rbac-repair-delete.yaml', () => {
     expect(readFileSync(DEPLOY + 'rbac-repair-delete.yaml', 'utf8')).toMatch(/OPTIONAL.*repairPolicy: delete/s);
   });
 
-  it('has no wildcards and no verbs beyond pods', () => {
+  it('has no wildcards and no resources beyond pods, nodes and daemonsets', () => {
     for (const r of roles) {
       for (const rule of r.rules) {
-        expect(rule.resources).toEqual(['pods']);
+        expect([['pods'], ['nodes'], ['daemonsets']]).toContainEqual(rule.resources);
         expect([...rule.apiGroups, ...rule.resources, ...rule.verbs]).not.toContain('*');
       }
     }

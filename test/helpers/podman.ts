@@ -42,6 +42,8 @@ interface Container {
 }
 
 export interface PodTemplate {
+  /** The DaemonSet's namespace: its pods' metadata.namespace. */
+  namespace: string;
   hostNetwork: boolean;
   hostPID: boolean;
   containers: Container[];
@@ -54,6 +56,7 @@ export function daemonSetPod(file: string): PodTemplate {
   if (ds.kind !== 'DaemonSet') throw new Error(`${file}: kind ${String(ds.kind)}, expected DaemonSet`);
   const spec = ((ds.spec as Obj).template as Obj).spec as Obj;
   return {
+    namespace: String((ds.metadata as Obj | undefined)?.namespace ?? 'default'),
     hostNetwork: spec.hostNetwork === true,
     hostPID: spec.hostPID === true,
     containers: spec.containers as Container[],
@@ -132,7 +135,10 @@ export function podmanRunArgs(pod: PodTemplate, b: NodeBinding): string[] {
   for (const e of c.env ?? []) {
     if (e.value !== undefined) args.push('--env', `${e.name}=${e.value}`);
     else if (e.valueFrom?.fieldRef?.fieldPath === 'spec.nodeName') args.push('--env', `${e.name}=${b.nodeName}`);
-    else throw new Error(`env ${e.name}: only value and fieldRef spec.nodeName are mapped`);
+    // A standalone run has no API server to ask about its pod; the names are still passed as a kubelet would.
+    else if (e.valueFrom?.fieldRef?.fieldPath === 'metadata.name') args.push('--env', `${e.name}=${b.name}`);
+    else if (e.valueFrom?.fieldRef?.fieldPath === 'metadata.namespace') args.push('--env', `${e.name}=${pod.namespace}`);
+    else throw new Error(`env ${e.name}: only value and fieldRefs spec.nodeName, metadata.name and metadata.namespace are mapped`);
   }
 
   for (const m of c.volumeMounts ?? []) {

@@ -30,6 +30,7 @@ describe('meshcniEntry', () => {
       excludeNamespaces: ['kube-system'],
       timeoutSeconds: 5,
       logLevel: 'info',
+      podIndexPath: '/var/run/meshcni/pod-index',
     });
   });
 });

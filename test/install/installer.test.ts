@@ -137,7 +137,7 @@ describe('CniInstaller', () => {
       ...orig,
       plugins: [
         ...orig.plugins,
-        { type: 'meshcni', socketPath: '/var/run/meshcni/cni.sock', excludeNamespaces: ['kube-system'], timeoutSeconds: 5, logLevel: 'debug' },
+        { type: 'meshcni', socketPath: '/var/run/meshcni/cni.sock', excludeNamespaces: ['kube-system'], timeoutSeconds: 5, logLevel: 'debug', podIndexPath: '/var/run/meshcni/pod-index' },
       ],
     });
     expect(inst.installed).toBe('10-bridge.conflist');

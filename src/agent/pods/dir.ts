@@ -14,6 +14,7 @@ export class DirPodSource implements PodSource {
   private timer?: NodeJS.Timeout;
   private started = false;
   private waiters = new Set<() => void>();
+  private listeners: (() => void)[] = [];
 
   constructor(
     private readonly dir: string,
@@ -49,6 +50,11 @@ export class DirPodSource implements PodSource {
     }
     this.pods = next;
     for (const w of this.waiters) w();
+    for (const l of this.listeners) l();
+  }
+
+  onChange(cb: () => void): void {
+    this.listeners.push(cb);
   }
 
   async start(): Promise<void> {

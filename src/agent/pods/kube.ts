@@ -24,10 +24,12 @@ const statusOf = (e: unknown): number | undefined =>
   e && typeof e === 'object' ? ((e as { code?: number }).code ?? (e as { statusCode?: number }).statusCode) : undefined;
 
 export class KubePodSource implements PodSource {
-  private readonly kc: KubeConfig;
+  /** The cluster connection, shared with the agent's node lifecycle. */
+  readonly kc: KubeConfig;
   private readonly api: CoreV1Api;
   private readonly cache = new Map<string, Pod>();
   private readonly waiters = new Set<() => void>();
+  private readonly listeners: (() => void)[] = [];
   private resourceVersion = '';
   private synced = false;
   private stopped = false;
@@ -65,6 +67,11 @@ export class KubePodSource implements PodSource {
 
   private notify(): void {
     for (const w of this.waiters) w();
+    for (const l of this.listeners) l();
+  }
+
+  onChange(cb: () => void): void {
+    this.listeners.push(cb);
   }
 
   /** Full list: replaces the cache and remembers the resourceVersion to watch from. */

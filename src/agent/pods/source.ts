@@ -17,6 +17,8 @@ export interface PodSource {
   ready(): boolean;
   /** Deletes a pod through the API (the `delete` repair policy); absent where it cannot. */
   deletePod?(key: PodKey): Promise<void>;
+  /** Calls cb after the set of pods (or any pod) changed; the pod index follows changes through it. */
+  onChange?(cb: () => void): void;
 }
 
 export const podKeyOf = (obj: Record<string, unknown>): PodKey | null => {

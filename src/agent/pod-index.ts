@@ -1,0 +1,87 @@
+// The node-local pod index: every pod on this node with its capture decision, on disk for the shim
+// to read when the agent is down, so a pod known to need nothing still starts during an outage.
+// Format (ASCII, one record a line, made for a small C reader that must detect truncation):
+//
+//   meshcni-pod-index 1
+//   pods <n>
+//   <S|C> <namespace> <name> <uid>        (S: not captured, C: captured), n lines
+//   end <fnv1a32 of every byte before this line, 8 lowercase hex digits>
+//
+// Anything else (wrong version, count mismatch, bad checksum, over a bound) makes the whole file
+// unusable to the shim, which then fails closed exactly as without an index.
+import { randomBytes } from 'node:crypto';
+import { open, rename, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+
+export const INDEX_FILE_NAME = 'pod-index';
+export const INDEX_MAGIC = 'meshcni-pod-index 1';
+/** Bounds the shim enforces too (native/shim/index.c): keep them in step. */
+export const INDEX_MAX_PODS = 10000;
+export const INDEX_MAX_BYTES = 4 << 20;
+const FIELD = /^[A-Za-z0-9._-]+$/;
+const MAX_LEN = { namespace: 63, name: 253, uid: 64 } as const;
+
+export interface IndexEntry {
+  namespace: string;
+  name: string;
+  uid: string;
+  captured: boolean;
+}
+
+/** FNV-1a, 32 bits: catches truncation and torn writes; the file is root-only, so no adversary. */
+export function fnv1a32(data: Buffer): number {
+  let h = 0x811c9dc5;
+  for (const b of data) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  return h >>> 0;
+}
+
+/** Why an entry cannot be written in a form the shim can match, or null when it can. */
+export function entryProblem(e: IndexEntry): string | null {
+  for (const k of ['namespace', 'name', 'uid'] as const) {
+    const v = e[k];
+    if (!v || v.length > MAX_LEN[k] || !FIELD.test(v)) return `${k} ${JSON.stringify(v)} is empty, longer than ${MAX_LEN[k]} or has characters outside [A-Za-z0-9._-]`;
+  }
+  return null;
+}
+
+/** The file's bytes. Entries are sorted so an unchanged pod set gives identical bytes. */
+export function encodeIndex(entries: readonly IndexEntry[]): Buffer {
+  if (entries.length > INDEX_MAX_PODS) throw new Error(`pod index: ${entries.length} pods is more than the ${INDEX_MAX_PODS} the shim reads`);
+  const lines = entries
+    .map((e) => {
+      const p = entryProblem(e);
+      if (p) throw new Error(`pod index: pod ${e.namespace}/${e.name}: ${p}`);
+      return `${e.captured ? 'C' : 'S'} ${e.namespace} ${e.name} ${e.uid}`;
+    })
+    .sort();
+  const body = Buffer.from(`${INDEX_MAGIC}\npods ${lines.length}\n${lines.map((l) => l + '\n').join('')}`, 'ascii');
+  const out = Buffer.concat([body, Buffer.from(`end ${fnv1a32(body).toString(16).padStart(8, '0')}\n`, 'ascii')]);
+  if (out.length > INDEX_MAX_BYTES) throw new Error(`pod index: ${out.length} bytes is more than the ${INDEX_MAX_BYTES} the shim reads`);
+  return out;
+}
+
+/**
+ * Replaces the file so the shim sees the old or the new index, never a mix: temp file in the same
+ * directory, mode 0600, fsync, rename, fsync of the directory.
+ */
+export async function writeIndexFile(path: string, data: Buffer): Promise<void> {
+  const tmp = join(dirname(path), `.${INDEX_FILE_NAME}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const fh = await open(tmp, 'wx', 0o600);
+  try {
+    await fh.writeFile(data);
+    await fh.chmod(0o600); // the umask may have narrowed the mode; never wider than root-only
+    await fh.sync();
+    await fh.close();
+    await rename(tmp, path);
+  } catch (e) {
+    await fh.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+  const dh = await open(dirname(path), 'r');
+  try {
+    await dh.sync();
+  } finally {
+    await dh.close();
+  }
+}
