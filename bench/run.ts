@@ -261,7 +261,7 @@ async function main(): Promise<void> {
     };
     const figTable = table(['figure', 'value'], Object.entries(figures).map(([k, v]) => [k, v]));
     console.log(`figures against the targets of issue #14\n${figTable}\n`);
-    const ph = await phases(join(dir, 'phases'), driver, quick ? 30 : 200);
+    const ph = await phases(join(dir, 'phases'), driver, quick ? 30 : ITER);
     console.log(`where one ADD's time goes (agent pieces in the bench process, shim by the driver, fresh netns each)\n${ph.table}\n`);
     const ch = await churn(join(dir, 'churn'), driver);
     const churnTable = table(
