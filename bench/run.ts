@@ -20,7 +20,7 @@ const CHURN_LEVELS = quick ? [1, 8, 32] : [1, 8, 32, 128];
 const CHURN_PODS = Number(process.env.BENCH_CHURN_PODS ?? (quick ? 200 : 1000));
 const SOAK_PODS = Number(process.env.BENCH_SOAK_PODS ?? (quick ? 0 : 10_000));
 const SCALE_SIZES = quick ? [0, 10, 100] : [0, 10, 100, 1000];
-const SCALE_ITER = quick ? 10 : 40;
+const SCALE_ITER = Number(process.env.BENCH_SCALE_ITERATIONS ?? (quick ? 10 : 40));
 
 type PathName = 'exec_floor' | 'meshcni_e2e' | 'meshcni_apply' | 'kernel_floor' | 'istio_cni_way' | 'iptables_nft_restore' | 'iptables_legacy_restore' | 'nft_file';
 const PATHS: PathName[] = ['exec_floor', 'meshcni_e2e', 'meshcni_apply', 'kernel_floor', 'istio_cni_way', 'iptables_nft_restore', 'iptables_legacy_restore', 'nft_file'];
@@ -261,7 +261,7 @@ async function main(): Promise<void> {
     };
     const figTable = table(['figure', 'value'], Object.entries(figures).map(([k, v]) => [k, v]));
     console.log(`figures against the targets of issue #14\n${figTable}\n`);
-    const ph = await phases(join(dir, 'phases'), driver, quick ? 30 : 200);
+    const ph = await phases(join(dir, 'phases'), driver, quick ? 30 : ITER);
     console.log(`where one ADD's time goes (agent pieces in the bench process, shim by the driver, fresh netns each)\n${ph.table}\n`);
     const ch = await churn(join(dir, 'churn'), driver);
     const churnTable = table(
