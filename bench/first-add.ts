@@ -4,7 +4,8 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PodNetns, SHIM, runCapture, shimAdd, startAgent, stopAgent } from './harness.js';
+import { Driver } from './driver.js';
+import { PodNetns, SHIM, shimAdd, startAgent, stopAgent } from './harness.js';
 import { summarize, table } from './stats.js';
 
 const argv = process.argv.slice(2);
@@ -47,8 +48,12 @@ async function round(r: number): Promise<{ first: number; steady: number[]; read
       const ns = new PodNetns(`fa${r}`).create(i);
       nets.push(ns);
       const { env, input } = shimAdd(agent.socketPath, ns.path, { namespace: 'bench', name: `p${i}` }, `fa${process.pid}r${r}i${i}`);
-      const run = await runCapture(SHIM, env, input);
-      if (run.code !== 0) throw new Error(`ADD ${i} failed: ${run.stdout}`);
+      // Exec'd by the C driver, as a runtime execs a plug-in; one ADD at a time.
+      const stdin = join(dir, `add${i}.json`);
+      writeFileSync(stdin, input);
+      driver.exec(`add${i}`, [SHIM], env as Record<string, string>, stdin);
+      const run = (await driver.run(1)).results.get(`add${i}`)!;
+      if (run.status !== 0) throw new Error(`ADD ${i} failed with status ${run.status}:\n${agent.log()}`);
     }
     await new Promise((res) => setTimeout(res, 50));
     const ms = agentMs(agent.log());
@@ -61,6 +66,7 @@ async function round(r: number): Promise<{ first: number; steady: number[]; read
   }
 }
 
+const driver = new Driver();
 const firsts: number[] = [];
 const steadies: number[] = [];
 const readies: number[] = [];
@@ -70,6 +76,7 @@ for (let r = 0; r < ROUNDS; r++) {
   steadies.push(...steady);
   readies.push(readyMs);
 }
+driver.close();
 const f = summarize(firsts);
 const s = summarize(steadies);
 console.log(`meshcni first ADD vs steady (agent-side ms), warmStart ${WARM}, ${ROUNDS} agents × ${ADDS} ADDs`);
