@@ -1,8 +1,7 @@
 // What the agent did, per attachment, kept on disk so a restarted agent still knows: one small JSON
 // file per container, written atomically (write + rename). A failed write leaves no file behind
 // and no record in memory; the error names the state directory and the errno.
-import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { containerIdProblem } from './cni.js';
 
@@ -93,15 +92,24 @@ export class PodStateStore {
     return [...this.records.values()];
   }
 
-  /** Records a pod (atomically: temp file + rename). On failure nothing is left, on disk or here. */
+  /**
+   * Records a pod (atomically: temp file + rename). On failure nothing is left, on disk or here.
+   * Synchronous on purpose: a record is a few hundred bytes in a tmpfs (`/var/run`) with no fsync,
+   * tens of microseconds; the promise API would cost four thread-pool round trips on every ADD's
+   * answer path (the largest phase of an ADD under load, see bench/phases.ts).
+   */
   async put(r: PodRecord): Promise<void> {
     const p = this.path(r.containerId);
     const tmp = `${p}.${process.pid}.${++this.seq}.tmp`;
     try {
-      await writeFile(tmp, JSON.stringify(r), { mode: 0o600 });
-      await rename(tmp, p);
+      writeFileSync(tmp, JSON.stringify(r), { mode: 0o600 });
+      renameSync(tmp, p);
     } catch (e) {
-      await rm(tmp, { force: true }).catch(() => undefined);
+      try {
+        rmSync(tmp, { force: true });
+      } catch {
+        // the original error is the one to report
+      }
       throw new StateError(errnoOf(e), this.dir, `writing the record of container ${r.containerId}`, e);
     }
     this.records.set(r.containerId, r);
@@ -111,7 +119,7 @@ export class PodStateStore {
   async delete(containerId: string): Promise<boolean> {
     const had = this.records.delete(containerId);
     try {
-      await rm(this.path(containerId), { force: true });
+      rmSync(this.path(containerId), { force: true });
     } catch (e) {
       throw new StateError(errnoOf(e), this.dir, `removing the record of container ${containerId}`, e);
     }
