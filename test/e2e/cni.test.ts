@@ -5,9 +5,8 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CniPluginError } from '../../src/runtime/cni-exec.js';
 import { NetnsPool, inNetns } from '../helpers/netns.js';
-import { World, nftRuleset, saveIn } from './helpers.js';
+import { World, nftRuleset, pluginFailure, saveIn } from './helpers.js';
 
 const fixture = readFileSync(new URL('../fixtures/istio-sidecar-default.v4.rules', import.meta.url), 'utf8');
 /** The seed's documented pod: the fixture is what istio-iptables makes of these annotations. */
@@ -32,15 +31,6 @@ function oracleSave(): string {
   return saveIn(ns);
 }
 
-async function failure(p: Promise<unknown>): Promise<CniPluginError> {
-  const e = await p.then(
-    () => null,
-    (x: unknown) => x,
-  );
-  expect(e).toBeInstanceOf(CniPluginError);
-  return e as CniPluginError;
-}
-
 describe('CNI ADD through bridge + loopback + meshcni', () => {
   it('captures a pod exactly as istio-iptables would, passes CHECK, and DEL forgets it', async () => {
     const w = world();
@@ -58,7 +48,7 @@ describe('CNI ADD through bridge + loopback + meshcni', () => {
     expect(existsSync(stateFile)).toBe(true);
     // CHECK notices rules that went missing.
     inNetns(s.netnsName, 'nft', ['flush', 'ruleset']);
-    const e = await failure(s.check());
+    const e = await pluginFailure(s.check());
     expect(e.message).toMatch(/rule difference/);
     await s.destroy();
     expect(existsSync(stateFile)).toBe(false);
@@ -114,7 +104,7 @@ describe('when the agent is down', () => {
     const w = world();
     w.addPod({ namespace: 'shop', name: 'web' });
     const s = w.sandbox({ namespace: 'shop', name: 'web' });
-    const e = await failure(s.add());
+    const e = await pluginFailure(s.add());
     expect(e.cniError?.code).toBe(11);
     expect(nftRuleset(s.netnsName)).not.toMatch(/ISTIO/);
     await s.destroy(); // must not throw: teardown never wedges

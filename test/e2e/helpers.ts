@@ -6,6 +6,8 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
+import { CniPluginError } from '../../src/runtime/cni-exec.js';
 import { podConfList, removeBridge, Sandbox, type MeshcniEntry } from '../../src/runtime/sandbox.js';
 import { normaliseSave } from '../helpers/netns.js';
 
@@ -140,4 +142,14 @@ export function saveIn(netns: string, cmd = 'iptables-nft-save', table = 'nat'):
 
 export function nftRuleset(netns: string): string {
   return spawnSync('ip', ['netns', 'exec', netns, 'nft', 'list', 'ruleset'], { encoding: 'utf8' }).stdout.trim();
+}
+
+/** The CNI error a plug-in chain call failed with; fails the test when it succeeded instead. */
+export async function pluginFailure(p: Promise<unknown>): Promise<CniPluginError> {
+  const e = await p.then(
+    () => null,
+    (x: unknown) => x,
+  );
+  expect(e).toBeInstanceOf(CniPluginError);
+  return e as CniPluginError;
 }

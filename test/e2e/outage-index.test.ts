@@ -4,9 +4,9 @@
 import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CniPluginError, execPlugin } from '../../src/runtime/cni-exec.js';
+import { execPlugin } from '../../src/runtime/cni-exec.js';
 import type { MeshcniEntry } from '../../src/runtime/sandbox.js';
-import { SHIM, World, nftRuleset } from './helpers.js';
+import { SHIM, World, nftRuleset, pluginFailure } from './helpers.js';
 import { addPodWithUid } from './pod-process.js';
 
 const worlds: World[] = [];
@@ -29,15 +29,6 @@ async function outage(): Promise<{ w: World; entry: MeshcniEntry; index: string;
   await w.stopAgent('SIGKILL');
   const entry = { ...w.entry(), podIndexPath: index } as MeshcniEntry;
   return { w, entry, index, bytes: readFileSync(index) };
-}
-
-async function addError(p: Promise<unknown>): Promise<CniPluginError> {
-  const e = await p.then(
-    () => null,
-    (x: unknown) => x,
-  );
-  expect(e).toBeInstanceOf(CniPluginError);
-  return e as CniPluginError;
 }
 
 describe('pod index written by the agent', () => {
@@ -102,7 +93,7 @@ describe('ADD while the agent is down', () => {
   it.each(refused)('fails %s with code 11 and programs nothing', async (_what, pod) => {
     const { w, entry } = await outage();
     const s = w.sandbox(pod, entry);
-    const e = await addError(s.add());
+    const e = await pluginFailure(s.add());
     expect(e.cniError?.code).toBe(11);
     expect(nftRuleset(s.netnsName)).toBe('');
   });
@@ -119,7 +110,7 @@ describe('ADD while the agent is down', () => {
     const { w, entry, index, bytes } = await outage();
     writeFileSync(index, damage(bytes));
     const s = w.sandbox({ namespace: 'shop', name: 'plain', uid: PLAIN_UID } as { namespace: string; name: string }, entry);
-    const e = await addError(s.add());
+    const e = await pluginFailure(s.add());
     expect(e.cniError?.code).toBe(11);
   });
 
@@ -127,15 +118,15 @@ describe('ADD while the agent is down', () => {
     const { w, entry, index } = await outage();
     chmodSync(index, 0o644);
     const pod = { namespace: 'shop', name: 'plain', uid: PLAIN_UID } as { namespace: string; name: string };
-    expect((await addError(w.sandbox(pod, entry).add())).cniError?.code).toBe(11);
+    expect((await pluginFailure(w.sandbox(pod, entry).add())).cniError?.code).toBe(11);
     const missing = { ...entry, podIndexPath: join(w.dir, 'no-such-index') } as MeshcniEntry;
-    expect((await addError(w.sandbox(pod, missing).add())).cniError?.code).toBe(11);
+    expect((await pluginFailure(w.sandbox(pod, missing).add())).cniError?.code).toBe(11);
   });
 
   it('rejects a podIndexPath that is not an absolute path as invalid config (code 7), naming it', async () => {
     const { w, entry } = await outage();
     const bad = { ...entry, podIndexPath: 'state/pod-index' } as MeshcniEntry;
-    const e = await addError(w.sandbox({ namespace: 'shop', name: 'plain', uid: PLAIN_UID } as { namespace: string; name: string }, bad).add());
+    const e = await pluginFailure(w.sandbox({ namespace: 'shop', name: 'plain', uid: PLAIN_UID } as { namespace: string; name: string }, bad).add());
     expect(e.cniError?.code).toBe(7);
     expect(e.cniError?.msg).toMatch(/podIndexPath "state\\?\/pod-index" must be an absolute path/);
   });
@@ -144,7 +135,7 @@ describe('ADD while the agent is down', () => {
     const { w, entry, index, bytes } = await outage();
     writeFileSync(index, bytes.subarray(0, bytes.length - 3));
     const pod = { namespace: 'shop', name: 'plain', uid: PLAIN_UID } as { namespace: string; name: string };
-    expect((await addError(w.sandbox(pod, entry).add())).cniError?.code).toBe(11);
+    expect((await pluginFailure(w.sandbox(pod, entry).add())).cniError?.code).toBe(11);
     writeFileSync(index, bytes);
     await w.sandbox(pod, entry).add();
   });
