@@ -21,8 +21,8 @@ type CapturePlan = Extract<PodPlan, { capture: true }>;
 export interface HandlerDeps {
   excludeNamespaces: readonly string[];
   pods: PodSource;
-  /** Pure: pod object → plan. Throws an Error naming the bad annotation and value. */
-  planPod: (pod: Record<string, unknown>) => PodPlan;
+  /** Pure: pod object → plan (big pods: asynchronously, off the event loop). Throws an Error naming the bad annotation and value. */
+  planPod: (pod: Record<string, unknown>) => PodPlan | Promise<PodPlan>;
   /** Programs the plan into the namespace: one nftables transaction (plus routes, where needed). */
   applyPlan: (netns: string, plan: CapturePlan) => Promise<unknown>;
   readTables: (netns: string) => Promise<TableContents[]>;
@@ -119,8 +119,9 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
       throw new CniError(CNI_ERR.tryAgainLater, `pod ${pod.namespace}/${pod.name} not found; cannot decide whether to capture it`, '', 503);
     }
     try {
-      return { pod, plan: deps.planPod(obj) };
+      return { pod, plan: await deps.planPod(obj) };
     } catch (e) {
+      if (e instanceof CniError) throw e; // the planner's own verdict (queue full, worker died)
       throw new CniError(CNI_ERR.invalidConfig, `pod ${pod.namespace}/${pod.name}: ${(e as Error).message}`, '', 400);
     }
   }
