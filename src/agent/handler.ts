@@ -1,12 +1,12 @@
 // What the agent does for each CNI command: identify the pod, decide, program one transaction,
 // remember it; CHECK compares the namespace with the plan; DEL and GC forget.
-import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { describeTable, diffTables } from '../nft/ruleset.js';
+import { diffTables } from '../nft/ruleset.js';
 import type { TableContents } from '../nft/model.js';
 import { tableLabels } from '../nft/remove.js';
 import { CNI_ERR, CniError, convertResult, parseCniArgs, runtimeValueError, type CniRequest } from './cni.js';
 import { KeyedLock } from './keyed-lock.js';
+import { computeRulesDigest } from './plan-build.js';
 import type { AgentMetrics } from './metrics.js';
 import type { PodSource } from './pods/source.js';
 import { StateError, type PodRecord, type PodStateStore } from './state.js';
@@ -44,12 +44,15 @@ const digests = new WeakMap<readonly TableContents[], string>();
 export function rulesDigest(tables: readonly TableContents[]): string {
   let d = digests.get(tables);
   if (!d) {
-    const h = createHash('sha256');
-    for (const t of tables) for (const line of describeTable(t)) h.update(line).update('\n');
-    d = h.digest('hex');
+    d = computeRulesDigest(tables);
     digests.set(tables, d);
   }
   return d;
+}
+
+/** A digest computed off the event loop (plan worker) for this very ruleset object. */
+export function seedRulesDigest(tables: readonly TableContents[], digest: string): void {
+  digests.set(tables, digest);
 }
 
 interface PodIdentity {

@@ -6,7 +6,8 @@ import { Worker } from 'node:worker_threads';
 import type { CaptureConfig } from '../capture/config.js';
 import type { RoutingPlan } from '../nft/route.js';
 import { CNI_ERR, CniError } from './cni.js';
-import type { PodPlan } from './handler.js';
+import { seedEncodedBatch } from '../nft/apply.js';
+import { seedRulesDigest, type PodPlan } from './handler.js';
 
 type Plan = PodPlan & { routing?: RoutingPlan };
 
@@ -56,6 +57,15 @@ function reviveBuffers(v: unknown): unknown {
     for (const k of Object.keys(o)) o[k] = reviveBuffers(o[k]);
   }
   return v;
+}
+
+/** What the worker posts back: the plan, and for captured pods its digest and encoded batch. */
+interface WorkerAnswer {
+  id: number;
+  plan?: Plan;
+  error?: string;
+  digest?: string;
+  encoded?: { bytes: ArrayBuffer; descriptions: string[]; firstSeq: number };
 }
 
 interface Job {
@@ -129,10 +139,16 @@ export class PlanPool {
     const w = new Worker(workerScript(), { workerData: { capture: this.capture, testHooks: this.opts.testHooks === true } });
     this.started++;
     w.unref(); // an idle worker never keeps the process alive
-    w.on('message', (m: { id: number; plan?: Plan; error?: string }) => {
+    w.on('message', (m: WorkerAnswer) => {
       if (!this.current || m.id !== this.current.id) return;
       // A planning error is the pod's bad input (like the in-thread planner's throw).
-      this.finish(m.plan && (reviveBuffers(m.plan) as Plan), m.error !== undefined ? new Error(m.error) : undefined);
+      if (m.error !== undefined || !m.plan) return this.finish(undefined, new Error(m.error ?? 'the plan worker answered without a plan'));
+      const plan = reviveBuffers(m.plan) as Plan;
+      if (plan.capture && m.digest && m.encoded) {
+        seedRulesDigest(plan.tables, m.digest);
+        seedEncodedBatch(plan.tables, { buffer: Buffer.from(m.encoded.bytes), descriptions: m.encoded.descriptions, firstSeq: m.encoded.firstSeq });
+      }
+      this.finish(plan, undefined);
     });
     const died = (why: string): void => {
       if (this.worker !== w) return;

@@ -5,6 +5,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { makePlanner } from '../../src/agent/agent.js';
 import { CniError } from '../../src/agent/cni.js';
+import { rulesDigest } from '../../src/agent/handler.js';
+import { computeRulesDigest } from '../../src/agent/plan-build.js';
 import { BIG_POD_LIST_ENTRIES, listEntries, PlanPool } from '../../src/agent/plan-pool.js';
 import { DEFAULT_CAPTURE_CONFIG } from '../../src/capture/config.js';
 import { saveIn } from '../e2e/helpers.js';
@@ -52,7 +54,11 @@ describe('plan worker pool', () => {
   it('plans in the worker exactly what the in-thread planner plans (tables survive the structured clone)', async () => {
     const pod = podObject('same', bigAnnotations(2));
     const inThread = makePlanner(DEFAULT_CAPTURE_CONFIG)(pod);
-    expect(await pool().plan(pod, 'big/same')).toEqual(inThread);
+    const fromWorker = await pool().plan(pod, 'big/same');
+    expect(fromWorker).toEqual(inThread);
+    // The digest came from the worker (seeded for this ruleset object); it must be the in-thread one.
+    expect(fromWorker.capture && inThread.capture).toBe(true);
+    if (fromWorker.capture && inThread.capture) expect(rulesDigest(fromWorker.tables)).toBe(computeRulesDigest(inThread.tables));
   });
 
   it('fails with CNI code 11 naming the pod when the queue is full, and still plans the queued ones', async () => {
