@@ -25,7 +25,7 @@ export function listEntries(pod: Record<string, unknown>): number {
   if (typeof ann !== 'object' || ann === null) return 0;
   let n = 0;
   for (const [k, v] of Object.entries(ann as Record<string, unknown>)) {
-    if (typeof v !== 'string' || !(k.startsWith('traffic.sidecar.istio.io/') || k.startsWith('sidecar.istio.io/'))) continue;
+    if (typeof v !== 'string' || !(k.startsWith('traffic.sidecar.istio.io/') || k.startsWith('sidecar.istio.io/') || k === 'istio.io/reroute-virtual-interfaces')) continue;
     for (let i = v.indexOf(','); i !== -1; i = v.indexOf(',', i + 1)) n++;
     n++;
   }

@@ -48,6 +48,7 @@ describe('plan worker pool', () => {
     expect(listEntries(podObject('a', {}))).toBe(0);
     expect(listEntries(podObject('a', { 'traffic.sidecar.istio.io/excludeOutboundPorts': '1,2,3' }))).toBe(3);
     expect(listEntries(podObject('a', bigAnnotations(1)))).toBe(3 * N);
+    expect(listEntries(podObject('a', { 'istio.io/reroute-virtual-interfaces': 'tap0,tap1', 'app.kubernetes.io/name': 'x,y,z' }))).toBe(2);
     expect(3 * N).toBeGreaterThan(BIG_POD_LIST_ENTRIES);
   });
 
