@@ -2,7 +2,7 @@
 // installer and reconcile loop, started in order and stopped gracefully in reverse.
 import type { Logger } from 'pino';
 import { parseCaptureConfig, type CaptureConfig } from '../capture/config.js';
-import { planKey, planPod as planCapture } from '../capture/plan.js';
+import { planKey } from '../capture/plan.js';
 import { applyRouting, applyTables, readTables, undoRouting } from '../nft/apply.js';
 import { removeTables } from '../nft/remove.js';
 import type { RoutingPlan } from '../nft/route.js';
@@ -21,6 +21,8 @@ import type { PodSource } from './pods/source.js';
 import { reconcileOnce, type ReconcileReport } from './reconcile.js';
 import { CniSocketServer } from './server.js';
 import { warmHotPath } from './warm.js';
+import { buildPlan } from './plan-build.js';
+import { BIG_POD_LIST_ENTRIES, listEntries, PlanPool } from './plan-pool.js';
 import { PodStateStore } from './state.js';
 
 type CapturePlan = Extract<PodPlan, { capture: true }>;
@@ -76,7 +78,7 @@ export function makePlanner(capture: CaptureConfig): (pod: Record<string, unknow
       cache.set(key!, hit);
       return hit.plan;
     }
-    const plan = buildPlan(pod);
+    const plan = buildPlan(pod, capture);
     const w = plan.capture ? planWeight(plan.tables) : 1;
     if (key !== null && w <= MAX_CACHED_PLAN_WEIGHT) {
       cache.set(key, { plan, weight: w });
@@ -89,19 +91,6 @@ export function makePlanner(capture: CaptureConfig): (pod: Record<string, unknow
     }
     return plan;
   };
-
-  function buildPlan(pod: Record<string, unknown>): PodPlan & { routing?: RoutingPlan } {
-    const p = planCapture(pod, capture);
-    if (!p.capture) return p;
-    const rules = p.tables.reduce((n: number, t: TableContents) => n + t.rules.length, 0);
-    return {
-      capture: true,
-      layout: p.layout,
-      tables: p.tables,
-      summary: { layout: p.layout, tables: p.tables.length, rules },
-      ...(p.routing ? { routing: p.routing } : {}),
-    };
-  }
 }
 
 /**
@@ -119,6 +108,11 @@ export async function applyPlan(netns: string, plan: CapturePlan & { routing?: R
   }
 }
 
+function podName(pod: Record<string, unknown>): string {
+  const m = (pod.metadata ?? {}) as { namespace?: unknown; name?: unknown };
+  return `${String(m.namespace ?? 'default')}/${String(m.name ?? '?')}`;
+}
+
 export class Agent {
   readonly metrics: AgentMetrics = createMetrics();
   readonly state: PodStateStore;
@@ -131,6 +125,8 @@ export class Agent {
   private ready = false;
   private notReady = 'starting';
   private readonly planPod: (pod: Record<string, unknown>) => PodPlan;
+  /** Big pods' plans are made here, one at a time, off the event loop (ordinary pods never hop). */
+  readonly planPool: PlanPool;
   /** One request or reconcile step per container at a time, shared by the handler and reconcile. */
   private readonly lock = new KeyedLock();
   readonly podIndex: PodIndexSync;
@@ -147,12 +143,13 @@ export class Agent {
     const capture = parseCaptureConfig(settings.capture);
     this.planPod = makePlanner(capture);
     this.excludeNamespaces = capture.excludeNamespaces;
+    this.planPool = new PlanPool(capture);
     this.state = new PodStateStore(settings.stateDir);
     this.pods = deps.pods ?? Agent.podSourceFor(settings, log);
     const handler = createCniHandler({
       excludeNamespaces: capture.excludeNamespaces,
       pods: this.pods,
-      planPod: this.planPod,
+      planPod: (pod) => (listEntries(pod) > BIG_POD_LIST_ENTRIES ? this.planPool.plan(pod, podName(pod)) : this.planPod(pod)),
       applyPlan,
       readTables,
       removeTables,
@@ -305,6 +302,7 @@ export class Agent {
     this.lifecycle?.stop();
     if (this.deps.installer) await this.deps.installer.stop({ uninstall: await this.unchainOnStop() });
     await this.podIndex.stop();
+    await this.planPool.close();
     await this.pods.stop();
     await this.admin?.close();
     await this.scrape?.close();

@@ -1,13 +1,13 @@
 // What the agent does for each CNI command: identify the pod, decide, program one transaction,
 // remember it; CHECK compares the namespace with the plan; DEL and GC forget.
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { describeTable, diffTables } from '../nft/ruleset.js';
+import { diffTables } from '../nft/ruleset.js';
 import type { TableContents } from '../nft/model.js';
 import { tableLabels } from '../nft/remove.js';
 import { CNI_ERR, CniError, convertResult, parseCniArgs, runtimeValueError, type CniRequest } from './cni.js';
 import { KeyedLock } from './keyed-lock.js';
+import { computeRulesDigest } from './plan-build.js';
 import type { AgentMetrics } from './metrics.js';
 import type { PodSource } from './pods/source.js';
 import { StateError, type PodRecord, type PodStateStore } from './state.js';
@@ -22,8 +22,8 @@ type CapturePlan = Extract<PodPlan, { capture: true }>;
 export interface HandlerDeps {
   excludeNamespaces: readonly string[];
   pods: PodSource;
-  /** Pure: pod object → plan. Throws an Error naming the bad annotation and value. */
-  planPod: (pod: Record<string, unknown>) => PodPlan;
+  /** Pure: pod object → plan (big pods: asynchronously, off the event loop). Throws an Error naming the bad annotation and value. */
+  planPod: (pod: Record<string, unknown>) => PodPlan | Promise<PodPlan>;
   /** Programs the plan into the namespace: one nftables transaction (plus routes, where needed). */
   applyPlan: (netns: string, plan: CapturePlan) => Promise<unknown>;
   readTables: (netns: string) => Promise<TableContents[]>;
@@ -45,12 +45,15 @@ const digests = new WeakMap<readonly TableContents[], string>();
 export function rulesDigest(tables: readonly TableContents[]): string {
   let d = digests.get(tables);
   if (!d) {
-    const h = createHash('sha256');
-    for (const t of tables) for (const line of describeTable(t)) h.update(line).update('\n');
-    d = h.digest('hex');
+    d = computeRulesDigest(tables);
     digests.set(tables, d);
   }
   return d;
+}
+
+/** A digest computed off the event loop (plan worker) for this very ruleset object. */
+export function seedRulesDigest(tables: readonly TableContents[], digest: string): void {
+  digests.set(tables, digest);
 }
 
 interface PodIdentity {
@@ -120,8 +123,9 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
       throw new CniError(CNI_ERR.tryAgainLater, `pod ${pod.namespace}/${pod.name} not found; cannot decide whether to capture it`, '', 503);
     }
     try {
-      return { pod, plan: deps.planPod(obj) };
+      return { pod, plan: await deps.planPod(obj) };
     } catch (e) {
+      if (e instanceof CniError) throw e; // the planner's own verdict (queue full, worker died)
       throw new CniError(CNI_ERR.invalidConfig, `pod ${pod.namespace}/${pod.name}: ${(e as Error).message}`, '', 400);
     }
   }
