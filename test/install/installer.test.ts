@@ -274,6 +274,8 @@ describe('CniInstaller', () => {
     primaryWrites('10-calico.conflist', BRIDGE_LIST.replace('bridge-net', 'calico'));
     await waitFor('the entry in the new primary', () => readFileSync(join(confDir, '10-calico.conflist'), 'utf8').includes('meshcni'));
     await waitFor('the old config restored', () => readFileSync(join(confDir, '20-bridge.conflist'), 'utf8') === BRIDGE_LIST);
+    // The rename is visible on disk a moment before the installer's own continuation records it.
+    await waitFor('the installer to name the new primary', () => inst.installed === '10-calico.conflist');
     expect(inst.installed).toBe('10-calico.conflist');
   });
 });
