@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
+
+#include <mutex>
 #include <linux/netlink.h>
 #include <linux/magic.h>
 #include <linux/nsfs.h>
@@ -88,17 +90,35 @@ bool NetnsIdentityOf(const std::string &path, NsIdentity *id, SysError *e) {
   return true;
 }
 
+namespace {
+struct HostNetns {
+  NsIdentity self, init;
+  bool haveSelf = false, haveInit = false;
+  SysError selfError;
+};
+HostNetns gHost;
+std::once_flag gHostOnce;
+}  // namespace
+
+void RecordHostNetns() {
+  std::call_once(gHostOnce, [] {
+    SysError ignored;
+    gHost.haveSelf = NetnsIdentityOf("/proc/thread-self/ns/net", &gHost.self, &gHost.selfError);
+    gHost.haveInit = NetnsIdentityOf("/proc/1/ns/net", &gHost.init, &ignored);
+  });
+}
+
 int OpenPodNetns(const std::string &path, SysError *e) {
-  NsIdentity target, self, init;
-  int fd = OpenNetns(path, &target, e);
-  if (fd < 0) return -1;
-  bool haveSelf = NetnsIdentityOf("/proc/self/ns/net", &self, e);
-  bool haveInit = NetnsIdentityOf("/proc/1/ns/net", &init, e);
-  if (!haveSelf) {
-    close(fd);
+  RecordHostNetns();
+  if (!gHost.haveSelf) {
+    // Without knowing our own namespace nothing can be told apart from it: program nothing.
+    *e = gHost.selfError;
     return -1;
   }
-  if (target == self || (haveInit && target == init)) {
+  NsIdentity target;
+  int fd = OpenNetns(path, &target, e);
+  if (fd < 0) return -1;
+  if (target == gHost.self || (gHost.haveInit && target == gHost.init)) {
     Refuse(e, EPERM, "EHOSTNETNS", "refusing to program " + path + ": it is the host's own network namespace");
     close(fd);
     return -1;

@@ -33,6 +33,14 @@ int OpenNetns(const std::string &path, NsIdentity *id, SysError *e);
 bool NetnsIdentityOf(const std::string &path, NsIdentity *id, SysError *e);
 
 /**
+ * Records the calling thread's namespace, and PID 1's where readable, as the host's: what
+ * OpenPodNetns refuses. Done once (later calls do nothing), at load, on a thread that is in the
+ * host's namespace. Read once, not per call: while one thread of this process is inside a pod's
+ * namespace (an inline commit), /proc/self/ns/net would name the pod's namespace, not the host's.
+ */
+void RecordHostNetns();
+
+/**
  * Opens `path` as a netns that may be programmed: not the process's own namespace, not PID 1's.
  * Returns the fd or -1 with `e` set (code EHOSTNETNS for the host's own namespace).
  */

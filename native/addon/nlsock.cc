@@ -82,18 +82,18 @@ std::string ExtackMessage(const struct nlmsghdr *h) {
 }
 
 /** Collects the seqs of the messages that asked for an ACK; counts messages and first seq. */
-bool ScanBatch(const std::vector<uint8_t> &batch, std::set<uint32_t> *wanted, TransactResult *out, SysError *e) {
+bool ScanBatch(const uint8_t *batch, size_t size, std::set<uint32_t> *wanted, TransactResult *out, SysError *e) {
   size_t offset = 0;
-  while (offset < batch.size()) {
-    if (batch.size() - offset < NLMSG_HDRLEN) break;
-    const auto *h = reinterpret_cast<const struct nlmsghdr *>(batch.data() + offset);
-    if (h->nlmsg_len < NLMSG_HDRLEN || h->nlmsg_len > batch.size() - offset) break;
+  while (offset < size) {
+    if (size - offset < NLMSG_HDRLEN) break;
+    const auto *h = reinterpret_cast<const struct nlmsghdr *>(batch + offset);
+    if (h->nlmsg_len < NLMSG_HDRLEN || h->nlmsg_len > size - offset) break;
     if (out->messages == 0) out->firstSeq = h->nlmsg_seq;
     out->messages++;
     if (h->nlmsg_flags & NLM_F_ACK) wanted->insert(h->nlmsg_seq);
     offset += NLMSG_ALIGN(h->nlmsg_len);
   }
-  if (offset != batch.size() || out->messages == 0) {
+  if (offset != size || out->messages == 0) {
     e->err = EINVAL;
     e->code = "EINVAL";
     e->message = "batch is not a sequence of well-formed netlink messages (byte " + std::to_string(offset) + ")";
@@ -102,12 +102,12 @@ bool ScanBatch(const std::vector<uint8_t> &batch, std::set<uint32_t> *wanted, Tr
   return true;
 }
 
-bool SendAll(int sock, const std::vector<uint8_t> &data, SysError *e) {
+bool SendAll(int sock, const uint8_t *data, size_t size, SysError *e) {
   struct sockaddr_nl kernel = {};
   kernel.nl_family = AF_NETLINK;
   for (;;) {
-    ssize_t n = sendto(sock, data.data(), data.size(), 0, reinterpret_cast<struct sockaddr *>(&kernel), sizeof kernel);
-    if (n == ssize_t(data.size())) return true;
+    ssize_t n = sendto(sock, data, size, 0, reinterpret_cast<struct sockaddr *>(&kernel), sizeof kernel);
+    if (n == ssize_t(size)) return true;
     if (n < 0 && errno == EINTR) continue;
     if (n >= 0) errno = EMSGSIZE;  // a datagram socket sends all or nothing; be explicit anyway
     return Fail(e, "send", "netlink batch");
@@ -130,10 +130,10 @@ bool PrepareNetlinkSocket(int sock, size_t batchBytes, SysError *e) {
   return true;
 }
 
-bool Transact(int sock, const std::vector<uint8_t> &batch, int timeoutMs, TransactResult *out, SysError *e) {
+bool Transact(int sock, const uint8_t *batch, size_t size, int timeoutMs, TransactResult *out, SysError *e) {
   std::set<uint32_t> wanted;
-  if (!ScanBatch(batch, &wanted, out, e)) return false;
-  if (!SendAll(sock, batch, e)) return false;
+  if (!ScanBatch(batch, size, &wanted, out, e)) return false;
+  if (!SendAll(sock, batch, size, e)) return false;
   int64_t deadline = NowMs() + timeoutMs;
   // ACKs and errors (capped, no echoed request) are small: a per-thread buffer, not a fresh 256 KiB
   // one, which cost an mmap, a memset and a page fault per page on every commit.
@@ -162,7 +162,7 @@ bool Transact(int sock, const std::vector<uint8_t> &batch, int timeoutMs, Transa
 bool Dump(int sock, const std::vector<uint8_t> &request, int timeoutMs, std::vector<uint8_t> *out, bool *interrupted,
           SysError *e) {
   *interrupted = false;
-  if (!SendAll(sock, request, e)) return false;
+  if (!SendAll(sock, request.data(), request.size(), e)) return false;
   int64_t deadline = NowMs() + timeoutMs;
   std::vector<uint8_t> buf(kRecvBuffer);
   for (;;) {

@@ -32,7 +32,7 @@ bool PrepareNetlinkSocket(int sock, size_t batchBytes, SysError *e);
  * asked for an ACK has been answered, an error arrives for a message that did not ask (the batch
  * as a whole was refused), or `timeoutMs` passes. Kernel errors land in `out->errors`.
  */
-bool Transact(int sock, const std::vector<uint8_t> &batch, int timeoutMs, TransactResult *out, SysError *e);
+bool Transact(int sock, const uint8_t *batch, size_t size, int timeoutMs, TransactResult *out, SysError *e);
 
 /**
  * Sends one dump request and appends every reply message up to NLMSG_DONE to `out`.

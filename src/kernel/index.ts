@@ -15,6 +15,7 @@ interface NetlinkErrorDetail {
 
 interface Addon {
   applyBatch(path: string, batch: Buffer, protocol?: number): Promise<{ messages: number; acked: number }>;
+  applyBatchInline(path: string, batch: Buffer, protocol?: number): { messages: number; acked: number };
   dump(path: string, requests: Buffer[], protocol?: number): Promise<Buffer[]>;
   netnsIdentity(path: string): { dev: bigint; ino: bigint };
   checkPodNetns(path: string): void;
@@ -95,6 +96,12 @@ export class NetlinkBatchError extends Error {
   }
 }
 
+/** The addon's kernel refusal as a NetlinkBatchError; anything else as it is. */
+function typedBatchError(e: unknown): unknown {
+  if (e instanceof Error && e.name === 'NetlinkBatchError') return new NetlinkBatchError(e as Error & NetlinkErrorDetail & { errors: NetlinkErrorDetail[] });
+  return e;
+}
+
 export const NETLINK_NETFILTER = 12;
 export const NETLINK_ROUTE = 0;
 
@@ -112,10 +119,20 @@ export async function applyNetlinkBatch(
   try {
     return await native().applyBatch(netnsPath, batch, protocol);
   } catch (e) {
-    if (e instanceof Error && e.name === 'NetlinkBatchError') {
-      throw new NetlinkBatchError(e as Error & NetlinkErrorDetail & { errors: NetlinkErrorDetail[] });
-    }
-    throw e;
+    throw typedBatchError(e);
+  }
+}
+
+/**
+ * applyNetlinkBatch on the calling thread: no thread-pool hop, whose two cross-thread wake-ups
+ * cost more than a small commit (bench/phases.ts), but the event loop waits for the kernel. Only
+ * for small batches; throws what applyNetlinkBatch rejects with.
+ */
+export function applyNetlinkBatchInline(netnsPath: string, batch: Buffer, protocol: number = NETLINK_NETFILTER): { messages: number; acked: number } {
+  try {
+    return native().applyBatchInline(netnsPath, batch, protocol);
+  } catch (e) {
+    throw typedBatchError(e);
   }
 }
 

@@ -1,6 +1,6 @@
 // Programs tables into a network namespace as one transaction, and reads a namespace's tables back.
 // The only file of src/nft that does I/O, through src/kernel.
-import { applyNetlinkBatch, netlinkDumps, NetlinkBatchError, NETLINK_ROUTE } from '../kernel/index.js';
+import { applyNetlinkBatch, applyNetlinkBatchInline, netlinkDumps, NetlinkBatchError, NETLINK_ROUTE } from '../kernel/index.js';
 import { routingBatch, type RoutingPlan } from './route.js';
 import type { TableContents, Table } from './model.js';
 import { NetlinkWriter } from './netlink.js';
@@ -23,9 +23,21 @@ export class TransactionError extends Error {
   }
 }
 
-async function send(netnsPath: string, batch: Batch): Promise<number> {
+/**
+ * Batches up to this size are committed on the calling thread. An ordinary pod's batch is a few
+ * KiB and its commit takes a fraction of a millisecond: less than the thread pool's two cross-thread
+ * wake-ups (0.1–2 ms each on an idle or busy node, bench/phases.ts). Bigger batches (long annotation
+ * lists) take milliseconds in the kernel and go to the thread pool so the event loop never waits.
+ */
+export const INLINE_COMMIT_MAX_BYTES = 32 * 1024;
+
+/**
+ * Sends a batch; `inline` allows a small one on the calling thread. Never inline for a batch that
+ * deletes tables: the kernel then waits for an RCU grace period (tens of milliseconds).
+ */
+async function send(netnsPath: string, batch: Batch, inline = false): Promise<number> {
   try {
-    const r = await applyNetlinkBatch(netnsPath, batch.buffer);
+    const r = inline && batch.buffer.length <= INLINE_COMMIT_MAX_BYTES ? applyNetlinkBatchInline(netnsPath, batch.buffer) : await applyNetlinkBatch(netnsPath, batch.buffer);
     return r.messages;
   } catch (e) {
     if (e instanceof NetlinkBatchError) {
@@ -69,7 +81,7 @@ export async function applyTables(
 ): Promise<{ messages: number; bytes: number; mode: ReplaceMode }> {
   const fast = createBatch(contents);
   try {
-    const messages = await send(netnsPath, fast);
+    const messages = await send(netnsPath, fast, true);
     return { messages, bytes: fast.buffer.length, mode: 'create' };
   } catch (e) {
     if (!(e instanceof TransactionError && e.code === 'EEXIST' && e.description.startsWith('add table '))) throw e;

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
   applyNetlinkBatch,
+  applyNetlinkBatchInline,
   checkPodNetns,
   netlinkDump,
   netnsIdentity,
@@ -53,6 +54,12 @@ function canOpen(path: string): boolean {
 
 const hostRuleset = (): string => execFileSync('nft', ['list', 'ruleset'], { encoding: 'utf8' });
 
+/** Both ways of committing a batch, as promises: the thread pool's and the inline one. */
+const COMMITS: [string, (path: string, batch: Buffer) => Promise<unknown>][] = [
+  ['thread pool', (path, batch) => applyNetlinkBatch(path, batch)],
+  ['inline', async (path, batch) => applyNetlinkBatchInline(path, batch)],
+];
+
 describe('opening a network namespace', () => {
   it('identifies a namespace the same through /var/run/netns and /proc/PID/ns/net', async () => {
     const ns = pool.create();
@@ -91,10 +98,12 @@ describe('opening a network namespace', () => {
       : ["PID 1's namespace", '/proc/1/ns/net', 'EACCES', /cannot open network namespace \/proc\/1\/ns\/net/],
   ])('refuses %s with a clear error', async (_what, path, code, message) => {
     const before = hostRuleset();
-    const err = (await applyNetlinkBatch(path, replaceTablesBatch(tables).buffer).catch((e: unknown) => e)) as Error & { code: string };
-    expect(err).toBeInstanceOf(Error);
-    expect(err.code).toBe(code);
-    expect(err.message).toMatch(message);
+    for (const [how, commit] of COMMITS) {
+      const err = (await commit(path, replaceTablesBatch(tables).buffer).catch((e: unknown) => e)) as Error & { code: string };
+      expect(err, how).toBeInstanceOf(Error);
+      expect(err.code, how).toBe(code);
+      expect(err.message, how).toMatch(message);
+    }
     expect(() => checkPodNetns(path)).toThrow(message);
     expect(hostRuleset()).toBe(before);
   });
@@ -106,10 +115,46 @@ describe('opening a network namespace', () => {
       execFileSync('mount', ['--bind', '/proc/self/ns/net', `/var/run/netns/${name}`]);
       const err = (await applyTables(`/var/run/netns/${name}`, tables).catch((e: unknown) => e)) as { code?: string };
       expect(err.code).toBe('EHOSTNETNS');
+      const inline = (() => {
+        try {
+          applyNetlinkBatchInline(`/var/run/netns/${name}`, replaceTablesBatch(tables).buffer);
+        } catch (e) {
+          return e as { code?: string };
+        }
+        return {};
+      })();
+      expect(inline.code).toBe('EHOSTNETNS');
     } finally {
       execFileSync('umount', [`/var/run/netns/${name}`]);
       rmSync(`/var/run/netns/${name}`);
     }
+  });
+
+  it('still refuses the host namespace on worker threads while the JS thread is inside pods for inline commits', async () => {
+    // An inline commit puts the JS thread (and with it /proc/self/ns/net) in a pod's namespace for a
+    // moment. Worker threads checking the host alias at that moment must still see it as the host's:
+    // the host's identity is read once at load, never from /proc/self per call. The alias gets only
+    // an empty, oddly named table, so even a regression could not disturb the host's traffic.
+    const name = `mcni-hostrace-${process.pid}`;
+    const alias = `/var/run/netns/${name}`;
+    const probe = replaceTablesBatch([{ table: { family: 'inet', name: `mcni_probe_${process.pid}` }, chains: [], sets: [], rules: [] }], 1, 'create').buffer;
+    const pods = Array.from({ length: 20 }, () => netnsPath(pool.create()));
+    const before = hostRuleset();
+    writeFileSync(alias, '');
+    try {
+      execFileSync('mount', ['--bind', '/proc/self/ns/net', alias]);
+      for (let round = 0; round < 10; round++) {
+        const hostTries = Array.from({ length: 16 }, () => applyNetlinkBatch(alias, probe).then(() => 'applied', (e: { code?: string }) => e.code));
+        for (const p of pods) applyNetlinkBatchInline(p, replaceTablesBatch(tables, 1, 'replace').buffer);
+        expect(new Set(await Promise.all(hostTries))).toEqual(new Set(['EHOSTNETNS']));
+      }
+    } finally {
+      execFileSync('umount', [alias]);
+      rmSync(alias);
+      if (hostRuleset().includes(`mcni_probe_${process.pid}`)) execFileSync('nft', ['delete', 'table', 'inet', `mcni_probe_${process.pid}`]);
+    }
+    expect(hostRuleset()).toBe(before);
+    expect(threadNetnsInodes().size).toBe(1);
   });
 });
 
@@ -134,7 +179,21 @@ describe('applying batches', () => {
     expect(hostRuleset()).toBe(hostBefore);
   });
 
-  it('reports the index, seq, errno name and kernel message of a rejected message', async () => {
+  it('commits inline exactly what the thread pool commits', () => {
+    const a = pool.create();
+    const b = pool.create();
+    const batch = replaceTablesBatch(tables, 1, 'create').buffer;
+    const r = applyNetlinkBatchInline(netnsPath(a), batch);
+    expect(r.messages).toBeGreaterThan(10);
+    return applyNetlinkBatch(netnsPath(b), batch).then((rb) => {
+      expect(rb.messages).toBe(r.messages);
+      const save = (n: string) => inNetns(n, 'iptables-nft-save', ['-t', 'nat']).replace(/^#.*\n/gm, '');
+      expect(save(a)).toContain('-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001');
+      expect(save(a)).toBe(save(b));
+    });
+  });
+
+  it.each(COMMITS)('reports the index, seq, errno name and kernel message of a rejected message (%s)', async (_how, commit) => {
     const ns = pool.create();
     const batch = replaceTablesBatch([
       {
@@ -144,7 +203,7 @@ describe('applying batches', () => {
         rules: [{ family: 'ip', table: 'nat', chain: 'A', exprs: [{ type: 'verdict', verdict: { code: 'jump', chain: 'NOPE' } }] }],
       },
     ]);
-    const err = (await applyNetlinkBatch(netnsPath(ns), batch.buffer).catch((e: unknown) => e)) as NetlinkBatchError;
+    const err = (await commit(netnsPath(ns), batch.buffer).catch((e: unknown) => e)) as NetlinkBatchError;
     expect(err).toBeInstanceOf(NetlinkBatchError);
     expect(err.code).toBe('ENOENT');
     expect(err.errno).toBe(2);
@@ -154,9 +213,9 @@ describe('applying batches', () => {
     expect(inNetns(ns, 'nft', ['list', 'ruleset']).trim()).toBe('');
   });
 
-  it('rejects a buffer that is not netlink messages before sending anything', async () => {
+  it.each(COMMITS)('rejects a buffer that is not netlink messages before sending anything (%s)', async (_how, commit) => {
     const ns = pool.create();
-    const err = (await applyNetlinkBatch(netnsPath(ns), Buffer.from([1, 2, 3])).catch((e: unknown) => e)) as { code?: string; message: string };
+    const err = (await commit(netnsPath(ns), Buffer.from([1, 2, 3])).catch((e: unknown) => e)) as { code?: string; message: string };
     expect(err.code).toBe('EINVAL');
     expect(err.message).toMatch(/well-formed netlink messages/);
   });
