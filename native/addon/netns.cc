@@ -127,14 +127,16 @@ int OpenPodNetns(const std::string &path, SysError *e) {
 }
 
 int NetlinkSocketIn(int nsfd, int protocol, SysError *e) {
-  int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  // This thread's own namespace, to come back to: opened once per thread (threads are only ever
+  // outside it inside this function, so the first call opens the right one) and kept.
+  thread_local int home = -1;
+  if (home < 0) home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
   if (home < 0) {
     Fail(e, "cannot open", "/proc/thread-self/ns/net");
     return -1;
   }
   if (setns(nsfd, CLONE_NEWNET) != 0) {
     Fail(e, "setns into", "the pod's network namespace");
-    close(home);
     return -1;
   }
   int sock = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
@@ -145,7 +147,6 @@ int NetlinkSocketIn(int nsfd, int protocol, SysError *e) {
     fprintf(stderr, "meshcni: FATAL: cannot return a worker thread to its network namespace: %s\n", strerror(errno));
     abort();
   }
-  close(home);
   if (sock < 0) {
     errno = socketErrno;
     Fail(e, "cannot create netlink socket in", "the pod's network namespace");
