@@ -32,8 +32,8 @@ NPM_DIR=$(dirname "$(dirname "$(readlink -f "$(command -v npm || echo /nonexiste
 
 # Runtime: the smallest Debian (essential: no apt) plus the C++ runtime Node and the addon link to.
 RUNTIME_PACKAGES=libstdc++6
-# Builder: a C/C++ toolchain, python3 for node-gyp, json-c for the static shim, CAs for npm.
-BUILDER_PACKAGES=build-essential,python3,libjson-c-dev,ca-certificates,make
+# Builder: a C/C++ toolchain, python3 for node-gyp, musl for the static shim, CAs for npm.
+BUILDER_PACKAGES=build-essential,python3,musl-tools,ca-certificates,make
 
 # Builds one base unless an image with the same recipe hash exists. $1 name, $2 variant, $3 packages,
 # $4 whether npm and the Node headers go in too (builder only).

@@ -17,45 +17,47 @@
 #define MAX_TIMEOUT_S 300
 #define SUN_PATH_MAX 107 /* sizeof sockaddr_un.sun_path, less the NUL */
 
-/* The meshcni keys of the network configuration. */
+/* The meshcni keys of the network configuration (strings decoded; free with free_shim_conf). */
 struct shim_conf {
-  const char *socket_path;
+  char *socket_path;
   long timeout_ms;
-  json_object *exclude; /* array of strings, or NULL */
-  const char *pod_index; /* the agent's pod index, read only when the agent is unreachable */
+  int exclude;     /* index of an array of strings in the document, or -1 */
+  char *pod_index; /* the agent's pod index, read only when the agent is unreachable */
 };
 
-static int bad_key(const struct cni_call *call, const char *key, json_object *v, const char *want) {
+static void free_shim_conf(struct shim_conf *sc) {
+  free(sc->socket_path);
+  free(sc->pod_index);
+}
+
+static int bad_key(const struct cni_call *call, const char *key, int v, const char *want) {
   char msg[320];
-  snprintf(msg, sizeof msg, "%s %.160s must be %s", key, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), want);
+  struct jbuf b = {0};
+  jbuf_value(&b, &call->doc, v);
+  snprintf(msg, sizeof msg, "%s %.160s must be %s", key, b.data ? b.data : "(value)", want);
+  free(b.data);
   return cni_error(call->version, CNI_ERR_INVALID_CONFIG, msg, "");
 }
 
-static int read_socket_path(const struct cni_call *call, struct shim_conf *sc) {
-  json_object *v;
-  if (!json_object_object_get_ex(call->conf, "socketPath", &v)) return 0;
-  const char *s = json_object_get_string(v);
-  if (!json_object_is_type(v, json_type_string) || s[0] != '/' || strlen(s) > SUN_PATH_MAX)
-    return bad_key(call, "socketPath", v, "an absolute path of at most 107 bytes");
-  sc->socket_path = s;
-  return 0;
-}
-
-static int read_pod_index(const struct cni_call *call, struct shim_conf *sc) {
-  json_object *v;
-  if (!json_object_object_get_ex(call->conf, "podIndexPath", &v)) return 0;
-  const char *s = json_object_get_string(v);
-  if (!json_object_is_type(v, json_type_string) || s[0] != '/' || strlen(s) > 4096)
-    return bad_key(call, "podIndexPath", v, "an absolute path");
-  sc->pod_index = s;
+/* An absolute path of at most `max` bytes under `key`, decoded into *out; absent keys keep *out. */
+static int read_path(const struct cni_call *call, const char *key, size_t max, const char *want, char **out) {
+  int v = json_get(&call->doc, call->conf, key);
+  if (v < 0) return 0;
+  char *s = json_string(&call->doc, v);
+  if (!s || s[0] != '/' || strlen(s) > max) {
+    free(s);
+    return bad_key(call, key, v, want);
+  }
+  free(*out);
+  *out = s;
   return 0;
 }
 
 static int read_timeout(const struct cni_call *call, struct shim_conf *sc) {
-  json_object *v;
-  if (!json_object_object_get_ex(call->conf, "timeoutSeconds", &v)) return 0;
-  int numeric = json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double);
-  double t = numeric ? json_object_get_double(v) : 0;
+  int v = json_get(&call->doc, call->conf, "timeoutSeconds");
+  if (v < 0) return 0;
+  int numeric = call->doc.v[v].type == J_NUMBER;
+  double t = numeric ? json_number(&call->doc, v) : 0;
   if (!numeric || !(t > 0 && t <= MAX_TIMEOUT_S)) return bad_key(call, "timeoutSeconds", v, "a number above 0 and at most 300");
   sc->timeout_ms = (long)(t * 1000);
   if (sc->timeout_ms == 0) sc->timeout_ms = 1;
@@ -63,20 +65,21 @@ static int read_timeout(const struct cni_call *call, struct shim_conf *sc) {
 }
 
 static int read_exclude(const struct cni_call *call, struct shim_conf *sc) {
-  json_object *v;
-  if (!json_object_object_get_ex(call->conf, "excludeNamespaces", &v)) return 0;
-  int ok = json_object_is_type(v, json_type_array);
-  for (size_t i = 0; ok && i < json_object_array_length(v); i++)
-    ok = json_object_is_type(json_object_array_get_idx(v, i), json_type_string);
+  int v = json_get(&call->doc, call->conf, "excludeNamespaces");
+  if (v < 0) return 0;
+  int ok = call->doc.v[v].type == J_ARRAY;
+  for (int i = 0; ok && i < call->doc.v[v].count; i++) ok = call->doc.v[json_index(&call->doc, v, i)].type == J_STRING;
   if (!ok) return bad_key(call, "excludeNamespaces", v, "an array of strings");
   sc->exclude = v;
   return 0;
 }
 
 static int read_shim_conf(const struct cni_call *call, struct shim_conf *sc) {
-  *sc = (struct shim_conf){.socket_path = DEFAULT_SOCKET, .timeout_ms = DEFAULT_TIMEOUT_S * 1000L, .pod_index = INDEX_DEFAULT_PATH};
-  int rc = read_socket_path(call, sc);
-  if (!rc) rc = read_pod_index(call, sc);
+  *sc = (struct shim_conf){.socket_path = strdup(DEFAULT_SOCKET), .timeout_ms = DEFAULT_TIMEOUT_S * 1000L, .exclude = -1,
+                           .pod_index = strdup(INDEX_DEFAULT_PATH)};
+  if (!sc->socket_path || !sc->pod_index) return cni_error(call->version, CNI_ERR_INTERNAL, "out of memory", "");
+  int rc = read_path(call, "socketPath", SUN_PATH_MAX, "an absolute path of at most 107 bytes", &sc->socket_path);
+  if (!rc) rc = read_path(call, "podIndexPath", 4096, "an absolute path", &sc->pod_index);
   if (!rc) rc = read_timeout(call, sc);
   if (!rc) rc = read_exclude(call, sc);
   return rc;
@@ -85,24 +88,40 @@ static int read_shim_conf(const struct cni_call *call, struct shim_conf *sc) {
 /* Whether the pod's namespace (K8S_POD_NAMESPACE in CNI_ARGS) is one the config excludes. */
 static int namespace_excluded(const struct cni_call *call, const struct shim_conf *sc) {
   char ns[256];
-  if (!sc->exclude || !cni_arg(call->env.args, "K8S_POD_NAMESPACE", ns, sizeof ns)) return 0;
-  for (size_t i = 0; i < json_object_array_length(sc->exclude); i++)
-    if (!strcmp(json_object_get_string(json_object_array_get_idx(sc->exclude, i)), ns)) return 1;
-  return 0;
+  if (sc->exclude < 0 || !cni_arg(call->env.args, "K8S_POD_NAMESPACE", ns, sizeof ns)) return 0;
+  int excluded = 0;
+  for (int i = 0; !excluded && i < call->doc.v[sc->exclude].count; i++) {
+    char *name = json_string(&call->doc, json_index(&call->doc, sc->exclude, i));
+    excluded = name && !strcmp(name, ns);
+    free(name);
+  }
+  return excluded;
 }
 
 /* A chained plug-in with nothing to do hands the previous result on, in the config's version. */
 static int echo_prev_result(const struct cni_call *call) {
-  json_object *prev;
-  if (!json_object_object_get_ex(call->conf, "prevResult", &prev) || json_object_is_type(prev, json_type_null))
-    prev = NULL;
-  else if (!json_object_is_type(prev, json_type_object))
-    return bad_key(call, "prevResult", prev, "an object");
-  json_object *out = prev ? json_object_get(prev) : json_object_new_object();
-  if (!out) return cni_error(call->version, CNI_ERR_INTERNAL, "out of memory", "");
-  json_object_object_add(out, "cniVersion", json_object_new_string(call->version));
-  int rc = cni_print_json(out);
-  json_object_put(out);
+  int prev = json_get(&call->doc, call->conf, "prevResult");
+  if (prev >= 0 && call->doc.v[prev].type == J_NULL) prev = -1;
+  else if (prev >= 0 && call->doc.v[prev].type != J_OBJECT) return bad_key(call, "prevResult", prev, "an object");
+  struct jbuf b = {0};
+  jbuf_str(&b, "{\"cniVersion\":");
+  jbuf_quote(&b, call->version);
+  for (int m = 0, k = prev + 1; prev >= 0 && m < call->doc.v[prev].count; m++) {
+    int v = k + 1;
+    char *key = json_string(&call->doc, k);
+    if (!key) b.failed = 1;
+    if (key && strcmp(key, "cniVersion")) {
+      jbuf_raw(&b, ",", 1);
+      jbuf_value(&b, &call->doc, k);
+      jbuf_raw(&b, ":", 1);
+      jbuf_value(&b, &call->doc, v);
+    }
+    free(key);
+    k = call->doc.v[v].next;
+  }
+  jbuf_str(&b, "}");
+  int rc = b.failed ? cni_error(call->version, CNI_ERR_INTERNAL, "out of memory", "") : cni_print_json(&b);
+  free(b.data);
   return rc;
 }
 
@@ -132,32 +151,35 @@ static int agent_unavailable(const struct cni_call *call, const struct shim_conf
   return cni_error(call->version, CNI_ERR_TRY_AGAIN_LATER, "meshcni agent is unreachable; try again later", why);
 }
 
-/* A non-2xx body is printed as it is when it is a CNI error; anything else is wrapped in one. */
+/* A non-2xx body is printed (minified) when it is a CNI error; anything else is wrapped in one. */
 static int relay_failure(const struct cni_call *call, const struct agent_reply *r) {
-  json_object *e = json_tokener_parse(r->body), *code, *msg;
-  int is_cni_error = e && json_object_is_type(e, json_type_object) && json_object_object_get_ex(e, "code", &code) &&
-                     json_object_is_type(code, json_type_int) && json_object_object_get_ex(e, "msg", &msg) &&
-                     json_object_is_type(msg, json_type_string);
-  int rc = is_cni_error ? (cni_print_json(e), 1) : 0;
-  json_object_put(e);
-  if (rc) return rc;
+  struct jdoc d;
+  const char *why;
+  if (json_parse(&d, r->body, r->body_len, &why) == 0) {
+    int code = json_get(&d, 0, "code"), msg = json_get(&d, 0, "msg");
+    int is_cni_error = d.v[0].type == J_OBJECT && code >= 0 && d.v[code].type == J_NUMBER && d.v[code].integer && msg >= 0 &&
+                       d.v[msg].type == J_STRING;
+    struct jbuf b = {0};
+    if (is_cni_error) jbuf_value(&b, &d, 0);
+    int printed = is_cni_error && !b.failed;
+    if (printed) cni_print_json(&b);
+    free(b.data);
+    json_free(&d);
+    if (printed) return 1;
+  }
   char text[64], details[320];
   snprintf(text, sizeof text, "meshcni agent answered HTTP %d", r->status);
   snprintf(details, sizeof details, "%.300s", r->body);
   return cni_error(call->version, CNI_ERR_INTERNAL, text, details);
 }
 
-/* 1 when the whole body is one JSON object (trailing whitespace allowed), else 0. */
+/* 1 when the whole body is one JSON object (whitespace around it allowed), else 0. */
 static int is_json_object(const char *body, size_t len) {
-  if (len > INT_MAX) return 0;
-  json_tokener *tok = json_tokener_new();
-  if (!tok) return 0;
-  json_object *o = json_tokener_parse_ex(tok, body, (int)len);
-  size_t used = json_tokener_get_error(tok) == json_tokener_success ? json_tokener_get_parse_end(tok) : 0;
-  int ok = o && json_object_is_type(o, json_type_object) && used > 0;
-  while (ok && used < len) ok = body[used] == ' ' || body[used] == '\n' || body[used] == '\r' || body[used] == '\t' ? (used++, 1) : 0;
-  json_object_put(o);
-  json_tokener_free(tok);
+  struct jdoc d;
+  const char *why;
+  if (json_parse(&d, body, len, &why) != 0) return 0;
+  int ok = d.v[0].type == J_OBJECT;
+  json_free(&d);
   return ok;
 }
 
@@ -174,32 +196,32 @@ static int relay(const struct cni_call *call, const struct agent_reply *r) {
   return r->body[r->body_len - 1] == '\n' ? 0 : (cni_write_all(STDOUT_FILENO, "\n", 1) ? 1 : 0);
 }
 
-/* The request body: the CNI_* environment and the configuration as parsed. */
-static json_object *request(const struct cni_call *call) {
-  json_object *o = json_object_new_object();
-  if (!o) return NULL;
-  json_object_object_add(o, "command", json_object_new_string(call->env.command));
-  json_object_object_add(o, "containerId", json_object_new_string(call->env.container_id));
-  json_object_object_add(o, "netns", json_object_new_string(call->env.netns));
-  json_object_object_add(o, "ifName", json_object_new_string(call->env.ifname));
-  json_object_object_add(o, "args", json_object_new_string(call->env.args));
-  json_object_object_add(o, "path", json_object_new_string(call->env.path));
-  json_object_object_add(o, "config", json_object_get(call->conf));
-  return o;
+/* The request body: the CNI_* environment and the configuration as given (minified). */
+static void request(const struct cni_call *call, struct jbuf *b) {
+  const struct cni_env *e = &call->env;
+  const char *keys[] = {"command", "containerId", "netns", "ifName", "args", "path"};
+  const char *values[] = {e->command, e->container_id, e->netns, e->ifname, e->args, e->path};
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+    jbuf_str(b, i ? ",\"" : "{\"");
+    jbuf_str(b, keys[i]);
+    jbuf_str(b, "\":");
+    jbuf_quote(b, values[i]);
+  }
+  jbuf_str(b, ",\"config\":");
+  jbuf_value(b, &call->doc, call->conf);
+  jbuf_str(b, "}");
 }
 
 static int forward(const struct cni_call *call, const struct shim_conf *sc) {
-  json_object *req = request(call);
-  size_t len = 0;
-  int flags = JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE;
-  const char *body = req ? json_object_to_json_string_length(req, flags, &len) : NULL;
-  if (!body) {
-    json_object_put(req);
+  struct jbuf req = {0};
+  request(call, &req);
+  if (req.failed) {
+    free(req.data);
     return cni_error(call->version, CNI_ERR_INTERNAL, "out of memory building the request", "");
   }
   struct agent_reply reply = {0};
-  enum agent_outcome o = agent_post(sc->socket_path, body, len, sc->timeout_ms, &reply);
-  json_object_put(req);
+  enum agent_outcome o = agent_post(sc->socket_path, req.data, req.len, sc->timeout_ms, &reply);
+  free(req.data);
   int rc = o == AGENT_OK ? relay(call, &reply) : agent_unavailable(call, sc, o, reply.why);
   free(reply.body);
   return rc;
@@ -208,16 +230,18 @@ static int forward(const struct cni_call *call, const struct shim_conf *sc) {
 static int cmd_add(const struct cni_call *call) {
   struct shim_conf sc;
   int rc = read_shim_conf(call, &sc);
-  if (rc) return rc;
-  return namespace_excluded(call, &sc) ? echo_prev_result(call) : forward(call, &sc);
+  if (!rc) rc = namespace_excluded(call, &sc) ? echo_prev_result(call) : forward(call, &sc);
+  free_shim_conf(&sc);
+  return rc;
 }
 
 /* Nothing was set up for an excluded pod, so there is nothing to check. */
 static int cmd_check(const struct cni_call *call) {
   struct shim_conf sc;
   int rc = read_shim_conf(call, &sc);
-  if (rc) return rc;
-  return namespace_excluded(call, &sc) ? 0 : forward(call, &sc);
+  if (!rc) rc = namespace_excluded(call, &sc) ? 0 : forward(call, &sc);
+  free_shim_conf(&sc);
+  return rc;
 }
 
 /* DEL, STATUS and GC always go to the agent: DEL lets it forget a pod even when the exclusion list
@@ -225,7 +249,9 @@ static int cmd_check(const struct cni_call *call) {
 static int cmd_forward(const struct cni_call *call) {
   struct shim_conf sc;
   int rc = read_shim_conf(call, &sc);
-  return rc ? rc : forward(call, &sc);
+  if (!rc) rc = forward(call, &sc);
+  free_shim_conf(&sc);
+  return rc;
 }
 
 int main(void) {

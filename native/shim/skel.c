@@ -23,22 +23,28 @@ int cni_write_all(int fd, const char *buf, size_t len) {
   return 0;
 }
 
-int cni_print_json(json_object *o) {
-  size_t len = 0;
-  const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-  if (!s || cni_write_all(STDOUT_FILENO, s, len) || cni_write_all(STDOUT_FILENO, "\n", 1)) return 1;
+int cni_print_json(const struct jbuf *b) {
+  if (b->failed || !b->data || cni_write_all(STDOUT_FILENO, b->data, b->len) || cni_write_all(STDOUT_FILENO, "\n", 1)) return 1;
   return 0;
 }
 
 int cni_error(const char *version, int code, const char *msg, const char *details) {
-  json_object *o = json_object_new_object();
-  if (!o) return 1;
-  json_object_object_add(o, "cniVersion", json_object_new_string(version ? version : CNI_LATEST_VERSION));
-  json_object_object_add(o, "code", json_object_new_int(code));
-  json_object_object_add(o, "msg", json_object_new_string(msg));
-  if (details && details[0]) json_object_object_add(o, "details", json_object_new_string(details));
-  cni_print_json(o);
-  json_object_put(o);
+  struct jbuf b = {0};
+  char num[16];
+  snprintf(num, sizeof num, "%d", code);
+  jbuf_str(&b, "{\"cniVersion\":");
+  jbuf_quote(&b, version ? version : CNI_LATEST_VERSION);
+  jbuf_str(&b, ",\"code\":");
+  jbuf_str(&b, num);
+  jbuf_str(&b, ",\"msg\":");
+  jbuf_quote(&b, msg);
+  if (details && details[0]) {
+    jbuf_str(&b, ",\"details\":");
+    jbuf_quote(&b, details);
+  }
+  jbuf_str(&b, "}");
+  cni_print_json(&b);
+  free(b.data);
   return 1;
 }
 
@@ -154,25 +160,17 @@ static char *read_stdin(size_t *len, int *rc) {
   return NULL;
 }
 
-/* Strict JSON, one object, nothing after it but whitespace. */
-static json_object *parse_object(const char *text, size_t len, int *rc) {
-  json_tokener *tok = json_tokener_new();
-  if (!tok) return *rc = cni_error(NULL, CNI_ERR_INTERNAL, "out of memory parsing stdin", ""), NULL;
-  json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-  json_object *o = json_tokener_parse_ex(tok, text, (int)len);
-  enum json_tokener_error jerr = json_tokener_get_error(tok);
-  size_t end = json_tokener_get_parse_end(tok);
-  json_tokener_free(tok);
+/* Strict JSON, one object, nothing after it but whitespace; 0, or the exit code of the error printed. */
+static int parse_object(struct jdoc *d, const char *text, size_t len) {
   const char *why = NULL;
-  if (len == 0) why = "stdin is empty";
-  else if (jerr == json_tokener_continue) why = "unexpected end of input";
-  else if (jerr != json_tokener_success) why = json_tokener_error_desc(jerr);
-  else if (strspn(text + end, " \t\r\n") != len - end) why = "data after the JSON object";
-  else if (!json_object_is_type(o, json_type_object)) why = "not a JSON object";
-  if (!why) return o;
-  json_object_put(o);
-  *rc = cni_error(NULL, CNI_ERR_DECODE, "network configuration on stdin is not a valid JSON object", why);
-  return NULL;
+  if (len == 0) {
+    why = "stdin is empty";
+  } else if (json_parse(d, text, len, &why) == 0 && d->v[0].type != J_OBJECT) {
+    why = "not a JSON object";
+    json_free(d);
+  }
+  if (!why) return 0;
+  return cni_error(NULL, CNI_ERR_DECODE, "network configuration on stdin is not a valid JSON object", why);
 }
 
 static int version_index(const char *v) {
@@ -181,19 +179,21 @@ static int version_index(const char *v) {
   return -1;
 }
 
-/* cniVersion is one we speak, the network has a name, and the command exists in that version. */
-static int check_config(const struct cni_call *call) {
-  json_object *v = NULL;
+/* cniVersion is one we speak, the network has a name, and the command exists in that version.
+ * On success call->version is the supported version's name. */
+static int check_config(struct cni_call *call) {
   char msg[160];
-  if (!json_object_object_get_ex(call->conf, "cniVersion", &v))
+  int v = json_get(&call->doc, call->conf, "cniVersion");
+  if (v < 0)
     return cni_error(NULL, CNI_ERR_INCOMPATIBLE_VERSION, "network configuration has no cniVersion", "supported: " SUPPORTED_LIST);
-  if (!json_object_is_type(v, json_type_string))
+  if (call->doc.v[v].type != J_STRING)
     return cni_error(NULL, CNI_ERR_DECODE, "network configuration's cniVersion is not a string", "");
-  int idx = version_index(json_object_get_string(v));
-  if (idx < 0) {
-    snprintf(msg, sizeof msg, "cniVersion '%.32s' is not supported", json_object_get_string(v));
-    return cni_error(NULL, CNI_ERR_INCOMPATIBLE_VERSION, msg, "supported: " SUPPORTED_LIST);
-  }
+  char *given = json_string(&call->doc, v);
+  if (!given) return cni_error(NULL, CNI_ERR_INTERNAL, "out of memory reading cniVersion", "");
+  int idx = version_index(given);
+  if (idx < 0) snprintf(msg, sizeof msg, "cniVersion '%.32s' is not supported", given);
+  free(given);
+  if (idx < 0) return cni_error(NULL, CNI_ERR_INCOMPATIBLE_VERSION, msg, "supported: " SUPPORTED_LIST);
   const char *cmd = call->env.command;
   int min = 0;
   if (!strcmp(cmd, "CHECK")) min = version_index("0.4.0");
@@ -202,9 +202,10 @@ static int check_config(const struct cni_call *call) {
     snprintf(msg, sizeof msg, "cniVersion %s does not have %s (needs %s or later)", SUPPORTED[idx], cmd, SUPPORTED[min]);
     return cni_error(SUPPORTED[idx], CNI_ERR_INCOMPATIBLE_VERSION, msg, "");
   }
-  if (!json_object_object_get_ex(call->conf, "name", &v) || !json_object_is_type(v, json_type_string) ||
-      !json_object_get_string_len(v))
+  int name = json_get(&call->doc, call->conf, "name");
+  if (name < 0 || call->doc.v[name].type != J_STRING || call->doc.v[name].end - call->doc.v[name].start <= 2)
     return cni_error(SUPPORTED[idx], CNI_ERR_INVALID_CONFIG, "network configuration has no name", "");
+  call->version = SUPPORTED[idx];
   return 0;
 }
 
@@ -223,14 +224,12 @@ int cni_main(const struct cni_plugin *plugin) {
   size_t len = 0;
   char *text = read_stdin(&len, &rc);
   if (!text) return rc;
-  call.conf = parse_object(text, len, &rc);
-  free(text);
-  if (!call.conf) return rc;
-  if (!(rc = check_config(&call))) {
-    call.version = json_object_get_string(json_object_object_get(call.conf, "cniVersion"));
-    rc = dispatch(plugin, &call);
+  if (!(rc = parse_object(&call.doc, text, len))) {
+    call.conf = 0;
+    if (!(rc = check_config(&call))) rc = dispatch(plugin, &call);
+    json_free(&call.doc);
   }
-  json_object_put(call.conf);
+  free(text);
   return rc;
 }
 

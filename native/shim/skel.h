@@ -4,7 +4,7 @@
 #define MESHCNI_SKEL_H
 
 #include <stddef.h>
-#include <json-c/json.h>
+#include "json.h"
 
 /* CNI error codes (spec, "Error"). */
 enum {
@@ -31,10 +31,12 @@ struct cni_env {
   const char *path;
 };
 
-/* One validated invocation. `conf` is the parsed stdin object; `version` points into it. */
+/* One validated invocation. `doc` is the parsed stdin, `conf` its root object's index; `version`
+ * is its cniVersion, decoded. */
 struct cni_call {
   struct cni_env env;
-  json_object *conf;
+  struct jdoc doc;
+  int conf;
   const char *version;
 };
 
@@ -52,8 +54,8 @@ int cni_main(const struct cni_plugin *plugin);
 /* Prints `{"cniVersion","code","msg","details"}` on stdout; returns the exit code (1). */
 int cni_error(const char *version, int code, const char *msg, const char *details);
 
-/* Prints a JSON value and a newline on stdout; 0, or 1 if stdout failed. */
-int cni_print_json(json_object *o);
+/* Prints JSON text and a newline on stdout; 0, or 1 if stdout (or building the text) failed. */
+int cni_print_json(const struct jbuf *b);
 
 /* Writes all of buf to fd (partial writes, EINTR); 0 or -1 with errno set. */
 int cni_write_all(int fd, const char *buf, size_t len);
