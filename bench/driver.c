@@ -5,10 +5,12 @@
  * Reads tab-separated lines on stdin, answers on stdout:
  *   X <id> <stdin file|-> <n env> <env...> <argv...>   queue an exec (stdout, stderr → /dev/null)
  *   N <id> <netns path> <batch file>                   queue a replay of a netlink batch into a netns
- *   G <concurrency>                                    run the queue: "<id> <ms> <status>" per job,
- *                                                      then "D <wall ms>"; status is the exit code,
- *                                                      128+signal, or -errno for a failed replay;
- *                                                      start is CLOCK_MONOTONIC ms (as Node's hrtime)
+ *   G <concurrency>                                    run the queue: "<id> <ms> <status> <start> <cpu>"
+ *                                                      per job, then "D <wall ms>"; status is the exit
+ *                                                      code, 128+signal, or -errno for a failed replay;
+ *                                                      start is CLOCK_MONOTONIC ms (as Node's hrtime);
+ *                                                      cpu is the child's user+system ms (rusage), or
+ *                                                      the replay's own thread CPU ms
  * With concurrency 1 jobs run in queue order (interleaved paths); replays need concurrency 1. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,6 +23,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,6 +81,14 @@ static pid_t spawn_job(struct job *j) {
 
 static int exit_status(int st) { return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st); }
 
+static double tv_ms(struct timeval tv) { return (double)tv.tv_sec * 1e3 + (double)tv.tv_usec / 1e3; }
+
+static double thread_cpu_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 /* What a resident process must do to commit a batch in a pod netns; 0 or -errno. */
 static int replay(const char *nspath, const unsigned char *batch, size_t len) {
   static unsigned char buf[64 * 1024];
@@ -119,17 +130,17 @@ static unsigned char *read_file(const char *path, size_t *len) {
 static void run_replay(struct job *j) {
   size_t len;
   unsigned char *batch = read_file(j->in, &len); /* read before the clock: the agent has it in memory */
-  double t0 = now_ms();
+  double t0 = now_ms(), c0 = thread_cpu_ms();
   int rc = replay(j->ns, batch, len);
-  printf("%s\t%.4f\t%d\t%.4f\n", j->id, now_ms() - t0, rc, t0);
+  printf("%s\t%.4f\t%d\t%.4f\t%.4f\n", j->id, now_ms() - t0, rc, t0, thread_cpu_ms() - c0);
   free(batch);
 }
 
-static void finish(pid_t pid, int st) {
+static void finish(pid_t pid, int st, const struct rusage *ru) {
   double t1 = now_ms();
   for (int i = 0; i < njobs; i++) {
     if (jobs[i].pid != pid) continue;
-    printf("%s\t%.4f\t%d\t%.4f\n", jobs[i].id, t1 - jobs[i].t0, exit_status(st), jobs[i].t0);
+    printf("%s\t%.4f\t%d\t%.4f\t%.4f\n", jobs[i].id, t1 - jobs[i].t0, exit_status(st), jobs[i].t0, tv_ms(ru->ru_utime) + tv_ms(ru->ru_stime));
     jobs[i].pid = 0;
     return;
   }
@@ -147,9 +158,10 @@ static void run_queue(int concurrency) {
     }
     while (running >= concurrency) {
       int st;
-      pid_t p = waitpid(-1, &st, 0);
-      if (p < 0) die("waitpid");
-      finish(p, st);
+      struct rusage ru;
+      pid_t p = wait4(-1, &st, 0, &ru);
+      if (p < 0) die("wait4");
+      finish(p, st, &ru);
       running--;
     }
     j->pid = spawn_job(j);
@@ -157,9 +169,10 @@ static void run_queue(int concurrency) {
   }
   while (running > 0) {
     int st;
-    pid_t p = waitpid(-1, &st, 0);
-    if (p < 0) die("waitpid");
-    finish(p, st);
+    struct rusage ru;
+    pid_t p = wait4(-1, &st, 0, &ru);
+    if (p < 0) die("wait4");
+    finish(p, st, &ru);
     running--;
   }
   printf("D\t%.4f\n", now_ms() - t0);

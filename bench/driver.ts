@@ -13,6 +13,8 @@ export interface JobResult {
   status: number;
   /** When the job started, CLOCK_MONOTONIC ms (comparable with process.hrtime). */
   startMs: number;
+  /** CPU the job used, user + system ms: the child's rusage (an exec), or the driver thread's (a replay). */
+  cpuMs: number;
 }
 
 const clean = (s: string, what: string): string => {
@@ -67,8 +69,8 @@ export class Driver {
     const end = await Promise.race([done, this.exited]);
     const results = new Map<string, JobResult>();
     for (const l of got) {
-      const [id, ms, status, start] = l.split('\t');
-      results.set(id!, { ms: Number(ms), status: Number(status), startMs: Number(start) });
+      const [id, ms, status, start, cpu] = l.split('\t');
+      results.set(id!, { ms: Number(ms), status: Number(status), startMs: Number(start), cpuMs: Number(cpu) });
     }
     if (results.size !== n) throw new Error(`bench driver answered ${results.size} of ${n} jobs`);
     return { results, wallMs: Number(end.split('\t')[1]) };

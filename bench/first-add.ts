@@ -1,11 +1,10 @@
 // First ADD after the agent starts vs the steady state: for several fresh agent processes, the agent's
 // own time ("ms" of its 'pod captured' log line) for ADD #1 and for ADDs #2..#N of same-shaped pods,
 // each into a fresh netns. Run: npx tsx bench/first-add.ts [--rounds 5] [--adds 12] [--no-warm]
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Driver } from './driver.js';
-import { PodNetns, SHIM, shimAdd, startAgent, stopAgent } from './harness.js';
+import { benchTempDir, PodNetns, SHIM, shimAdd, startAgent, stopAgent } from './harness.js';
 import { summarize, table } from './stats.js';
 
 const argv = process.argv.slice(2);
@@ -29,7 +28,7 @@ function agentMs(log: string): number[] {
 }
 
 async function round(r: number): Promise<{ first: number; steady: number[]; readyMs: number }> {
-  const dir = mkdtempSync(join(tmpdir(), 'mcni-first-add-'));
+  const dir = benchTempDir('mcni-first-add-');
   mkdirSync(join(dir, 'pods'));
   for (let i = 0; i < ADDS; i++) writeFileSync(join(dir, 'pods', `p${i}.yaml`), pod(`p${i}`));
   const nets: PodNetns[] = [];

@@ -1,7 +1,8 @@
 // Shared benchmark plumbing: timed child processes, fresh pod namespaces with a veth already set up
 // (as the primary CNI leaves them), the agent as a child process, and /proc readings of a process.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statfsSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -9,16 +10,91 @@ export const ROOT = resolve(fileURLToPath(import.meta.url), '../..');
 export const SHIM = join(ROOT, 'build/Release/meshcni');
 export const NOOP = join(ROOT, 'build/bench/noop');
 
-/** Builds the static no-op binary that stands for the exec floor. */
+const TMPFS_MAGIC = 0x01021994;
+
+/**
+ * A temp dir for the agent's socket and state: on tmpfs when /dev/shm is one, as the deployed
+ * agent's /var/run/meshcni is (a node's /run). On a disk file system each record write costs a few
+ * hundred microseconds of metadata work that a node never pays.
+ */
+export function benchTempDir(prefix: string): string {
+  let root = tmpdir();
+  try {
+    if (statfsSync('/dev/shm').type === TMPFS_MAGIC) root = '/dev/shm';
+  } catch {
+    // no /dev/shm: the default temp dir
+  }
+  return mkdtempSync(join(root, prefix));
+}
+
+/** The C compiler the shim is built with (native/shim/Makefile): musl-gcc when there, else gcc. */
+export function shimCompiler(): string {
+  const r = spawnSync('sh', ['-c', 'command -v musl-gcc'], { encoding: 'utf8' });
+  return r.status === 0 && r.stdout.trim() ? r.stdout.trim() : 'gcc';
+}
+
+/**
+ * Builds the static no-op binary that stands for the exec floor, with the shim's own compiler and
+ * libc: a floor built against a slower-starting libc would flatter the shim.
+ */
 export function buildNoop(): string {
-  if (!existsSync(NOOP)) {
+  const cc = shimCompiler();
+  const stamp = `${NOOP}.cc`;
+  if (!existsSync(NOOP) || !existsSync(stamp) || readFileSync(stamp, 'utf8') !== cc) {
     mkdirSync(join(ROOT, 'build/bench'), { recursive: true });
-    execFileSync('gcc', ['-static', '-Os', '-s', '-o', NOOP, join(ROOT, 'bench/noop.c')]);
+    execFileSync(cc, ['-static', '-Os', '-s', '-o', NOOP, join(ROOT, 'bench/noop.c')]);
+    writeFileSync(stamp, cc);
   }
   return NOOP;
 }
 
 let nsCounter = 0;
+
+/** Runs `ip -batch` on the lines given (one process for all of them). */
+function ipBatch(lines: string[], check: boolean): void {
+  if (lines.length === 0) return;
+  const r = spawnSync('ip', ['-force', '-batch', '-'], { input: lines.join('\n') + '\n', stdio: ['pipe', 'ignore', 'pipe'] });
+  if (check && r.status !== 0) throw new Error(`ip -batch failed (${r.status}): ${r.stderr.toString().trim()}`);
+}
+
+/**
+ * Namespaces made during a timed section and torn down after it, all at once. Deleting a netns
+ * queues seconds of kernel work (cleanup_net: RCU grace periods, hook and conntrack teardown) that
+ * runs on a kworker while the next samples are taken, and lands on whichever path runs first; so no
+ * namespace is deleted while a section is being timed. `settle()` deletes them and waits it out.
+ */
+export class NetnsGroup {
+  private readonly members: PodNetns[] = [];
+  private readonly bare: string[] = [];
+
+  /** A pod netns with eth0 on a veth, addressed and up (as the primary CNI leaves it). */
+  pod(prefix: string, index: number): PodNetns {
+    const n = new PodNetns(prefix).create(index);
+    this.members.push(n);
+    return n;
+  }
+
+  /**
+   * `count` bare namespaces (loopback only) made by one `ip` process: for churn and soak, whose
+   * thousands of pods would otherwise spend minutes in `ip`. The rules meshcni programs do not
+   * depend on the pod's interfaces, so the commit is the same.
+   */
+  bareNamespaces(prefix: string, count: number): string[] {
+    const names = Array.from({ length: count }, () => `mcb-${prefix}-${process.pid}-${++nsCounter}`);
+    ipBatch(names.map((n) => `netns add ${n}`), true);
+    this.bare.push(...names);
+    return names.map((n) => `/var/run/netns/${n}`);
+  }
+
+  /** Deletes every namespace (and host-side veth) of the group, then waits for the kernel's teardown. */
+  async settle(ms = 2000): Promise<void> {
+    const lines = [...this.members.map((n) => `netns del ${n.name}`), ...this.members.map((n) => `link del ${n.hostIf}`), ...this.bare.map((n) => `netns del ${n}`)];
+    this.members.length = 0;
+    this.bare.length = 0;
+    ipBatch(lines, false);
+    if (lines.length > 0 && ms > 0) await new Promise((r) => setTimeout(r, ms));
+  }
+}
 
 /** A pod netns with eth0 (one end of a veth whose other end stays on the host), addressed, up. */
 export class PodNetns {
@@ -58,6 +134,13 @@ export function cpuMs(pid: number): number {
   return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
 }
 
+/** CPU time all CPUs spent busy (not idle, not waiting for I/O), in ms, from /proc/stat. */
+export function systemBusyMs(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
+  return ((user + nice + system + irq + softirq + steal) * 1000) / 100; // USER_HZ is 100; idle and iowait left out
+}
+
 export function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : NaN;
@@ -74,7 +157,9 @@ export async function startAgent(dir: string, extra: Record<string, unknown> = {
   const conf = { podsDir: join(dir, 'pods'), socketPath, stateDir: join(dir, 'state'), metricsAddress: '', reconcileIntervalSeconds: 0, logLevel: 'warn', ...extra };
   writeFileSync(cfg, Object.entries(conf).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join('\n') + '\n');
   let log = '';
-  const child = spawn(process.execPath, [join(ROOT, 'dist/cli/main.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // BENCH_AGENT_NODE_ARGS: extra Node flags for the agent, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const nodeArgs = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist/cli/main.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.on('data', (c: Buffer) => (log += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (log += c.toString()));
   const deadline = Date.now() + 20_000;

@@ -1,8 +1,8 @@
 // Where one ADD's time goes: the agent's pieces in this process (as the agent wires them), each
 // dependency wrapped with a clock, the shim exec'd by the C driver; the driver's and Node's clocks
 // are both CLOCK_MONOTONIC, so the shim's start lines up with the server's accept. Sequential ADDs,
-// each into a fresh netns; medians per phase. The kernel's commit comes from the driver's replay of
-// the same bytes into fresh netns in the same run.
+// each into a fresh netns; medians per phase. For reference, the driver replays the same bytes into
+// another fresh netns each iteration (the kernel floor), in its own run.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -15,7 +15,7 @@ import { CniSocketServer, type RequestTiming } from '../src/agent/server.js';
 import { PodStateStore } from '../src/agent/state.js';
 import { readTables, createBatch } from '../src/nft/apply.js';
 import type { Driver } from './driver.js';
-import { PodNetns, SHIM, shimAdd } from './harness.js';
+import { NetnsGroup, SHIM, shimAdd } from './harness.js';
 import { writePod } from './rules.js';
 import { summarize, table } from './stats.js';
 
@@ -72,43 +72,47 @@ export async function phases(dir: string, driver: Driver, iterations: number): P
   writeFileSync(batchFile, createBatch(plan.tables).buffer);
   const rows: Record<string, number[]> = {};
   const add = (k: string, v: number) => (rows[k] ??= []).push(v);
+  const group = new NetnsGroup();
   try {
     for (let i = 0; i < iterations; i++) {
-      const ns = new PodNetns('ph').create(i);
-      const floorNs = new PodNetns('phf').create(i);
-      try {
-        const { env, input } = shimAdd(socketPath, ns.path, { namespace: 'bench', name: 'web' }, `phase${i}`);
-        const stdin = join(jobs, `phase${i}.json`);
-        writeFileSync(stdin, input);
-        mark = {};
-        timing = undefined;
-        driver.exec('add', [SHIM], env as Record<string, string>, stdin);
+      const ns = group.pod('ph', i);
+      const floorNs = group.pod('phf', i);
+      const { env, input } = shimAdd(socketPath, ns.path, { namespace: 'bench', name: 'web' }, `phase${i}`);
+      const stdin = join(jobs, `phase${i}.json`);
+      writeFileSync(stdin, input);
+      const floor = async () => {
         driver.replay('floor', floorNs.path, batchFile);
-        const { results } = await driver.run(1);
-        const r = results.get('add')!;
-        if (r.status !== 0 || !timing) throw new Error(`phase ADD ${i} failed (status ${r.status})`);
-        const t = timing as RequestTiming;
-        const inHandler = mark.handlerOut! - mark.handlerIn!;
-        const floor = results.get('floor')!.ms;
-        add('1 shim exec, stdin/env parse, connect (spawn → accept)', t.acceptedAt - r.startMs);
-        add('2 request read (accept → whole request in)', t.receivedAt - t.acceptedAt);
-        add('3 JSON parse + request validation', mark.handlerIn! - t.receivedAt);
-        add('4 pod lookup', mark.lookup!);
-        add('5 plan (cached per pod shape)', mark.plan!);
-        add('6a apply: thread-pool hop, setns, socket, encode/copy', mark.apply! - floor);
-        add('6b apply: kernel commit (floor replay, same run)', floor);
-        add('7 record save wait, metrics, log, result', inHandler - mark.lookup! - mark.plan! - mark.apply!);
-        add('8 reply written (handler out → socket end)', t.answeredAt - mark.handlerOut!);
-        add('9 shim reads answer, prints, exits, reaped', r.startMs + r.ms - t.answeredAt);
-        add('= end to end (driver)', r.ms);
-      } finally {
-        ns.destroy();
-        floorNs.destroy();
-      }
+        const f = (await driver.run(1)).results.get('floor')!;
+        if (f.status !== 0) throw new Error(`kernel floor replay ${i} failed (status ${f.status})`);
+        return f.ms;
+      };
+      // The reference replay goes before or after the ADD, alternately.
+      const before = i % 2 === 0 ? await floor() : undefined;
+      mark = {};
+      timing = undefined;
+      driver.exec('add', [SHIM], env as Record<string, string>, stdin);
+      const { results } = await driver.run(1);
+      const r = results.get('add')!;
+      if (r.status !== 0 || !timing) throw new Error(`phase ADD ${i} failed (status ${r.status})`);
+      const floorMs = before ?? (await floor());
+      const t = timing as RequestTiming;
+      const inHandler = mark.handlerOut! - mark.handlerIn!;
+      add('1 shim exec, stdin/env parse, connect, agent wakes (spawn → accept)', t.acceptedAt - r.startMs);
+      add('2 request read (accept → whole request in)', t.receivedAt - t.acceptedAt);
+      add('3 JSON parse + request validation', mark.handlerIn! - t.receivedAt);
+      add('4 pod lookup', mark.lookup!);
+      add('5 plan (cached per pod shape)', mark.plan!);
+      add('6 apply: open + check netns, setns, socket, kernel commit (inline)', mark.apply!);
+      add('7 record save, metrics, log, result', inHandler - mark.lookup! - mark.plan! - mark.apply!);
+      add('8 reply written (handler out → socket end)', t.answeredAt - mark.handlerOut!);
+      add('9 shim wakes, reads answer, prints, exits, reaped', r.startMs + r.ms - t.answeredAt);
+      add('= end to end (driver)', r.ms);
+      add('(reference: kernel floor, the same bytes replayed by the C driver)', floorMs);
     }
   } finally {
     await server.close();
     await pods.stop();
+    await group.settle();
   }
   const p50 = Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, summarize(v).p50_ms]));
   return {

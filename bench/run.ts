@@ -3,14 +3,14 @@
 // bench/results/latest.json and an SVG of the latency distributions, and refreshes the README's
 // results table. Never fails on timing. `--quick` keeps it under two minutes (CI).
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { applyTables, createBatch } from '../src/nft/apply.js';
 import { Driver } from './driver.js';
 import { phases } from './phases.js';
 import { rulesForBench, scalePlan, writePod } from './rules.js';
-import { buildNoop, cpuMs, openFds, PodNetns, ROOT, rssKiB, SHIM, shimAdd, startAgent, stopAgent } from './harness.js';
+import { benchTempDir, buildNoop, cpuMs, systemBusyMs, NetnsGroup, openFds, PodNetns, ROOT, rssKiB, SHIM, shimAdd, startAgent, stopAgent } from './harness.js';
 import { latencySvg } from './plot.js';
 import { nowMs, summarize, table, type Summary } from './stats.js';
 
@@ -28,8 +28,8 @@ const PATHS: PathName[] = ['exec_floor', 'meshcni_e2e', 'meshcni_apply', 'kernel
 const which = (cmd: string): string => execFileSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).trim();
 
 /** The shim's CNI environment as strings, with its stdin written to a file for the driver. */
-function shimJob(dir: string, socketPath: string, ns: PodNetns, pod: { namespace: string; name: string }, containerId: string, command = 'ADD') {
-  const { env, input } = shimAdd(socketPath, ns.path, pod, containerId);
+function shimJob(dir: string, socketPath: string, netnsPath: string, pod: { namespace: string; name: string }, containerId: string, command = 'ADD') {
+  const { env, input } = shimAdd(socketPath, netnsPath, pod, containerId);
   const stdin = join(dir, `${containerId}.json`);
   writeFileSync(stdin, input);
   return { env: { ...(env as Record<string, string>), CNI_COMMAND: command }, stdin };
@@ -58,11 +58,13 @@ async function latency(dir: string, driver: Driver): Promise<Record<PathName, nu
   const pathEnv = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
   const inNs = (n: PodNetns, ...cmd: string[]) => [bin.nsenter, `--net=${n.path}`, ...cmd];
   const samples = Object.fromEntries(PATHS.map((p) => [p, [] as number[]])) as Record<PathName, number[]>;
+  const group = new NetnsGroup();
   try {
     for (let i = 0; i < ITER; i++) {
-      // Fresh namespaces for every path that programs one, made before the clock starts.
-      const ns = Object.fromEntries(PATHS.map((p) => [p, new PodNetns(p.slice(0, 4)).create(i)])) as Record<PathName, PodNetns>;
-      try {
+      // Fresh namespaces for every path that programs one, made before the clock starts; all are
+      // deleted after the section (see NetnsGroup).
+      const ns = Object.fromEntries(PATHS.map((p) => [p, group.pod(p.slice(0, 4), i)])) as Record<PathName, PodNetns>;
+      {
         // Rotate the order so no path always runs first (cache warmth, kernel work queues).
         const order = PATHS.map((_, k) => PATHS[(k + i) % PATHS.length]!).filter((p) => p !== 'meshcni_apply');
         for (const p of order) {
@@ -72,7 +74,7 @@ async function latency(dir: string, driver: Driver): Promise<Record<PathName, nu
               driver.exec(p, [noop]);
               break;
             case 'meshcni_e2e': {
-              const j = shimJob(jobsDir, agent.socketPath, n, { namespace: 'bench', name: 'web' }, `bench${i}e2e`);
+              const j = shimJob(jobsDir, agent.socketPath, n.path, { namespace: 'bench', name: 'web' }, `bench${i}e2e`);
               driver.exec(p, [SHIM], j.env, j.stdin);
               break;
             }
@@ -111,12 +113,11 @@ async function latency(dir: string, driver: Driver): Promise<Record<PathName, nu
         }
         const ms = (id: string) => results.get(id)!.ms;
         for (const p of order) samples[p].push(p === 'istio_cni_way' ? ms('istio_go') + ms('istio_v4') + ms('istio_v6') : ms(p));
-      } finally {
-        for (const n of Object.values(ns)) n.destroy();
       }
     }
   } finally {
     await stopAgent(agent.child);
+    await group.settle();
   }
   return samples;
 }
@@ -127,6 +128,12 @@ interface ChurnResult {
   p90_ms: number;
   p99_ms: number;
   agent_cpu_ms_per_pod: number;
+  /** The shim processes' own CPU (rusage): exec, parse, wait, print. */
+  shim_cpu_ms_per_pod: number;
+  /** Every CPU's busy time during the ADDs (agent, shims, driver, kernel workers) per pod. */
+  machine_cpu_ms_per_pod: number;
+  /** What the machine's cores could do at that CPU cost per pod: the CPU-bound ceiling. */
+  cpu_bound_pods_per_s: number;
   n: number;
 }
 
@@ -140,35 +147,52 @@ async function churn(dir: string, driver: Driver): Promise<{ levels: Record<stri
   const levels: Record<string, ChurnResult> = {};
   const soak: Record<string, number> = {};
   /** ADDs (at `concurrency`) then DELs of pods [from, from+count) in fresh netns, through the shim, by the driver. */
-  const round = async (tag: string, from: number, count: number, concurrency: number) => {
-    const nets = Array.from({ length: count }, (_, k) => new PodNetns(tag).create(from + k));
+  const round = async (tag: string, from: number, count: number, concurrency: number, settleMs: number) => {
+    const group = new NetnsGroup();
     try {
+      const nets = group.bareNamespaces(tag, count);
       const jobs = nets.map((net, k) => shimJob(jobsDir, agent.socketPath, net, { namespace: 'churn', name: `p${(from + k) % CHURN_PODS}` }, `${tag}x${from + k}`));
       jobs.forEach((j, k) => driver.exec(String(k), [SHIM], j.env, j.stdin));
       const cpu0 = cpuMs(pid);
+      const busy0 = systemBusyMs();
       const add = await driver.run(concurrency);
       const cpu = cpuMs(pid) - cpu0;
+      const busy = systemBusyMs() - busy0;
       const failed = [...add.results].filter(([, r]) => r.status !== 0);
       if (failed.length > 0) throw new Error(`${failed.length} of ${count} ADDs failed at concurrency ${concurrency} (${tag})`);
       jobs.forEach((j, k) => driver.exec(String(k), [SHIM], { ...j.env, CNI_COMMAND: 'DEL' }, j.stdin));
-      await driver.run(8);
-      return { add, cpu };
+      const del = await driver.run(8);
+      const delFailed = [...del.results].filter(([, r]) => r.status !== 0);
+      if (delFailed.length > 0) throw new Error(`${delFailed.length} of ${count} DELs failed (${tag})`);
+      return { add, cpu, busy };
     } finally {
-      for (const net of nets) net.destroy();
+      await group.settle(settleMs);
     }
   };
   try {
     for (const c of CHURN_LEVELS) {
       const n = Math.min(CHURN_PODS, Math.max(c * 4, quick ? 100 : 400));
-      const { add, cpu } = await round(`c${c}`, 0, n, c);
+      const { add, cpu, busy } = await round(`c${c}`, 0, n, c, 3000);
       const s = summarize([...add.results.values()].map((r) => r.ms));
-      levels[String(c)] = { pods_per_s: Math.round((n / add.wallMs) * 1000 * 10) / 10, p50_ms: s.p50_ms, p90_ms: s.p90_ms, p99_ms: s.p99_ms, agent_cpu_ms_per_pod: Math.round((cpu / n) * 1000) / 1000, n };
+      const r3 = (x: number) => Math.round(x * 1000) / 1000;
+      const shimCpu = [...add.results.values()].reduce((a, r) => a + r.cpuMs, 0);
+      levels[String(c)] = {
+        pods_per_s: Math.round((n / add.wallMs) * 1000 * 10) / 10,
+        p50_ms: s.p50_ms,
+        p90_ms: s.p90_ms,
+        p99_ms: s.p99_ms,
+        agent_cpu_ms_per_pod: r3(cpu / n),
+        shim_cpu_ms_per_pod: r3(shimCpu / n),
+        machine_cpu_ms_per_pod: r3(busy / n),
+        cpu_bound_pods_per_s: Math.round((cpus().length * 1000) / (busy / n)),
+        n,
+      };
     }
     if (SOAK_PODS > 0) {
       soak.rss_kib_before = rssKiB(pid);
       soak.fds_before = openFds(pid);
-      for (let start = 0; start < SOAK_PODS; start += 128) await round('soak', start, Math.min(128, SOAK_PODS - start), 32);
-      await new Promise((r) => setTimeout(r, 1000));
+      for (let start = 0; start < SOAK_PODS; start += 128) await round('soak', start, Math.min(128, SOAK_PODS - start), 32, 0);
+      await new Promise((r) => setTimeout(r, 3000));
       soak.pods = SOAK_PODS;
       soak.rss_kib_after = rssKiB(pid);
       soak.fds_after = openFds(pid);
@@ -193,9 +217,10 @@ async function scale(dir: string, driver: Driver): Promise<Record<string, Record
     const file = join(dir, `scale${size}.nft`);
     writeFileSync(file, plans.nft.text);
     const s: Record<string, number[]> = { iptables: [], nft: [], nft_file: [] };
-    for (let i = 0; i < SCALE_ITER; i++) {
-      const n = { iptables: new PodNetns('sci').create(i), nft: new PodNetns('scn').create(i), file: new PodNetns('scf').create(i) };
-      try {
+    const group = new NetnsGroup();
+    try {
+      for (let i = 0; i < SCALE_ITER; i++) {
+        const n = { iptables: group.pod('sci', i), nft: group.pod('scn', i), file: group.pod('scf', i) };
         for (const layout of ['iptables', 'nft'] as const) {
           const t0 = nowMs();
           await applyTables(n[layout].path, plans[layout].tables);
@@ -205,9 +230,9 @@ async function scale(dir: string, driver: Driver): Promise<Record<string, Record
         const f = (await driver.run(1)).results.get('f')!;
         if (f.status !== 0) throw new Error(`nft -f of the ${size}-entry ruleset failed (status ${f.status})`);
         s.nft_file!.push(f.ms);
-      } finally {
-        for (const x of Object.values(n)) x.destroy();
       }
+    } finally {
+      await group.settle();
     }
     for (const k of Object.keys(s)) out[k]![String(size)] = summarize(s[k]!);
   }
@@ -238,7 +263,7 @@ function updateReadme(text: string): void {
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('benchmarks program network namespaces: run as root');
-  const dir = mkdtempSync(join(tmpdir(), 'mcni-bench-'));
+  const dir = benchTempDir('mcni-bench-');
   try {
     const m = machine();
     console.log(`meshcni benchmarks (${quick ? 'quick' : 'full'}): ${m.cpus}, ${m.memory_gib} GiB, kernel ${m.kernel}, node ${m.node}, commit ${m.commit}\n`);
@@ -265,8 +290,8 @@ async function main(): Promise<void> {
     console.log(`where one ADD's time goes (agent pieces in the bench process, shim by the driver, fresh netns each)\n${ph.table}\n`);
     const ch = await churn(join(dir, 'churn'), driver);
     const churnTable = table(
-      ['concurrency', 'pods', 'pods/s', 'p50 ms', 'p90 ms', 'p99 ms', 'agent CPU ms/pod'],
-      Object.entries(ch.levels).map(([c, r]) => [c, r.n, r.pods_per_s, r.p50_ms, r.p90_ms, r.p99_ms, r.agent_cpu_ms_per_pod]),
+      ['concurrency', 'pods', 'pods/s', 'p50 ms', 'p90 ms', 'p99 ms', 'agent CPU ms/pod', 'shim CPU ms/pod', 'machine CPU ms/pod', 'CPU-bound pods/s'],
+      Object.entries(ch.levels).map(([c, r]) => [c, r.n, r.pods_per_s, r.p50_ms, r.p90_ms, r.p99_ms, r.agent_cpu_ms_per_pod, r.shim_cpu_ms_per_pod, r.machine_cpu_ms_per_pod, r.cpu_bound_pods_per_s]),
     );
     console.log(`churn: concurrent ADDs through the shim against one agent\n${churnTable}\n`);
     if (ch.soak.pods) console.log(`soak: ${ch.soak.pods} pods: RSS ${ch.soak.rss_kib_before} → ${ch.soak.rss_kib_after} KiB, fds ${ch.soak.fds_before} → ${ch.soak.fds_after}\n`);
