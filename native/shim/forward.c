@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,12 +73,21 @@ static enum agent_outcome connect_agent(const char *path, long deadline, int *fd
   }
 }
 
-static enum agent_outcome send_all(int fd, const char *buf, size_t len, long deadline, struct agent_reply *r) {
-  while (len > 0) {
-    ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+/* Sends the head and the body as one message where the socket takes it whole: each separate send
+ * wakes the agent once more (and, on a busy node, switches CPUs once more) for half a request. */
+static enum agent_outcome send_all(int fd, const char *head, size_t head_len, const char *body, size_t body_len, long deadline,
+                                   struct agent_reply *r) {
+  struct iovec iov[2] = {{(void *)head, head_len}, {(void *)body, body_len}};
+  struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+  while (iov[0].iov_len + iov[1].iov_len > 0) {
+    ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
     if (n >= 0) {
-      buf += n;
-      len -= (size_t)n;
+      for (int i = 0; i < 2; i++) {
+        size_t take = (size_t)n < iov[i].iov_len ? (size_t)n : iov[i].iov_len;
+        iov[i].iov_base = (char *)iov[i].iov_base + take;
+        iov[i].iov_len -= take;
+        n -= (ssize_t)take;
+      }
       continue;
     }
     if (errno == EINTR) continue;
@@ -278,8 +288,7 @@ enum agent_outcome agent_post(const char *socket_path, const char *body, size_t 
   int fd = -1;
   enum agent_outcome o = connect_agent(socket_path, deadline, &fd, r);
   if (o != AGENT_OK) return o;
-  o = send_all(fd, head, (size_t)hn, deadline, r);
-  if (o == AGENT_OK) o = send_all(fd, body, body_len, deadline, r);
+  o = send_all(fd, head, (size_t)hn, body, body_len, deadline, r);
   if (o == AGENT_OK) o = read_answer(fd, deadline, r);
   else if (o == AGENT_DOWN) o = answer_after_reset(fd, deadline, r);
   (void)close(fd); /* the answer is in hand; a failed close cannot change it */
