@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { applyTables, createBatch } from '../src/nft/apply.js';
-import { Driver } from './driver.js';
+import { Driver, type JobResult } from './driver.js';
 import { phases } from './phases.js';
 import { rulesForBench, scalePlan, writePod } from './rules.js';
 import { benchTempDir, buildNoop, cpuMs, systemBusyMs, NetnsGroup, openFds, PodNetns, ROOT, rssKiB, SHIM, shimAdd, startAgent, stopAgent } from './harness.js';
@@ -64,56 +64,62 @@ async function latency(dir: string, driver: Driver): Promise<Record<PathName, nu
       // Fresh namespaces for every path that programs one, made before the clock starts; all are
       // deleted after the section (see NetnsGroup).
       const ns = Object.fromEntries(PATHS.map((p) => [p, group.pod(p.slice(0, 4), i)])) as Record<PathName, PodNetns>;
-      {
-        // Rotate the order so no path always runs first (cache warmth, kernel work queues).
-        const order = PATHS.map((_, k) => PATHS[(k + i) % PATHS.length]!).filter((p) => p !== 'meshcni_apply');
-        for (const p of order) {
-          const n = ns[p];
-          switch (p) {
-            case 'exec_floor':
-              driver.exec(p, [noop]);
-              break;
-            case 'meshcni_e2e': {
-              const j = shimJob(jobsDir, agent.socketPath, n.path, { namespace: 'bench', name: 'web' }, `bench${i}e2e`);
-              driver.exec(p, [SHIM], j.env, j.stdin);
-              break;
-            }
-            case 'kernel_floor':
-              driver.replay(p, n.path, files.batch);
-              break;
-            case 'istio_cni_way':
-              // What istio-cni's Go plug-in costs per pod: a Go binary's start, then both restores
-              // as processes inside the netns (summed below).
-              driver.exec('istio_go', [bin.loopback], { CNI_COMMAND: 'VERSION' }, files.version);
-              driver.exec('istio_v4', inNs(n, 'iptables-nft-restore', files.v4), pathEnv);
-              driver.exec('istio_v6', inNs(n, 'ip6tables-nft-restore', files.v6), pathEnv);
-              break;
-            case 'iptables_nft_restore':
-              driver.exec(p, inNs(n, 'iptables-nft-restore', files.v4), pathEnv);
-              break;
-            case 'iptables_legacy_restore':
-              driver.exec(p, inNs(n, 'iptables-legacy-restore', files.v4), pathEnv);
-              break;
-            case 'nft_file':
-              driver.exec(p, inNs(n, 'nft', '-f', files.nft), pathEnv);
-              break;
-          }
-        }
-        // The in-process apply goes before or after the driver's round, alternately.
-        const apply = async () => {
-          const t0 = nowMs();
-          await applyTables(ns.meshcni_apply.path, rules.tables);
-          samples.meshcni_apply.push(nowMs() - t0);
-        };
-        if (i % 2 === 0) await apply();
-        const { results } = await driver.run(1);
-        if (i % 2 === 1) await apply();
-        for (const [id, r] of results) {
+      // Rotate the order so no path always runs first (cache warmth, kernel work queues). The
+      // in-process apply takes its turn in the rotation like the rest: the driver runs what is
+      // queued before it, then the apply is timed, then the driver runs the rest.
+      const order = PATHS.map((_, k) => PATHS[(k + i) % PATHS.length]!);
+      const results = new Map<string, JobResult>();
+      const runQueued = async () => {
+        for (const [id, r] of (await driver.run(1)).results) {
           if (r.status !== 0) throw new Error(`bench job ${id} failed with status ${r.status}`);
+          results.set(id, r);
         }
-        const ms = (id: string) => results.get(id)!.ms;
-        for (const p of order) samples[p].push(p === 'istio_cni_way' ? ms('istio_go') + ms('istio_v4') + ms('istio_v6') : ms(p));
+      };
+      let queued = 0;
+      for (const p of order) {
+        const n = ns[p];
+        queued++;
+        switch (p) {
+          case 'meshcni_apply': {
+            if (queued > 1) await runQueued();
+            queued = 0;
+            const t0 = nowMs();
+            await applyTables(n.path, rules.tables);
+            samples.meshcni_apply.push(nowMs() - t0);
+            break;
+          }
+          case 'exec_floor':
+            driver.exec(p, [noop]);
+            break;
+          case 'meshcni_e2e': {
+            const j = shimJob(jobsDir, agent.socketPath, n.path, { namespace: 'bench', name: 'web' }, `bench${i}e2e`);
+            driver.exec(p, [SHIM], j.env, j.stdin);
+            break;
+          }
+          case 'kernel_floor':
+            driver.replay(p, n.path, files.batch);
+            break;
+          case 'istio_cni_way':
+            // What istio-cni's Go plug-in costs per pod: a Go binary's start, then both restores
+            // as processes inside the netns (summed below).
+            driver.exec('istio_go', [bin.loopback], { CNI_COMMAND: 'VERSION' }, files.version);
+            driver.exec('istio_v4', inNs(n, 'iptables-nft-restore', files.v4), pathEnv);
+            driver.exec('istio_v6', inNs(n, 'ip6tables-nft-restore', files.v6), pathEnv);
+            break;
+          case 'iptables_nft_restore':
+            driver.exec(p, inNs(n, 'iptables-nft-restore', files.v4), pathEnv);
+            break;
+          case 'iptables_legacy_restore':
+            driver.exec(p, inNs(n, 'iptables-legacy-restore', files.v4), pathEnv);
+            break;
+          case 'nft_file':
+            driver.exec(p, inNs(n, 'nft', '-f', files.nft), pathEnv);
+            break;
+        }
       }
+      if (queued > 0) await runQueued();
+      const ms = (id: string) => results.get(id)!.ms;
+      for (const p of order) if (p !== 'meshcni_apply') samples[p].push(p === 'istio_cni_way' ? ms('istio_go') + ms('istio_v4') + ms('istio_v6') : ms(p));
     }
   } finally {
     await stopAgent(agent.child);
