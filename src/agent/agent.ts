@@ -237,7 +237,7 @@ export class Agent {
     }
     if (this.settings.warmStart) {
       this.notReady = 'warming the ADD path';
-      await warmHotPath({ planPod: this.planPod, applyPlan, readTables, log: this.log });
+      await warmHotPath({ planPod: this.planPod, applyPlan, readTables, log: this.log, stateDir: this.settings.stateDir });
     }
     this.ready = true;
     // Chained in, serving, pod source synced: now the scheduler may send pods here.

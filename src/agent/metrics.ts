@@ -23,9 +23,10 @@ export const BUILD_VERSION: string = (JSON.parse(readFileSync(new URL('../../pac
 // stuck netns shows up in its own bucket instead of only in +Inf.
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
-export function createMetrics(nodeName: string = process.env.NODE_NAME || hostname()): AgentMetrics {
+/** `processDefaults: false` leaves out Node's process metrics (and their event-loop monitor): for throwaway registries. */
+export function createMetrics(nodeName: string = process.env.NODE_NAME || hostname(), opts: { processDefaults?: boolean } = {}): AgentMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  if (opts.processDefaults !== false) collectDefaultMetrics({ register: registry });
   const buildInfo = new Gauge({
     name: 'meshcni_build_info',
     help: 'Always 1; the labels say which meshcni build runs on which node and Node.js.',

@@ -1,6 +1,7 @@
 // Warm start (behaviour only; its timing is in bench/first-add.ts): the agent runs the ADD hot path
 // into a throwaway netns before it is ready, leaves nothing behind, and can be turned off. Root.
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { World } from './helpers.js';
 
@@ -25,13 +26,17 @@ function childrenOf(pid: number): string[] {
 }
 
 describe('warm start', () => {
-  it('plans, applies and reads back a representative pod in a throwaway netns before reporting ready', async () => {
+  it('plans varied pods, then ADDs and DELs a representative pod through the CNI handler in a throwaway netns, before reporting ready', async () => {
     const w = new World();
     worlds.push(w);
     await w.startAgent();
     const lines = w.agentLog.split('\n').filter((l) => l.includes('hot path warmed') || l.includes('meshcni agent ready'));
-    expect(lines[0]).toContain('"steps":["plan","apply","read"]');
+    expect(lines[0]).toContain('"steps":["plan","add","del","read"]');
     expect(lines[1]).toContain('meshcni agent ready'); // warmed first, ready after
+    // Invisible to operators: no log line of the warm-up's own ADD, no record left, nothing recorded.
+    expect(w.agentLog).not.toContain('meshcni-warm-start"');
+    expect(existsSync(join(w.stateDir, 'warm-start'))).toBe(false);
+    expect(readdirSync(join(w.stateDir, 'pods'))).toEqual([]);
     // The throwaway netns's holder is gone: no `unshare` child of the agent remains.
     expect(childrenOf(w.agent!.pid!)).toEqual([]);
   });
