@@ -11,7 +11,8 @@ import { podKeyOf, type PodSource } from './pods/source.js';
 export interface PodIndexSyncDeps {
   stateDir: string;
   pods: PodSource;
-  planPod: (pod: Record<string, unknown>) => PodPlan;
+  /** The ADD's capture decision (for big pods, without building their rules); throws on bad annotations. */
+  planPod: (pod: Record<string, unknown>) => Pick<PodPlan, 'capture'>;
   excludeNamespaces: readonly string[];
   log: Logger;
   debounceMs?: number;

@@ -5,13 +5,13 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
-import type { PodPlan } from './handler.js';
+import type { LocalPlan, PodPlan } from './handler.js';
 import { rulesDigest } from './handler.js';
 
 type CapturePlan = Extract<PodPlan, { capture: true }>;
 
 export interface WarmDeps {
-  planPod: (pod: Record<string, unknown>) => PodPlan;
+  planPod: (pod: Record<string, unknown>) => LocalPlan;
   applyPlan: (netns: string, plan: CapturePlan) => Promise<unknown>;
   readTables: (netns: string) => Promise<unknown>;
   log: Logger;

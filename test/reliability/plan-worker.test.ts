@@ -5,10 +5,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { makePlanner } from '../../src/agent/agent.js';
 import { CniError } from '../../src/agent/cni.js';
-import { rulesDigest } from '../../src/agent/handler.js';
 import { computeRulesDigest } from '../../src/agent/plan-build.js';
 import { BIG_POD_LIST_ENTRIES, listEntries, PlanPool } from '../../src/agent/plan-pool.js';
 import { DEFAULT_CAPTURE_CONFIG } from '../../src/capture/config.js';
+import { readTables } from '../../src/nft/apply.js';
+import { tableLabels } from '../../src/nft/remove.js';
+import { diffTables } from '../../src/nft/ruleset.js';
 import { saveIn } from '../e2e/helpers.js';
 import { NetnsPool, netnsPath } from '../helpers/netns.js';
 import { AgentWorld, cni } from './helpers.js';
@@ -52,14 +54,42 @@ describe('plan worker pool', () => {
     expect(3 * N).toBeGreaterThan(BIG_POD_LIST_ENTRIES);
   });
 
-  it('plans in the worker exactly what the in-thread planner plans (tables survive the structured clone)', async () => {
+  it('keeps a big plan in the worker: the agent thread gets digest, labels and summary; the kernel gets exactly the in-thread rules', async () => {
     const pod = podObject('same', bigAnnotations(2));
     const inThread = makePlanner(DEFAULT_CAPTURE_CONFIG)(pod);
-    const fromWorker = await pool().plan(pod, 'big/same');
-    expect(fromWorker).toEqual(inThread);
-    // The digest came from the worker (seeded for this ruleset object); it must be the in-thread one.
-    expect(fromWorker.capture && inThread.capture).toBe(true);
-    if (fromWorker.capture && inThread.capture) expect(rulesDigest(fromWorker.tables)).toBe(computeRulesDigest(inThread.tables));
+    const p = pool();
+    const fromWorker = await p.plan(pod, 'big/same');
+    if (!inThread.capture || !fromWorker.capture || !('held' in fromWorker)) throw new Error('both plans should capture, the worker one held');
+    expect('tables' in fromWorker).toBe(false);
+    expect(fromWorker.held.digest).toBe(computeRulesDigest(inThread.tables));
+    expect(fromWorker.held.labels).toEqual(tableLabels(inThread.tables));
+    expect(fromWorker.summary).toEqual(inThread.summary);
+    const ns = netnses.create();
+    expect((await fromWorker.held.diff(netnsPath(ns))).length).toBeGreaterThan(0); // nothing programmed yet
+    await fromWorker.held.apply(netnsPath(ns));
+    // The kernel is the judge: what the worker programmed is what the in-thread plan says, to the rule.
+    expect(diffTables(inThread.tables, await readTables(netnsPath(ns)))).toEqual([]);
+    expect(await fromWorker.held.diff(netnsPath(ns))).toEqual([]);
+    expect(saveIn(ns).split('\n').filter((l) => /^-A ISTIO_OUTPUT -d 10\.\d+\.\d+\.2\/32 -j RETURN$/.test(l))).toHaveLength(N);
+    expect(p.counts).toEqual({ plan: 1, apply: 1, diff: 2 });
+    fromWorker.held.release();
+  });
+
+  it('replaces an idle worker whose heap stayed big, never while it holds a plan', async () => {
+    const p = pool({ recycleHeapBytes: 1 }); // every heap is "big": recycling is due after each request
+    const first = await p.plan(podObject('r1', bigAnnotations(12)), 'big/r1');
+    await new Promise((r) => setImmediate(r));
+    expect(p.recycled).toBe(0); // held: the worker must stay to apply it
+    if (!first.capture || !('held' in first)) throw new Error('expected a held plan');
+    const ns = netnses.create();
+    await first.held.apply(netnsPath(ns));
+    first.held.release();
+    expect(p.recycled).toBe(1);
+    const second = await p.plan(podObject('r2', bigAnnotations(13)), 'big/r2');
+    expect(p.started).toBe(2);
+    if (!second.capture || !('held' in second)) throw new Error('expected a held plan');
+    expect(await second.held.diff(netnsPath(ns))).not.toEqual([]); // another pod's rules: they differ
+    second.held.release();
   });
 
   it('fails with CNI code 11 naming the pod when the queue is full, and still plans the queued ones', async () => {
@@ -94,6 +124,18 @@ describe('plan worker pool', () => {
     expect(e.message).toMatch(/pod big\/c1: the plan worker exited with code 7/);
     expect(next.status).toBe('fulfilled');
     expect(p.started).toBe(2);
+  });
+
+  it('a plan held by a worker that died cannot be applied: its ADD fails naming the pod, nothing is programmed', async () => {
+    const p = pool({ testHooks: true });
+    const held = await p.plan(podObject('h1', bigAnnotations(14)), 'big/h1');
+    await p.planAndCrash(podObject('h2', bigAnnotations(15)), 'big/h2').catch(() => undefined);
+    if (!held.capture || !('held' in held)) throw new Error('expected a held plan');
+    const ns = netnses.create();
+    const err = await held.held.apply(netnsPath(ns)).then(() => null, (e: unknown) => e as CniError);
+    expect(err).toBeInstanceOf(CniError);
+    expect(err!.message).toMatch(/pod big\/h1: the plan worker was restarted since this pod was planned/);
+    expect(await readTables(netnsPath(ns))).toEqual([]);
   });
 });
 
