@@ -39,6 +39,8 @@ export interface AgentDeps {
   };
   /** Injected node lifecycle (tests); otherwise built in Kubernetes mode from the settings. */
   lifecycle?: NodeLifecycle;
+  /** Injected plan worker pool (tests, with its test hooks); otherwise one for the capture settings. */
+  planPool?: PlanPool;
 }
 
 /** While the installer waits (as long as it takes, in serve), say so this often: the agent is not ready meanwhile. */
@@ -131,7 +133,7 @@ export class Agent {
     const capture = parseCaptureConfig(settings.capture);
     this.planPod = makePlanner(capture);
     this.excludeNamespaces = capture.excludeNamespaces;
-    this.planPool = new PlanPool(capture);
+    this.planPool = deps.planPool ?? new PlanPool(capture);
     this.state = new PodStateStore(settings.stateDir);
     this.pods = deps.pods ?? Agent.podSourceFor(settings, log);
     const handler = createCniHandler({

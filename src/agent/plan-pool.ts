@@ -154,6 +154,20 @@ export class PlanPool {
     return { capture: true, layout: p.layout, summary: p.summary, held: rules };
   }
 
+  /**
+   * Test hook (needs testHooks): blocks the worker thread until the returned function is called,
+   * so a test can hold a big pod's request pending and watch other pods' requests go by.
+   */
+  pauseWorker(): () => void {
+    if (this.opts.testHooks !== true) throw new Error('pauseWorker is a test hook: create the pool with testHooks');
+    const gate = new Int32Array(new SharedArrayBuffer(4));
+    (this.worker ?? this.spawn()).postMessage({ op: 'pause', gate });
+    return () => {
+      Atomics.store(gate, 0, 1);
+      Atomics.notify(gate, 0);
+    };
+  }
+
   /** A request on a held plan goes ahead of waiting plans: it finishes a pod and frees its rules. */
   private async onHeld(handle: Handle, who: string, req: WorkerRequest): Promise<WorkerAnswer> {
     if (!this.held.has(handle) || handle.worker !== this.worker) {

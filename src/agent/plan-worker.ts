@@ -49,9 +49,14 @@ async function run(m: WorkerRequest): Promise<WorkerAnswer> {
   }
 }
 
-parentPort?.on('message', (m: WorkerRequest | { op: 'release'; handle: number }) => {
+parentPort?.on('message', (m: WorkerRequest | { op: 'release'; handle: number } | { op: 'pause'; gate: Int32Array }) => {
   if (m.op === 'release') {
     held.delete(m.handle);
+    return;
+  }
+  // Test hook: the thread sleeps until the test opens the gate (PlanPool.pauseWorker).
+  if (m.op === 'pause') {
+    if (testHooks === true) Atomics.wait(m.gate, 0, 0);
     return;
   }
   // Test hook: lets the pool's crash recovery be tested against a real dying worker.

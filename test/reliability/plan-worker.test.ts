@@ -3,9 +3,11 @@
 // correctly (read back from the kernel), a full queue says "try again later" naming the pod, and a
 // worker that fails or dies fails only its own request. Ordering and outcomes only, no timing.
 import { afterEach, describe, expect, it } from 'vitest';
-import { makePlanner } from '../../src/agent/agent.js';
+import { spawnSync } from 'node:child_process';
+import { Agent, makePlanner } from '../../src/agent/agent.js';
+import { parseSettings } from '../../src/agent/config.js';
 import { CniError } from '../../src/agent/cni.js';
-import { computeRulesDigest } from '../../src/agent/plan-build.js';
+import { buildPlan, captureDecision, computeRulesDigest } from '../../src/agent/plan-build.js';
 import { BIG_POD_LIST_ENTRIES, listEntries, PlanPool } from '../../src/agent/plan-pool.js';
 import { DEFAULT_CAPTURE_CONFIG } from '../../src/capture/config.js';
 import { readTables } from '../../src/nft/apply.js';
@@ -52,6 +54,32 @@ describe('plan worker pool', () => {
     expect(listEntries(podObject('a', bigAnnotations(1)))).toBe(3 * N);
     expect(listEntries(podObject('a', { 'istio.io/reroute-virtual-interfaces': 'tap0,tap1', 'app.kubernetes.io/name': 'x,y,z' }))).toBe(2);
     expect(3 * N).toBeGreaterThan(BIG_POD_LIST_ENTRIES);
+  });
+
+  it('decides a big pod for the pod index as planning would, without building its rules', () => {
+    const cases: Record<string, string>[] = [
+      bigAnnotations(18),
+      { ...bigAnnotations(18), 'sidecar.istio.io/inject': 'false' },
+      { ...bigAnnotations(18), 'traffic.sidecar.istio.io/excludeInboundPorts': `${ports(18)},70000` },
+    ];
+    for (const annotations of cases) {
+      const pod = podObject('decide', annotations);
+      const planned = ((): unknown => {
+        try {
+          return buildPlan(pod, DEFAULT_CAPTURE_CONFIG).capture;
+        } catch (e) {
+          return (e as Error).message;
+        }
+      })();
+      const decided = ((): unknown => {
+        try {
+          return captureDecision(pod, DEFAULT_CAPTURE_CONFIG).capture;
+        } catch (e) {
+          return (e as Error).message;
+        }
+      })();
+      expect(decided).toEqual(planned);
+    }
   });
 
   it('keeps a big plan in the worker: the agent thread gets digest, labels and summary; the kernel gets exactly the in-thread rules', async () => {
@@ -180,5 +208,64 @@ describe('the agent plans big pods off the event loop', () => {
     expect(bad.status).toBe(400);
     expect(bad.text).toMatch(/pod big\/broken: .*excludeInboundPorts.*70000/);
     expect(ok.status, ok.text).toBe(200);
+  });
+
+  it('CHECKs a big pod in the worker (plan and compare), answering an ordinary ADD meanwhile', async () => {
+    world = new AgentWorld();
+    world.addPod({ namespace: 'big', name: 'huge', annotations: bigAnnotations(16) });
+    world.addPod({ namespace: 'big', name: 'plain' });
+    const planPool = new PlanPool(DEFAULT_CAPTURE_CONFIG, { testHooks: true });
+    const agent = new Agent(parseSettings({ podsDir: world.podsDir, socketPath: world.socketPath, stateDir: world.stateDir, metricsAddress: '', reconcileIntervalSeconds: 0 }, 'test'), world.logs.logger, { planPool });
+    world.agent = agent;
+    await agent.start();
+    await agent.reconcile(); // the start-up pass (it plans the running big pod once, to see it is uncaptured)
+    const base = { ...planPool.counts };
+    const since = (): Record<string, number> => ({ plan: planPool.counts.plan - base.plan, apply: planPool.counts.apply - base.apply, diff: planPool.counts.diff - base.diff });
+    const bigNs = netnsPath(netnses.create());
+    const added = await cni(world.socketPath, { command: 'ADD', containerId: 'cchk', netns: bigNs, pod: { namespace: 'big', name: 'huge' } });
+    expect(added.status, added.text).toBe(200);
+    expect(since()).toEqual({ plan: 1, apply: 1, diff: 0 });
+
+    // The worker is held: the big CHECK stays pending until it is let go.
+    const resume = planPool.pauseWorker();
+    const done: string[] = [];
+    const check = cni(world.socketPath, { command: 'CHECK', containerId: 'cchk', netns: bigNs, pod: { namespace: 'big', name: 'huge' } }).then((r) => (done.push('check'), r));
+    while (planPool.pending === 0) await new Promise((r) => setImmediate(r));
+    const plain = await cni(world.socketPath, { command: 'ADD', containerId: 'cplain3', netns: netnsPath(netnses.create()), pod: { namespace: 'big', name: 'plain' } });
+    done.push('plain');
+    resume();
+    const checked = await check;
+    expect(plain.status, plain.text).toBe(200);
+    expect(checked.status, checked.text).toBe(200);
+    expect(done).toEqual(['plain', 'check']);
+    expect(since()).toEqual({ plan: 2, apply: 1, diff: 1 });
+
+    // Drift in the big pod: CHECK (in the worker) names it.
+    spawnSync('ip', ['netns', 'exec', bigNs.split('/').pop()!, 'iptables-nft', '-t', 'nat', '-D', 'ISTIO_OUTPUT', '-d', '10.7.207.16/32', '-j', 'RETURN'], { stdio: 'ignore' });
+    const drifted = await cni(world.socketPath, { command: 'CHECK', containerId: 'cchk', netns: bigNs, pod: { namespace: 'big', name: 'huge' } });
+    expect(drifted.status).toBe(500);
+    expect(drifted.text).toMatch(/pod big\/huge: \d+ rule difference\(s\)/);
+    expect(drifted.text).toContain('0x0a07cf10'); // 10.7.207.16, the rule taken out
+    expect(since().diff).toBe(2);
+  });
+
+  it('reconciles a big pod through the worker: drift found and repaired there, read back from the kernel', async () => {
+    world = new AgentWorld();
+    world.addPod({ namespace: 'big', name: 'huge', annotations: bigAnnotations(17) });
+    const agent = await world.start({ repairPolicy: 'repair' });
+    await agent.reconcile(); // the start-up pass
+    const ns = netnses.create();
+    const added = await cni(world.socketPath, { command: 'ADD', containerId: 'crec', netns: netnsPath(ns), pod: { namespace: 'big', name: 'huge' } });
+    expect(added.status, added.text).toBe(200);
+    const rule = ['-d', '10.7.207.17/32', '-j', 'RETURN'];
+    spawnSync('ip', ['netns', 'exec', ns, 'iptables-nft', '-t', 'nat', '-D', 'ISTIO_OUTPUT', ...rule], { stdio: 'ignore' });
+    expect(saveIn(ns)).not.toContain('-A ISTIO_OUTPUT -d 10.7.207.17/32 -j RETURN');
+    const before = { ...agent.planPool.counts };
+    const report = await agent.reconcile();
+    expect(report.repaired).toEqual(['big/huge']);
+    expect(agent.planPool.counts).toEqual({ plan: before.plan + 1, apply: before.apply + 1, diff: before.diff + 1 });
+    expect(saveIn(ns)).toContain('-A ISTIO_OUTPUT -d 10.7.207.17/32 -j RETURN');
+    const again = await agent.reconcile();
+    expect(again.intact).toBe(1);
   });
 });
