@@ -23,10 +23,11 @@ import { CniSocketServer } from './server.js';
 import { warmHotPath } from './warm.js';
 import { buildPlan, captureDecision } from './plan-build.js';
 import { applyPlan } from './plan-apply.js';
-
-export { applyPlan };
 import { isBigPod, PlanPool } from './plan-pool.js';
 import { PodStateStore } from './state.js';
+
+/** The CLI, the benches and tests program plans through the agent module, as before plan-apply.ts. */
+export { applyPlan };
 
 export interface AgentDeps {
   /** Injected pod source (tests); otherwise built from the settings. */

@@ -65,5 +65,5 @@ parentPort?.on('message', (m: WorkerRequest | { op: 'release'; handle: number } 
   // so the pool can replace a worker whose heap stays large after big plans.
   void run(m)
     .catch((e: unknown) => errorAnswer(m.id, e))
-    .then((a) => parentPort!.postMessage({ ...a, heapBytes: getHeapStatistics().total_heap_size, held: held.size }));
+    .then((a) => parentPort!.postMessage({ ...a, heapBytes: getHeapStatistics().total_heap_size }));
 });
