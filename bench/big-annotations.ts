@@ -147,6 +147,7 @@ async function main(): Promise<void> {
       loopStallMaxMs: Number((stalls.max / 1e6).toFixed(1)),
       planWorkersStarted: agent.planPool.started,
       planWorkersRecycled: agent.planPool.recycled,
+      planWorkerNice: JSON.stringify(agent.planPool.workerPriority ?? null),
     };
     console.table(rows);
     console.log(

@@ -34,6 +34,8 @@ export interface WorkerAnswer {
   error?: { name: string; message: string; code?: string };
   /** The worker isolate's heap after the request. */
   heapBytes?: number;
+  /** Sent once at start (id 0): the nice value the worker thread runs at, or why it could not lower it. */
+  priority?: { nice: number } | { problem: string };
 }
 
 /**
@@ -103,6 +105,8 @@ export class PlanPool {
   started = 0;
   /** Idle workers ended because their heap stayed big (RECYCLE_HEAP_BYTES). */
   recycled = 0;
+  /** The latest worker's scheduling priority (nice), or why it stayed at the default. */
+  workerPriority?: { nice: number } | { problem: string };
   /** Requests the worker answered, by kind: ADD, CHECK and reconcile of big pods all show here. */
   readonly counts = { plan: 0, apply: 0, diff: 0 };
 
@@ -217,6 +221,7 @@ export class PlanPool {
     this.started++;
     w.unref(); // an idle worker never keeps the process alive
     w.on('message', (m: WorkerAnswer) => {
+      if (m.id === 0 && m.priority) this.workerPriority = m.priority;
       if (!this.current || m.id !== this.current.req.id) return;
       this.lastHeapBytes = m.heapBytes ?? 0;
       this.finish(m, undefined);

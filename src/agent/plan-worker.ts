@@ -2,6 +2,8 @@
 // back and comparing, encoding and programming — happens here, off the agent's event loop. The
 // agent thread only ever sees the digest, labels and summary; the rules stay here, held by a
 // handle, until the agent releases them. agent → plan-pool → plan-worker → plan-apply → nft.
+import { readlinkSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 import { getHeapStatistics } from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { CaptureConfig } from '../capture/config.js';
@@ -17,8 +19,25 @@ import type { WorkerAnswer, WorkerRequest } from './plan-pool.js';
 type HeldPlan = Extract<LocalPlan, { capture: true }> & { routing?: RoutingPlan };
 
 const { capture, testHooks } = workerData as { capture: CaptureConfig; testHooks?: boolean };
+const WORKER_NICE = 10;
 /** Plans the agent still holds a handle to (between an ADD's plan and its apply, a CHECK's diff). */
 const held = new Map<number, HeldPlan>();
+
+/**
+ * Lowers this thread's scheduling priority (nice 10, Linux: a thread id is a PRIO_PROCESS target):
+ * a big pod's seconds of planning are throughput work, while the event loop's requests are
+ * latency. Without it the two share a core evenly and ordinary ADDs wait. Says what it got.
+ */
+function lowerThreadPriority(): { nice: number } | { problem: string } {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (!Number.isInteger(tid) || tid <= 0) return { problem: 'no thread id in /proc/thread-self' };
+    setPriority(tid, WORKER_NICE);
+    return { nice: getPriority(tid) };
+  } catch (e) {
+    return { problem: (e as Error).message };
+  }
+}
 
 function heldPlan(handle: number): HeldPlan {
   const p = held.get(handle);
@@ -67,3 +86,6 @@ parentPort?.on('message', (m: WorkerRequest | { op: 'release'; handle: number } 
     .catch((e: unknown) => errorAnswer(m.id, e))
     .then((a) => parentPort!.postMessage({ ...a, heapBytes: getHeapStatistics().total_heap_size }));
 });
+
+// Id 0 answers no request: the pool records the priority this thread runs at.
+parentPort?.postMessage({ id: 0, priority: lowerThreadPriority() });

@@ -84,6 +84,8 @@ describe('plan worker pool', () => {
     expect(await fromWorker.held.diff(netnsPath(ns))).toEqual([]);
     expect(saveIn(ns).split('\n').filter((l) => /^-A ISTIO_OUTPUT -d 10\.\d+\.\d+\.2\/32 -j RETURN$/.test(l))).toHaveLength(N);
     expect(p.counts).toEqual({ plan: 1, apply: 1, diff: 2 });
+    // The worker thread yields the CPU to the event loop (nice 10, as the kernel reports it).
+    expect(p.workerPriority).toEqual({ nice: 10 });
     fromWorker.held.release();
   });
 
