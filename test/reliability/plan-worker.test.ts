@@ -253,5 +253,12 @@ describe('the agent plans big pods off the event loop', () => {
     expect(saveIn(ns)).toContain('-A ISTIO_OUTPUT -d 10.7.207.17/32 -j RETURN');
     const again = await agent.reconcile();
     expect(again.intact).toBe(1);
+
+    // The same ADD again (a second chain): compared in the worker, found exact, nothing re-applied.
+    const mid = { ...agent.planPool.counts };
+    const readd = await cni(world.socketPath, { command: 'ADD', containerId: 'crec', netns: netnsPath(ns), pod: { namespace: 'big', name: 'huge' } });
+    expect(readd.status, readd.text).toBe(200);
+    expect(agent.planPool.counts).toEqual({ plan: mid.plan + 1, apply: mid.apply, diff: mid.diff + 1 });
+    expect(world.logs.lines.some((l) => l.msg === 'pod already captured; rules left as they are' && l.containerId === 'crec')).toBe(true);
   });
 });
