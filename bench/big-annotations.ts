@@ -1,19 +1,26 @@
 // Pods with 10,000-entry annotation lists (three of them: ~240 KB, under the API server's 256 KiB)
 // against the in-process agent over its real socket and real namespaces. Reports the RSS each
-// distinct such pod leaves behind, the time one takes, and an ordinary pod's ADD latency idle and
-// while big pods are being handled. Targets: ≤ 2 MB RSS per big pod; ordinary p99 ≤ 2× idle p99.
+// distinct such pod leaves behind (whole process, plan worker included, after GC, from a steady
+// state reached with warm-up big pods), the time one takes, and an ordinary pod's ADD latency idle
+// and for as long as four big pods are being handled, with the event loop's longest stall then.
+// Targets: ≤ 2 MB RSS per big pod; ordinary p99 ≤ 2× idle p99.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { Agent } from '../src/agent/agent.js';
 import { parseSettings } from '../src/agent/config.js';
 
-const BIG_PODS = Number(process.env.BIG_PODS ?? 12);
-const ORDINARY = Number(process.env.ORDINARY_ADDS ?? 60);
+const BIG_PODS = Number(process.env.BIG_PODS ?? 24);
+/** Distinct big pods handled before the RSS baseline: allocator and heaps reach their steady size. */
+const WARM_BIG_PODS = Number(process.env.WARM_BIG_PODS ?? 4);
+const LOAD_BIG_PODS = 4;
+const ORDINARY = Number(process.env.ORDINARY_ADDS ?? 200);
 const layout = (process.argv.includes('--nft') ? 'nft' : 'iptables') as 'iptables' | 'nft';
 
 const dir = mkdtempSync(join(tmpdir(), `mcni-bigbench-${process.pid}-`));
@@ -66,15 +73,24 @@ function add(name: string, containerId: string, netnsPath: string): Promise<{ st
 }
 
 const p = (xs: number[], q: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!;
-const memMb = (): { rss: number; heap: number } => {
-  (globalThis as { gc?: () => void }).gc?.();
+/** After full GCs and a pause (a recycled worker's isolate is torn down asynchronously). */
+async function memMb(): Promise<{ rss: number; heap: number }> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error('run with node --expose-gc (npm run bench:big does)');
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await sleep(200);
+  }
   const m = process.memoryUsage();
   return { rss: m.rss / 1e6, heap: (m.heapUsed + m.external) / 1e6 };
-};
+}
 
-async function ordinaryRun(n: number, tag: string, slots: string[]): Promise<number[]> {
+/** n ordinary ADDs one after another, and more while `until` has not settled. */
+async function ordinaryRun(n: number, tag: string, slots: string[], until?: Promise<unknown>): Promise<number[]> {
+  let settled = until === undefined;
+  void until?.finally(() => (settled = true));
   const ms: number[] = [];
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < n || !settled; i++) {
     const r = await add('plain', `${tag}${i}`, slots[i % slots.length]!);
     if (r.status !== 200) throw new Error(`ordinary ADD answered ${r.status}`);
     ms.push(r.ms);
@@ -84,7 +100,8 @@ async function ordinaryRun(n: number, tag: string, slots: string[]): Promise<num
 
 async function main(): Promise<void> {
   writeFileSync(join(podsDir, 'plain.yaml'), podYaml('plain', {}));
-  for (let i = 0; i < BIG_PODS + 4; i++) writeFileSync(join(podsDir, `big${i}.yaml`), podYaml(`big${i}`, bigAnnotations(i)));
+  const bigTotal = WARM_BIG_PODS + BIG_PODS + LOAD_BIG_PODS;
+  for (let i = 0; i < bigTotal; i++) writeFileSync(join(podsDir, `big${i}.yaml`), podYaml(`big${i}`, bigAnnotations(i)));
   const settings = parseSettings({ podsDir, socketPath, stateDir: join(dir, 'state'), metricsAddress: '', reconcileIntervalSeconds: 0, layout }, 'bench');
   const agent = new Agent(settings, pino({ level: 'warn' }));
   await agent.start();
@@ -93,25 +110,31 @@ async function main(): Promise<void> {
     await ordinaryRun(10, 'warm', slots);
     const idle = await ordinaryRun(ORDINARY, 'idle', slots);
 
-    // One warm-up big pod, then the RSS slope over distinct big pods.
-    await add('big0', 'bigwarm', netns());
-    const before = memMb();
+    // Warm-up big pods, then the RSS slope over distinct big pods.
+    for (let i = 0; i < WARM_BIG_PODS; i++) await add(`big${i}`, `bigwarm${i}`, netns());
+    const before = await memMb();
     const bigMs: number[] = [];
-    for (let i = 1; i <= BIG_PODS; i++) {
+    for (let i = WARM_BIG_PODS; i < WARM_BIG_PODS + BIG_PODS; i++) {
       const r = await add(`big${i}`, `big${i}`, netns());
       if (r.status !== 200) throw new Error(`big ADD answered ${r.status}`);
       bigMs.push(r.ms);
     }
-    const after = memMb();
+    const after = await memMb();
 
-    // Ordinary ADDs while four big pods are being handled.
-    const bigs = Array.from({ length: 4 }, (_, k) => add(`big${BIG_PODS + k}`, `bigload${k}`, netns()));
-    const loaded = await ordinaryRun(Math.max(20, ORDINARY / 3), 'load', slots);
-    await Promise.all(bigs);
+    // Ordinary ADDs for as long as four big pods are being handled (planned, encoded, programmed).
+    const loadNs = Array.from({ length: LOAD_BIG_PODS }, () => netns());
+    const stalls = monitorEventLoopDelay({ resolution: 5 });
+    stalls.enable();
+    const bigs = Promise.all(loadNs.map((ns, k) => add(`big${WARM_BIG_PODS + BIG_PODS + k}`, `bigload${k}`, ns)));
+    const loaded = await ordinaryRun(Math.max(20, ORDINARY / 3), 'load', slots, bigs);
+    for (const r of await bigs) if (r.status !== 200) throw new Error(`big ADD under load answered ${r.status}`);
+    stalls.disable();
 
     const rows = {
       layout,
       bigPods: BIG_PODS,
+      rssBeforeMb: Number(before.rss.toFixed(0)),
+      rssAfterMb: Number(after.rss.toFixed(0)),
       rssGrowthPerBigPodMb: Number(((after.rss - before.rss) / BIG_PODS).toFixed(2)),
       // What is really kept (live JS heap + buffers after a full GC); RSS also holds freed pages V8 keeps.
       retainedPerBigPodMb: Number(((after.heap - before.heap) / BIG_PODS).toFixed(2)),
@@ -120,6 +143,11 @@ async function main(): Promise<void> {
       ordinaryIdleP99Ms: Number(p(idle, 0.99).toFixed(2)),
       ordinaryLoadedP50Ms: Number(p(loaded, 0.5).toFixed(2)),
       ordinaryLoadedP99Ms: Number(p(loaded, 0.99).toFixed(2)),
+      ordinaryLoadedAdds: loaded.length,
+      loopStallMaxMs: Number((stalls.max / 1e6).toFixed(1)),
+      planWorkersStarted: agent.planPool.started,
+      planWorkersRecycled: agent.planPool.recycled,
+      planWorkerNice: JSON.stringify(agent.planPool.workerPriority ?? null),
     };
     console.table(rows);
     console.log(

@@ -3,14 +3,14 @@
 import type { Logger } from 'pino';
 import { parseCaptureConfig, type CaptureConfig } from '../capture/config.js';
 import { planKey } from '../capture/plan.js';
-import { applyRouting, applyTables, readTables, undoRouting } from '../nft/apply.js';
+import { readTables } from '../nft/apply.js';
 import { removeTables } from '../nft/remove.js';
 import type { RoutingPlan } from '../nft/route.js';
 import { loadAddon } from '../kernel/index.js';
 import type { TableContents } from '../nft/model.js';
 import { AdminServer } from './admin.js';
 import type { AgentSettings } from './config.js';
-import { createCniHandler, errFields, type PodPlan } from './handler.js';
+import { createCniHandler, errFields, type LocalPlan, type PodPlan } from './handler.js';
 import { KeyedLock } from './keyed-lock.js';
 import { createMetrics, type AgentMetrics } from './metrics.js';
 import { PodIndexSync } from './pod-index-sync.js';
@@ -21,11 +21,13 @@ import type { PodSource } from './pods/source.js';
 import { reconcileOnce, type ReconcileReport } from './reconcile.js';
 import { CniSocketServer } from './server.js';
 import { warmHotPath } from './warm.js';
-import { buildPlan } from './plan-build.js';
-import { BIG_POD_LIST_ENTRIES, listEntries, PlanPool } from './plan-pool.js';
+import { buildPlan, captureDecision } from './plan-build.js';
+import { applyPlan } from './plan-apply.js';
+import { isBigPod, PlanPool } from './plan-pool.js';
 import { PodStateStore } from './state.js';
 
-type CapturePlan = Extract<PodPlan, { capture: true }>;
+/** The CLI, the benches and tests program plans through the agent module, as before plan-apply.ts. */
+export { applyPlan };
 
 export interface AgentDeps {
   /** Injected pod source (tests); otherwise built from the settings. */
@@ -38,6 +40,8 @@ export interface AgentDeps {
   };
   /** Injected node lifecycle (tests); otherwise built in Kubernetes mode from the settings. */
   lifecycle?: NodeLifecycle;
+  /** Injected plan worker pool (tests, with its test hooks); otherwise one for the capture settings. */
+  planPool?: PlanPool;
 }
 
 /** While the installer waits (as long as it takes, in serve), say so this often: the agent is not ready meanwhile. */
@@ -67,8 +71,8 @@ export function planWeight(tables: readonly TableContents[]): number {
  * equal share one plan (and so one encoded batch and digest): on a node most pods get the same
  * rules, and planning + encoding is most of the agent's CPU per pod.
  */
-export function makePlanner(capture: CaptureConfig): (pod: Record<string, unknown>) => PodPlan & { routing?: RoutingPlan } {
-  const cache = new Map<string, { plan: PodPlan & { routing?: RoutingPlan }; weight: number }>();
+export function makePlanner(capture: CaptureConfig): (pod: Record<string, unknown>) => LocalPlan & { routing?: RoutingPlan } {
+  const cache = new Map<string, { plan: LocalPlan & { routing?: RoutingPlan }; weight: number }>();
   let weight = 0;
   return (pod) => {
     const key = planKey(pod);
@@ -93,21 +97,6 @@ export function makePlanner(capture: CaptureConfig): (pod: Record<string, unknow
   };
 }
 
-/**
- * Programs a plan: routes first (TPROXY needs them before packets are marked), then the one
- * nftables transaction. If the transaction fails, the routes, rules and addresses this call added
- * are removed again, so the pod sees all of the plan or none of it.
- */
-export async function applyPlan(netns: string, plan: CapturePlan & { routing?: RoutingPlan }): Promise<void> {
-  const added = plan.routing ? await applyRouting(netns, plan.routing) : null;
-  try {
-    await applyTables(netns, plan.tables);
-  } catch (e) {
-    if (added) await undoRouting(netns, added).catch((u: unknown) => ((e as Error).message += `; and ${(u as Error).message}`));
-    throw e;
-  }
-}
-
 function podName(pod: Record<string, unknown>): string {
   const m = (pod.metadata ?? {}) as { namespace?: unknown; name?: unknown };
   return `${String(m.namespace ?? 'default')}/${String(m.name ?? '?')}`;
@@ -124,7 +113,9 @@ export class Agent {
   private reconciling?: Promise<ReconcileReport>;
   private ready = false;
   private notReady = 'starting';
-  private readonly planPod: (pod: Record<string, unknown>) => PodPlan;
+  private readonly planPod: (pod: Record<string, unknown>) => LocalPlan;
+  /** Ordinary pods in-thread (cached); big pods in the plan worker, which keeps their rules. */
+  private readonly planAnyPod = (pod: Record<string, unknown>): PodPlan | Promise<PodPlan> => (isBigPod(pod) ? this.planPool.plan(pod, podName(pod)) : this.planPod(pod));
   /** Big pods' plans are made here, one at a time, off the event loop (ordinary pods never hop). */
   readonly planPool: PlanPool;
   /** One request or reconcile step per container at a time, shared by the handler and reconcile. */
@@ -143,13 +134,13 @@ export class Agent {
     const capture = parseCaptureConfig(settings.capture);
     this.planPod = makePlanner(capture);
     this.excludeNamespaces = capture.excludeNamespaces;
-    this.planPool = new PlanPool(capture);
+    this.planPool = deps.planPool ?? new PlanPool(capture);
     this.state = new PodStateStore(settings.stateDir);
     this.pods = deps.pods ?? Agent.podSourceFor(settings, log);
     const handler = createCniHandler({
       excludeNamespaces: capture.excludeNamespaces,
       pods: this.pods,
-      planPod: (pod) => (listEntries(pod) > BIG_POD_LIST_ENTRIES ? this.planPool.plan(pod, podName(pod)) : this.planPod(pod)),
+      planPod: this.planAnyPod,
       applyPlan,
       readTables,
       removeTables,
@@ -161,7 +152,7 @@ export class Agent {
       isReady: () => this.ready,
     });
     this.lifecycle = deps.lifecycle ?? Agent.lifecycleFor(settings, this.pods, log);
-    this.podIndex = new PodIndexSync({ stateDir: settings.stateDir, pods: this.pods, planPod: this.planPod, excludeNamespaces: capture.excludeNamespaces, log });
+    this.podIndex = new PodIndexSync({ stateDir: settings.stateDir, pods: this.pods, planPod: (pod) => (isBigPod(pod) ? captureDecision(pod, capture) : this.planPod(pod)), excludeNamespaces: capture.excludeNamespaces, log });
     this.server = new CniSocketServer({ socketPath: settings.socketPath, handler, log, maxBodyBytes: settings.maxBodyBytes });
   }
 
@@ -259,7 +250,7 @@ export class Agent {
       this.reconciling = reconcileOnce({
         state: this.state,
         pods: this.pods,
-        planPod: this.planPod,
+        planPod: this.planAnyPod,
         readTables,
         applyPlan,
         policy: this.settings.repairPolicy,

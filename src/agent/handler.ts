@@ -12,10 +12,30 @@ import type { AgentMetrics } from './metrics.js';
 import type { PodSource } from './pods/source.js';
 import { StateError, type PodRecord, type PodStateStore } from './state.js';
 
-/** The capture decision for a pod, with what to program when captured. */
+/**
+ * A big pod's rules, kept by the plan worker: the event loop holds only what an ADD records, and
+ * reads, compares and programs the rules through the worker.
+ */
+export interface HeldRules {
+  digest: string;
+  /** The tables as `family name` (what DEL removes). */
+  labels: string[];
+  /** Reads the namespace and compares it with the rules (diffTables' words); throws on an unreadable netns. */
+  diff(netns: string): Promise<string[]>;
+  /** Programs routes and the one transaction, all or nothing (as applyPlan does). */
+  apply(netns: string): Promise<void>;
+  /** No more diff or apply: the worker may drop the rules. */
+  release(): void;
+}
+
+/** The capture decision for a pod, with what to program when captured (a big pod's: held by the plan worker). */
 export type PodPlan =
   | { capture: true; layout: string; tables: TableContents[]; summary: Record<string, unknown> }
+  | { capture: true; layout: string; held: HeldRules; summary: Record<string, unknown> }
   | { capture: false; reason: string };
+
+/** A plan made on this thread: the tables themselves (ordinary pods, the CLI, the plan worker's own). */
+export type LocalPlan = Exclude<PodPlan, { held: HeldRules }>;
 
 type CapturePlan = Extract<PodPlan, { capture: true }>;
 
@@ -51,9 +71,19 @@ export function rulesDigest(tables: readonly TableContents[]): string {
   return d;
 }
 
-/** A digest computed off the event loop (plan worker) for this very ruleset object. */
-export function seedRulesDigest(tables: readonly TableContents[], digest: string): void {
-  digests.set(tables, digest);
+/** The digest a pod record keeps for a plan. */
+export function planDigest(p: CapturePlan): string {
+  return 'held' in p ? p.held.digest : rulesDigest(p.tables);
+}
+
+/** The differences between a plan and what `netns` holds; throws when the netns cannot be read. */
+export async function planDiff(p: CapturePlan, netns: string, readTables: (netns: string) => Promise<TableContents[]>): Promise<string[]> {
+  return 'held' in p ? p.held.diff(netns) : diffTables(p.tables, await readTables(netns));
+}
+
+/** Lets the plan worker drop a big plan's rules once the request is done with them. */
+export function releasePlan(p: PodPlan): void {
+  if (p.capture && 'held' in p) p.held.release();
 }
 
 interface PodIdentity {
@@ -139,9 +169,7 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     }
   }
 
-  async function add(req: CniRequest): Promise<Record<string, unknown>> {
-    const t0 = performance.now();
-    const { pod, plan: p } = await plan(req);
+  async function add(req: CniRequest, t0: number, { pod, plan: p }: { pod: PodIdentity | null; plan: PodPlan }): Promise<Record<string, unknown>> {
     const base = { namespace: pod?.namespace, pod: pod?.name, containerId: req.containerId, netns: req.netns };
     if (!p.capture) {
       log.info({ ...base, decision: 'skip', reason: p.reason, ms: performance.now() - t0 }, 'pod not captured');
@@ -156,9 +184,9 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
       namespace: pod!.namespace,
       name: pod!.name,
       ...(pod!.uid ? { uid: pod!.uid } : {}),
-      rulesDigest: rulesDigest(p.tables),
+      rulesDigest: planDigest(p),
       layout: p.layout,
-      tables: tableLabels(p.tables),
+      tables: 'held' in p ? p.held.labels : tableLabels(p.tables),
       capturedAt: new Date().toISOString(),
     };
     // The record is written before the kernel is touched: when the state dir cannot take it (full,
@@ -195,24 +223,22 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
 
   /** Same netns, same rules recorded, and the kernel holds exactly them. */
   async function alreadyProgrammed(previous: PodRecord | undefined, req: CniRequest, p: CapturePlan): Promise<boolean> {
-    if (!previous || previous.netns !== req.netns || previous.rulesDigest !== rulesDigest(p.tables)) return false;
-    return diffTables(p.tables, await deps.readTables(req.netns).catch(() => [])).length === 0;
+    if (!previous || previous.netns !== req.netns || previous.rulesDigest !== planDigest(p)) return false;
+    return (await planDiff(p, req.netns, deps.readTables).catch(() => ['the namespace could not be read'])).length === 0;
   }
 
-  async function check(req: CniRequest): Promise<null> {
-    const { pod, plan: p } = await plan(req);
+  async function check(req: CniRequest, { pod, plan: p }: { pod: PodIdentity | null; plan: PodPlan }): Promise<null> {
     if (!p.capture) {
       metrics.requests.inc({ command: 'CHECK', result: 'skipped' });
       return null;
     }
     const who = `pod ${pod!.namespace}/${pod!.name}`;
-    let actual: TableContents[];
+    let diffs: string[];
     try {
-      actual = await deps.readTables(req.netns);
+      diffs = await planDiff(p, req.netns, deps.readTables);
     } catch (e) {
       throw kernelError(who, e);
     }
-    const diffs = diffTables(p.tables, actual);
     if (diffs.length > 0) {
       log.warn({ namespace: pod!.namespace, pod: pod!.name, containerId: req.containerId, diffs: diffs.slice(0, 20) }, 'CHECK found rules missing or changed');
       throw new CniError(CNI_ERR.internal, `${who}: ${diffs.length} rule difference(s) in ${req.netns}`, diffs.slice(0, 20).join('\n'));
@@ -263,13 +289,13 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
   }
 
   async function perContainer(req: CniRequest): Promise<Record<string, unknown> | null> {
-    switch (req.command) {
-      case 'ADD':
-        return add(req);
-      case 'CHECK':
-        return check(req);
-      default:
-        return del(req);
+    if (req.command !== 'ADD' && req.command !== 'CHECK') return del(req);
+    const t0 = performance.now();
+    const planned = await plan(req);
+    try {
+      return req.command === 'ADD' ? await add(req, t0, planned) : await check(req, planned);
+    } finally {
+      releasePlan(planned.plan);
     }
   }
 

@@ -5,13 +5,14 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { PodPlan } from './handler.js';
-import { encodeIndex, entryProblem, INDEX_FILE_NAME, INDEX_MAX_PODS, writeIndexFile, type IndexEntry } from './pod-index.js';
+import { encodeIndex, entryProblem, INDEX_FILE_NAME, INDEX_MAX_PODS, removeIndexTemps, writeIndexFile, type IndexEntry } from './pod-index.js';
 import { podKeyOf, type PodSource } from './pods/source.js';
 
 export interface PodIndexSyncDeps {
   stateDir: string;
   pods: PodSource;
-  planPod: (pod: Record<string, unknown>) => PodPlan;
+  /** The ADD's capture decision (for big pods, without building their rules); throws on bad annotations. */
+  planPod: (pod: Record<string, unknown>) => Pick<PodPlan, 'capture'>;
   excludeNamespaces: readonly string[];
   log: Logger;
   debounceMs?: number;
@@ -65,6 +66,9 @@ export class PodIndexSync {
 
   /** Writes the index once (the pod source must be synced) and follows changes after. */
   async start(): Promise<void> {
+    // A killed agent's half-written index copies: never read by the shim, but they pile up.
+    const stale = await removeIndexTemps(this.deps.stateDir);
+    if (stale.length > 0) this.deps.log.info({ dir: this.deps.stateDir, removedTemp: stale.length }, 'removed temp files of interrupted pod index writes');
     this.last = await readFile(this.path).catch(() => undefined);
     this.deps.pods.onChange?.(() => this.schedule());
     await this.sync();

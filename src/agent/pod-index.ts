@@ -9,9 +9,7 @@
 //
 // Anything else (wrong version, count mismatch, bad checksum, over a bound) makes the whole file
 // unusable to the shim, which then fails closed exactly as without an index.
-import { randomBytes } from 'node:crypto';
-import { open, rename, unlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { removeStaleTemps, writeFileAtomic } from '../files/atomic-write.js';
 
 export const INDEX_FILE_NAME = 'pod-index';
 export const INDEX_MAGIC = 'meshcni-pod-index 1';
@@ -60,28 +58,16 @@ export function encodeIndex(entries: readonly IndexEntry[]): Buffer {
   return out;
 }
 
-/**
- * Replaces the file so the shim sees the old or the new index, never a mix: temp file in the same
- * directory, mode 0600, fsync, rename, fsync of the directory.
- */
-export async function writeIndexFile(path: string, data: Buffer): Promise<void> {
-  const tmp = join(dirname(path), `.${INDEX_FILE_NAME}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(data);
-    await fh.chmod(0o600); // the umask may have narrowed the mode; never wider than root-only
-    await fh.sync();
-    await fh.close();
-    await rename(tmp, path);
-  } catch (e) {
-    await fh.close().catch(() => undefined);
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
-  const dh = await open(dirname(path), 'r');
-  try {
-    await dh.sync();
-  } finally {
-    await dh.close();
-  }
+/** Temp files of index writes: `.pod-index.<pid>.<hex>.tmp` beside the index (the shim reads only the index). */
+export const INDEX_TEMP_PREFIX = `.${INDEX_FILE_NAME}.`;
+export const INDEX_TEMP_SUFFIX = '.tmp';
+
+/** Replaces the file so the shim sees the old or the new index, never a mix; root-only (0600). */
+export function writeIndexFile(path: string, data: Buffer): Promise<void> {
+  return writeFileAtomic(path, data, { mode: 0o600, tempPrefix: `${INDEX_TEMP_PREFIX}${process.pid}.`, tempSuffix: INDEX_TEMP_SUFFIX });
+}
+
+/** Removes index temp files a killed agent left in `dir`; returns their names. */
+export function removeIndexTemps(dir: string): Promise<string[]> {
+  return removeStaleTemps(dir, INDEX_TEMP_PREFIX, INDEX_TEMP_SUFFIX);
 }

@@ -3,9 +3,8 @@
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { TableContents } from '../nft/model.js';
-import { diffTables } from '../nft/ruleset.js';
 import type { RepairPolicy } from './config.js';
-import { rulesDigest, type PodPlan } from './handler.js';
+import { planDiff, planDigest, releasePlan, type PodPlan } from './handler.js';
 import type { AgentMetrics } from './metrics.js';
 import type { PodKey, PodSource } from './pods/source.js';
 import type { KeyedLock } from './keyed-lock.js';
@@ -17,7 +16,8 @@ type CapturePlan = Extract<PodPlan, { capture: true }>;
 export interface ReconcileDeps {
   state: PodStateStore;
   pods: PodSource;
-  planPod: (pod: Record<string, unknown>) => PodPlan;
+  /** Pod → plan; big pods' plans come from the plan worker (async) and must be released. */
+  planPod: (pod: Record<string, unknown>) => PodPlan | Promise<PodPlan>;
   readTables: (netns: string) => Promise<TableContents[]>;
   applyPlan: (netns: string, plan: CapturePlan) => Promise<unknown>;
   /** Deletes a pod through the API (the `delete` policy); absent in standalone mode. */
@@ -73,15 +73,19 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
       try {
         const obj = await deps.pods.lookup({ namespace: rec.namespace, name: rec.name, ...(rec.uid ? { uid: rec.uid } : {}) }, { timeoutMs: 0 });
         if (!obj) return; // deleted in the API; its DEL is on the way
-        const plan = deps.planPod(obj);
+        const plan = await deps.planPod(obj);
         if (!plan.capture) return;
-        const diffs = diffTables(plan.tables, await deps.readTables(rec.netns));
-        if (diffs.length === 0) {
-          report.intact++;
-          return;
+        try {
+          const diffs = await planDiff(plan, rec.netns, deps.readTables);
+          if (diffs.length === 0) {
+            report.intact++;
+            return;
+          }
+          await act(deps, report, { namespace: rec.namespace, name: rec.name }, rec.netns, plan, diffs);
+          if (inPlace(deps.policy)) await state.put({ ...rec, rulesDigest: planDigest(plan), capturedAt: new Date().toISOString() });
+        } finally {
+          releasePlan(plan);
         }
-        await act(deps, report, { namespace: rec.namespace, name: rec.name }, rec.netns, plan, diffs);
-        if (inPlace(deps.policy)) await state.put({ ...rec, rulesDigest: rulesDigest(plan.tables), capturedAt: new Date().toISOString() });
       } catch (e) {
         report.errors.push(`${name}: ${(e as Error).message}`);
         metrics.repairs.inc({ result: 'error' });
@@ -122,7 +126,9 @@ async function findUncaptured(deps: ReconcileDeps, report: ReconcileReport, know
     report.errors.push(`listing pods: ${(e as Error).message}`);
     return;
   }
-  const todo: { key: PodKey & { uid?: string }; plan: CapturePlan }[] = [];
+  // Pod objects, not plans: a big pod's plan is made again when (and if) it is captured in place,
+  // so the worker never holds many big plans at once.
+  const todo: { key: PodKey & { uid?: string }; obj: Record<string, unknown> }[] = [];
   for (const obj of pods) {
     const meta = (obj.metadata ?? {}) as { namespace?: string; name?: string; uid?: string };
     const status = (obj.status ?? {}) as { phase?: string };
@@ -132,13 +138,14 @@ async function findUncaptured(deps: ReconcileDeps, report: ReconcileReport, know
     if (known.has(podName(key)) || deps.excludeNamespaces?.includes(key.namespace)) continue;
     let plan: PodPlan;
     try {
-      plan = deps.planPod(obj);
+      plan = await deps.planPod(obj);
     } catch {
       continue; // its ADD would have failed too; nothing to repair
     }
+    releasePlan(plan);
     if (!plan.capture) continue;
     report.uncaptured.push(podName(key));
-    todo.push({ key, plan });
+    todo.push({ key, obj });
   }
   if (todo.length === 0) return;
   if (deps.policy === 'capture') return captureInPlace(deps, report, todo);
@@ -160,9 +167,9 @@ async function findUncaptured(deps: ReconcileDeps, report: ReconcileReport, know
 }
 
 /** Programs each running pod in its own netns (found by uid) with the one transaction an ADD uses. */
-async function captureInPlace(deps: ReconcileDeps, report: ReconcileReport, todo: { key: PodKey; plan: CapturePlan }[]): Promise<void> {
+async function captureInPlace(deps: ReconcileDeps, report: ReconcileReport, todo: { key: PodKey; obj: Record<string, unknown> }[]): Promise<void> {
   const found = (deps.findNetns ?? findPodNetns)(todo.flatMap(({ key }) => (key.uid ? [key.uid] : [])));
-  for (const { key, plan } of todo) {
+  for (const { key, obj } of todo) {
     const name = podName(key);
     const where = key.uid ? found.get(key.uid) : { problem: 'the pod object has no metadata.uid' };
     const base = { namespace: key.namespace, pod: key.name, uid: key.uid };
@@ -173,7 +180,10 @@ async function captureInPlace(deps: ReconcileDeps, report: ReconcileReport, todo
       deps.log.warn({ ...base, err: problem }, 'reconcile: cannot find the netns of a pod started before meshcni; it stays uncaptured');
       continue;
     }
+    let plan: PodPlan | undefined;
     try {
+      plan = await deps.planPod(obj);
+      if (!plan.capture) continue; // changed meanwhile: no longer captured
       await deps.applyPlan(where.netns, plan);
       await deps.state.put({
         containerId: `repair-${key.uid}`,
@@ -182,7 +192,7 @@ async function captureInPlace(deps: ReconcileDeps, report: ReconcileReport, todo
         namespace: key.namespace,
         name: key.name,
         uid: key.uid!,
-        rulesDigest: rulesDigest(plan.tables),
+        rulesDigest: planDigest(plan),
         layout: plan.layout,
         capturedAt: new Date().toISOString(),
       });
@@ -194,6 +204,8 @@ async function captureInPlace(deps: ReconcileDeps, report: ReconcileReport, todo
       report.errors.push(`${name}: ${(e as Error).message}`);
       deps.metrics.repairs.inc({ result: 'error' });
       deps.log.error({ ...base, netns: where.netns, err: (e as Error).message }, 'reconcile: capturing a pod in place failed');
+    } finally {
+      if (plan) releasePlan(plan);
     }
   }
 }

@@ -14,7 +14,7 @@ import { createBatch } from '../nft/apply.js';
 import { removeTables } from '../nft/remove.js';
 import type { TableContents } from '../nft/model.js';
 import { parseCniRequest } from './cni.js';
-import type { PodPlan } from './handler.js';
+import type { LocalPlan, PodPlan } from './handler.js';
 import { createCniHandler, rulesDigest } from './handler.js';
 import { createMetrics } from './metrics.js';
 import type { PodSource } from './pods/source.js';
@@ -23,7 +23,7 @@ import { PodStateStore } from './state.js';
 type CapturePlan = Extract<PodPlan, { capture: true }>;
 
 export interface WarmDeps {
-  planPod: (pod: Record<string, unknown>) => PodPlan;
+  planPod: (pod: Record<string, unknown>) => LocalPlan;
   applyPlan: (netns: string, plan: CapturePlan) => Promise<unknown>;
   readTables: (netns: string) => Promise<TableContents[]>;
   log: Logger;

@@ -1,12 +1,13 @@
 // Chains meshcni into the node's CNI configuration and keeps it there: copies the shim into the CNI
 // bin dir, inserts our entry into the primary CNI's config, re-inserts after the primary rewrites it,
 // and on uninstall puts back the primary's exact bytes.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import { chmod, mkdir, open, readdir, readFile, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rmdir, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
+import { writeFileAtomic } from '../files/atomic-write.js';
 import { CONFIG_EXTENSIONS, CniConfigError, hasEntry, insertEntry, listFileName, meshcniEntry, removeEntry, type MeshcniEntry } from './conflist.js';
 
 /** The shim's file name in the CNI bin dir: the runtime runs the binary named by the entry's `type`. */
@@ -95,36 +96,9 @@ async function unlinkIfPresent(path: string): Promise<boolean> {
   }
 }
 
-/**
- * Writes a file so readers see either the old or the new content, never a part: a temp file in
- * the same directory, fsync, chmod, rename over the target, then fsync the directory.
- */
-export async function atomicWrite(path: string, data: Buffer | string, mode: number): Promise<void> {
-  const dir = dirname(path);
-  const tmp = join(dir, `${TEMP_PREFIX}${randomBytes(6).toString('hex')}`);
-  const fh = await open(tmp, 'wx', mode);
-  try {
-    await fh.writeFile(data);
-    await fh.chmod(mode); // the umask may have narrowed the open() mode
-    await fh.sync();
-  } catch (e) {
-    await fh.close().catch(() => undefined);
-    await unlinkIfPresent(tmp).catch(() => undefined);
-    throw e;
-  }
-  await fh.close();
-  try {
-    await rename(tmp, path);
-  } catch (e) {
-    await unlinkIfPresent(tmp).catch(() => undefined);
-    throw e;
-  }
-  const dh = await open(dir, 'r');
-  try {
-    await dh.sync();
-  } finally {
-    await dh.close();
-  }
+/** Config, record and shim writes, atomic; our temp names carry TEMP_PREFIX so the config search and watcher skip them. */
+export function atomicWrite(path: string, data: Buffer | string, mode: number): Promise<void> {
+  return writeFileAtomic(path, data, { mode, tempPrefix: TEMP_PREFIX });
 }
 
 export interface ShimCopy {

@@ -62,15 +62,6 @@ export function createBatch(contents: readonly TableContents[]): Batch {
 }
 
 /**
- * Hands over a batch for `contents` encoded elsewhere (the agent's plan worker), so applying a big
- * plan does not encode it again on the event loop. It must be replaceTablesBatch(contents, 1,
- * 'create') with ackLastMessageOnly applied: exactly what applyTables would build.
- */
-export function seedEncodedBatch(contents: readonly TableContents[], batch: Batch): void {
-  encoded.set(contents, batch);
-}
-
-/**
  * Replaces the given tables in the namespace atomically: all of them change, or none. A fresh pod
  * namespace takes one round trip (exclusive create); when a table already exists the kernel says
  * EEXIST, nothing has changed, and the whole set is replaced in a second transaction.
