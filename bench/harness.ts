@@ -75,6 +75,21 @@ export class NetnsGroup {
   }
 
   /**
+   * `count` pod netns like pod() (indexes from, from+1, …), made ahead of a timed stretch: one `ip`
+   * process for all the namespaces and veths, one per namespace for its address and links. A
+   * process that spawns children pays for it afterwards (its pages are copy-on-write after each
+   * fork, and every first write faults), so the bench process makes namespaces in bulk between
+   * timed stretches, never between the samples of one.
+   */
+  pods(prefix: string, from: number, count: number): PodNetns[] {
+    const made = Array.from({ length: count }, () => new PodNetns(prefix));
+    ipBatch(made.flatMap((n) => [`netns add ${n.name}`, `link add ${n.hostIf} type veth peer name eth0 netns ${n.name}`]), true);
+    this.members.push(...made);
+    made.forEach((n, k) => n.configure(from + k));
+    return made;
+  }
+
+  /**
    * `count` bare namespaces (loopback only) made by one `ip` process: for churn and soak, whose
    * thousands of pods would otherwise spend minutes in `ip`. The rules meshcni programs do not
    * depend on the pod's interfaces, so the commit is the same.
@@ -110,13 +125,17 @@ export class PodNetns {
   }
 
   create(index: number): this {
-    const a = 10 + Math.floor(index / 250) % 200;
-    const b = (index % 250) + 1;
     execFileSync('ip', ['netns', 'add', this.name]);
     execFileSync('ip', ['link', 'add', this.hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.name]);
-    execFileSync('ip', ['-n', this.name, 'addr', 'add', `10.251.${a}.${b}/32`, 'dev', 'eth0']);
-    execFileSync('ip', ['-n', this.name, 'link', 'set', 'eth0', 'up']);
-    execFileSync('ip', ['-n', this.name, 'link', 'set', 'lo', 'up']);
+    return this.configure(index);
+  }
+
+  /** eth0 addressed (10.251.x.y/32 from the index) and up, lo up: one `ip` process in the netns. */
+  configure(index: number): this {
+    const a = 10 + (Math.floor(index / 250) % 200);
+    const b = (index % 250) + 1;
+    const lines = [`addr add 10.251.${a}.${b}/32 dev eth0`, 'link set eth0 up', 'link set lo up'];
+    execFileSync('ip', ['-n', this.name, '-batch', '-'], { input: lines.join('\n') + '\n', stdio: ['pipe', 'ignore', 'pipe'] });
     return this;
   }
 
