@@ -31,10 +31,12 @@ export interface WarmDeps {
   stateDir?: string;
 }
 
-/** Plans (with digest and encoded batch) for this many distinct pod shapes: about 100 ms at start.
- * bench:first-add measured first/steady 4.1× with 48, 3.6× with 96, 6.6× with 400 (its garbage is
- * collected during the first real ADD). Their plans
- * sit in the plan cache (bounded as always) until real pods push them out, least recently used first. */
+/**
+ * Plans (with digest and encoded batch) for this many distinct pod shapes: about 100 ms at start.
+ * bench:first-add measured first/steady 4.1× with 48, 3.6× with 96 and 6.6× with 400 (more garbage,
+ * which a collection during the first real ADD would explain; not traced). Their plans sit in the
+ * plan cache (bounded as always) until real pods push them out, least recently used first.
+ */
 const JIT_PODS = 96;
 
 /** The representative pod with the annotations meshed pods carry most, varied by `k`. */
