@@ -26,10 +26,17 @@ Napi::Error SysErrorToJs(Napi::Env env, const SysError &e) {
   return err;
 }
 
-std::vector<uint8_t> BytesOf(const Napi::Value &v, const char *what) {
+/** A non-empty Buffer argument, as it is (no copy: for use before the call returns). */
+Napi::Buffer<uint8_t> BufferOf(const Napi::Value &v, const char *what) {
   if (!v.IsBuffer()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a Buffer");
   auto b = v.As<Napi::Buffer<uint8_t>>();
   if (b.Length() == 0) throw Napi::TypeError::New(v.Env(), std::string(what) + " must not be empty");
+  return b;
+}
+
+/** A non-empty Buffer argument, copied (for work that outlives the call, on a worker thread). */
+std::vector<uint8_t> BytesOf(const Napi::Value &v, const char *what) {
+  auto b = BufferOf(v, what);
   return std::vector<uint8_t>(b.Data(), b.Data() + b.Length());
 }
 
@@ -52,11 +59,7 @@ int PodSocket(const std::string &path, int protocol, size_t batchBytes, SysError
   if (nsfd < 0) return -1;
   int sock = NetlinkSocketIn(nsfd, protocol, e);
   close(nsfd);
-  if (sock < 0) return -1;
-  if (!PrepareNetlinkSocket(sock, batchBytes, e)) {
-    close(sock);
-    return -1;
-  }
+  if (sock >= 0) PrepareNetlinkSocket(sock, batchBytes);
   return sock;
 }
 
@@ -221,9 +224,7 @@ Napi::Value ApplyBatch(const Napi::CallbackInfo &info) {
 Napi::Value ApplyBatchInline(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   std::string path = StringOf(info[0], "netns path");
-  if (!info[1].IsBuffer()) throw Napi::TypeError::New(env, "batch must be a Buffer");
-  auto batch = info[1].As<Napi::Buffer<uint8_t>>();
-  if (batch.Length() == 0) throw Napi::TypeError::New(env, "batch must not be empty");
+  auto batch = BufferOf(info[1], "batch");
   int protocol = ProtocolOf(info[2]);
   SysError e;
   TransactResult r;

@@ -122,9 +122,8 @@ bool SendAll(int sock, const uint8_t *data, size_t size, SysError *e) {
 
 }  // namespace
 
-bool PrepareNetlinkSocket(int sock, size_t batchBytes, SysError *e) {
-  (void)e;  // nothing here can fail in a way the caller must handle
-  // No bind(): the kernel binds a netlink socket on its first send. Buffers are enlarged only where
+void PrepareNetlinkSocket(int sock, size_t batchBytes) {
+  // Nothing here fails in a way the caller must handle: a refused option leaves the default. No bind(): the kernel binds a netlink socket on its first send. Buffers are enlarged only where
   // the defaults (about 200 KiB) may not do: dumps (batchBytes 0) and big batches; an ordinary pod's
   // batch and its ACKs fit, and each setsockopt is a syscall on every ADD.
   if (batchBytes == 0 || batchBytes > kDefaultRoom) {
@@ -136,7 +135,6 @@ bool PrepareNetlinkSocket(int sock, size_t batchBytes, SysError *e) {
   // CAP_ACK keeps error messages small (no echoed request); EXT_ACK brings the kernel's reason.
   setsockopt(sock, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
   setsockopt(sock, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
-  return true;
 }
 
 bool Transact(int sock, const uint8_t *batch, size_t size, int timeoutMs, TransactResult *out, SysError *e) {

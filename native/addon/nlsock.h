@@ -24,8 +24,8 @@ struct TransactResult {
   std::vector<MessageError> errors;
 };
 
-/** Configures buffers and extended ACKs; false with `e` set on failure. */
-bool PrepareNetlinkSocket(int sock, size_t batchBytes, SysError *e);
+/** Sizes the buffers where a batch of `batchBytes` (0: a dump) needs it, and asks for capped, extended ACKs. */
+void PrepareNetlinkSocket(int sock, size_t batchBytes);
 
 /**
  * Sends `batch` (one or more netlink messages) in one sendmsg and reads until every message that
