@@ -282,8 +282,7 @@ char *json_string(const struct jdoc *d, int v) {
   return out;
 }
 
-/* Whether string value v equals the NUL-terminated key. */
-static int string_is(const struct jdoc *d, int v, const char *key) {
+int json_string_is(const struct jdoc *d, int v, const char *key) {
   size_t a = d->v[v].start + 1, b = d->v[v].end - 1, klen = strlen(key);
   if (!memchr(d->text + a, '\\', b - a)) return b - a == klen && !memcmp(d->text + a, key, klen);
   char *s = json_string(d, v);
@@ -297,7 +296,7 @@ int json_get(const struct jdoc *d, int object, const char *key) {
   int found = -1;
   for (int m = 0, k = object + 1; m < d->v[object].count; m++) {
     int val = k + 1;
-    if (string_is(d, k, key)) found = val;
+    if (json_string_is(d, k, key)) found = val;
     k = d->v[val].next;
   }
   return found;

@@ -39,6 +39,9 @@ int json_index(const struct jdoc *d, int array, int i);
 /* A string value decoded into a malloc'd NUL-terminated buffer (NULL when out of memory or not a
  * string); an escaped NUL ends the C string early, as it would for any C consumer. */
 char *json_string(const struct jdoc *d, int v);
+/* Whether string value v, decoded, equals the NUL-terminated `s` (without allocating when v has no
+ * escapes). */
+int json_string_is(const struct jdoc *d, int v, const char *s);
 /* A number value as a double (strtod of its span). */
 double json_number(const struct jdoc *d, int v);
 

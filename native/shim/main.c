@@ -108,15 +108,12 @@ static int echo_prev_result(const struct cni_call *call) {
   jbuf_quote(&b, call->version);
   for (int m = 0, k = prev + 1; prev >= 0 && m < call->doc.v[prev].count; m++) {
     int v = k + 1;
-    char *key = json_string(&call->doc, k);
-    if (!key) b.failed = 1;
-    if (key && strcmp(key, "cniVersion")) {
+    if (!json_string_is(&call->doc, k, "cniVersion")) {
       jbuf_raw(&b, ",", 1);
       jbuf_value(&b, &call->doc, k);
       jbuf_raw(&b, ":", 1);
       jbuf_value(&b, &call->doc, v);
     }
-    free(key);
     k = call->doc.v[v].next;
   }
   jbuf_str(&b, "}");
