@@ -146,6 +146,15 @@ static void finish(pid_t pid, int st, const struct rusage *ru) {
   }
 }
 
+/* Waits for any one child and reports it. */
+static void reap_one(void) {
+  int st;
+  struct rusage ru;
+  pid_t p = wait4(-1, &st, 0, &ru);
+  if (p < 0) die("wait4");
+  finish(p, st, &ru);
+}
+
 static void run_queue(int concurrency) {
   double t0 = now_ms();
   int running = 0;
@@ -156,25 +165,11 @@ static void run_queue(int concurrency) {
       run_replay(j);
       continue;
     }
-    while (running >= concurrency) {
-      int st;
-      struct rusage ru;
-      pid_t p = wait4(-1, &st, 0, &ru);
-      if (p < 0) die("wait4");
-      finish(p, st, &ru);
-      running--;
-    }
+    for (; running >= concurrency; running--) reap_one();
     j->pid = spawn_job(j);
     running++;
   }
-  while (running > 0) {
-    int st;
-    struct rusage ru;
-    pid_t p = wait4(-1, &st, 0, &ru);
-    if (p < 0) die("wait4");
-    finish(p, st, &ru);
-    running--;
-  }
+  for (; running > 0; running--) reap_one();
   printf("D\t%.4f\n", now_ms() - t0);
   fflush(stdout);
   for (int i = 0; i < njobs; i++) {

@@ -67,15 +67,9 @@ export class NetnsGroup {
   private readonly members: PodNetns[] = [];
   private readonly bare: string[] = [];
 
-  /** A pod netns with eth0 on a veth, addressed and up (as the primary CNI leaves it). */
-  pod(prefix: string, index: number): PodNetns {
-    const n = new PodNetns(prefix).create(index);
-    this.members.push(n);
-    return n;
-  }
-
   /**
-   * `count` pod netns like pod() (indexes from, from+1, …), made ahead of a timed stretch: one `ip`
+   * `count` pod netns, each with eth0 on a veth, addressed and up as the primary CNI leaves it
+   * (indexes from, from+1, …), made ahead of a timed stretch: one `ip`
    * process for all the namespaces and veths, one per namespace for its address and links. A
    * process that spawns children pays for it afterwards (its pages are copy-on-write after each
    * fork, and every first write faults), so the bench process makes namespaces in bulk between
