@@ -75,7 +75,7 @@ describe('CNI ADD through bridge + loopback + meshcni', () => {
     const s = w.sandbox({ namespace: 'shop', name: 'plain' });
     await s.add();
     expect(nftRuleset(s.netnsName)).toBe('');
-    expect(w.agentLog).toMatch(/"decision":"skip"/);
+    await w.waitForLog(/"decision":"skip"/);
   });
 
   it("echoes prevResult for a namespace in the shim's excludeNamespaces without asking the agent", async () => {

@@ -60,7 +60,7 @@ describe('the same netns ADDed by two chains', () => {
     const r2 = await runConfList(chain2, inv('ADD'), locate); // chain 2 on net1: must succeed too
     expect(JSON.stringify(r2)).toContain('10.247.');
     expect(withHandles(s.netnsName)).toBe(first); // same rules, same handles: not replaced, not doubled
-    expect(w.agentLog).toMatch(/pod already captured; rules left as they are/);
+    await w.waitForLog(/pod already captured; rules left as they are/);
     await s.check();
     await runConfList(chain2, inv('CHECK'), locate, r2);
     // DEL from the second chain: the pod lives on with its rules and stays tracked.

@@ -90,6 +90,16 @@ export class World {
     throw new Error(`agent did not become ready:\n${this.agentLog}`);
   }
 
+  /** The agent's log, once it matches `re`: its lines arrive over a pipe, after the answer the test awaited. */
+  async waitForLog(re: RegExp, ms = 10_000): Promise<string> {
+    const deadline = Date.now() + ms;
+    while (!re.test(this.agentLog)) {
+      if (Date.now() > deadline) throw new Error(`the agent never logged ${re}:\n${this.agentLog}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return this.agentLog;
+  }
+
   async stopAgent(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
     const child = this.agent;
     if (!child || child.exitCode !== null) return child?.exitCode ?? null;
