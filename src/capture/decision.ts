@@ -1,22 +1,53 @@
-// Whether a pod is captured: the four conditions of the Alibaba Cloud Service Mesh CNI plug-in
-// (plus Istio's sidecar-status check when the node asks for it). Every skip says why.
+// Whether a pod is captured: the four conditions of the Alibaba Cloud Service Mesh CNI plug-in, with
+// the skips Istio's own plug-in makes (cni/pkg/plugin/plugin.go CmdAdd, at 1.17.8 and 1.30.3): a pod
+// that programs itself (istio-init), a proxy that is not a sidecar, DISABLE_ENVOY, the inject label,
+// a pod on the node's network (plus Istio's sidecar-status check when the node asks for it).
+// Every skip says why.
 import type { CaptureConfig } from './config.js';
-import type { PodView } from './pod.js';
+import { INJECT_KEY, PROXY_CONTAINER, proxyContainer, type PodView } from './pod.js';
 
-export const PROXY_CONTAINER = 'istio-proxy';
-export const INJECT_ANNOTATION = 'sidecar.istio.io/inject';
 export const STATUS_ANNOTATION = 'sidecar.istio.io/status';
+/** The init container of a pod injected without CNI: it writes its own rules, so the pod is not ours. */
+export const ISTIO_INIT_CONTAINER = 'istio-init';
 
 export type Decision = { capture: true } | { capture: false; reason: string };
 
+/** Go's strconv.ParseBool, as Istio reads DISABLE_ENVOY and the inject label; undefined when neither. */
+function goBool(v: string): boolean | undefined {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
+  return undefined;
+}
+
+/** Injection turned off: Go's false (Istio), or "false" in any case and spacing (the seed's rule). */
+const injectOff = (v: string): boolean => goBool(v) === false || v.trim().toLowerCase() === 'false';
+
 export function decideCapture(pod: PodView, config: CaptureConfig): Decision {
-  if (config.excludeNamespaces.includes(pod.namespace)) return { capture: false, reason: `namespace ${pod.namespace} is excluded` };
-  if (!pod.containers.some((c) => c.name === PROXY_CONTAINER)) return { capture: false, reason: `no container named ${PROXY_CONTAINER}` };
-  if (pod.containers.length <= 1) return { capture: false, reason: `only ${pod.containers.length} container (the sidecar alone is not captured)` };
-  const inject = pod.annotations.get(INJECT_ANNOTATION);
-  if (inject !== undefined && inject.trim().toLowerCase() === 'false') return { capture: false, reason: `annotation ${INJECT_ANNOTATION} is "${inject}"` };
+  const skip = (reason: string): Decision => ({ capture: false, reason });
+  if (config.excludeNamespaces.includes(pod.namespace)) return skip(`namespace ${pod.namespace} is excluded`);
+  // The kubelet runs no CNI for these, and their netns is the node's: never ours to program.
+  if (pod.hostNetwork) return skip('hostNetwork pod (it uses the node network namespace)');
+  const names = [...pod.initContainers, ...pod.containers].map((c) => c.name);
+  if (pod.initContainers.some((c) => c.name === ISTIO_INIT_CONTAINER)) {
+    return skip(`has its own ${ISTIO_INIT_CONTAINER} init container (the pod programs its own rules)`);
+  }
+  const proxy = proxyContainer(pod);
+  if (!proxy) return skip(`no container named ${PROXY_CONTAINER} (nor an init container of that name)`);
+  const disable = proxy.env.get('DISABLE_ENVOY');
+  if (disable !== undefined && goBool(disable) === true) return skip(`DISABLE_ENVOY=${disable} on ${PROXY_CONTAINER}`);
+  if (proxy.args && proxy.args.length >= 2 && proxy.args[0] === 'proxy' && proxy.args[1] !== 'sidecar') {
+    return skip(`${PROXY_CONTAINER} is a ${JSON.stringify(proxy.args[1])} proxy, not a sidecar`);
+  }
+  // Istio counts init containers and containers together (a native sidecar is an init container).
+  if (names.length <= 1) return skip(`only ${names.length} container (the sidecar alone is not captured)`);
+  if (pod.injectLabel !== undefined) {
+    if (injectOff(pod.injectLabel)) return skip(`label ${INJECT_KEY} is "${pod.injectLabel}"`);
+  } else {
+    const inject = pod.annotations.get(INJECT_KEY);
+    if (inject !== undefined && injectOff(inject)) return skip(`annotation ${INJECT_KEY} is "${inject}"`);
+  }
   if (config.requireSidecarStatus && !pod.annotations.has(STATUS_ANNOTATION)) {
-    return { capture: false, reason: `no ${STATUS_ANNOTATION} annotation (not injected by Istio's webhook)` };
+    return skip(`no ${STATUS_ANNOTATION} annotation (not injected by Istio's webhook)`);
   }
   return { capture: true };
 }

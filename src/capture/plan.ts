@@ -10,7 +10,7 @@ import type { CaptureConfig, Layout } from './config.js';
 import { decideCapture } from './decision.js';
 import { buildIptables } from './iptables.js';
 import { buildNftTables } from './nftables.js';
-import { podFromObject } from './pod.js';
+import { INJECT_KEY, PROXY_CONTAINER, podFromObject } from './pod.js';
 import { redirectSettings, type RedirectSettings } from './settings.js';
 
 export type PodPlan =
@@ -62,16 +62,23 @@ export function planPod(obj: unknown, config: CaptureConfig): PodPlan {
  */
 export function planKey(obj: unknown): string | null {
   if (typeof obj !== 'object' || obj === null) return null;
-  const o = obj as { metadata?: { namespace?: unknown; annotations?: Record<string, unknown> }; spec?: { containers?: unknown } };
+  type Meta = { namespace?: unknown; annotations?: Record<string, unknown>; labels?: Record<string, unknown> };
+  const o = obj as { metadata?: Meta; spec?: { containers?: unknown; initContainers?: unknown; hostNetwork?: unknown } };
   const ann = o.metadata?.annotations ?? {};
   const relevant = Object.keys(ann)
     .filter((k) => k.startsWith('traffic.sidecar.istio.io/') || k.startsWith('sidecar.istio.io/') || k === 'istio.io/reroute-virtual-interfaces')
     .sort()
     .map((k) => [k, ann[k]]);
-  const containers = Array.isArray(o.spec?.containers) ? (o.spec!.containers as Record<string, unknown>[]) : null;
-  if (!containers) return null;
-  const shape = containers.map((c) =>
-    c && c.name === 'istio-proxy' ? { n: c.name, sc: c.securityContext ?? null, env: c.env ?? null } : { n: typeof c?.name === 'string' ? c.name : null },
+  const lists = [o.spec?.initContainers ?? [], o.spec?.containers];
+  if (!lists.every(Array.isArray)) return null;
+  // Names of every container; of the proxy, everything the decision and the rules read.
+  const shape = (lists as Record<string, unknown>[][]).map((list) =>
+    list.map((c) =>
+      c && c.name === PROXY_CONTAINER
+        ? { n: c.name, sc: c.securityContext ?? null, env: c.env ?? null, args: c.args ?? null, image: c.image ?? null }
+        : { n: typeof c?.name === 'string' ? c.name : null },
+    ),
   );
-  return JSON.stringify([o.metadata?.namespace ?? 'default', relevant, shape]);
+  const label = o.metadata?.labels?.[INJECT_KEY] ?? null;
+  return JSON.stringify([o.metadata?.namespace ?? 'default', relevant, shape, label, o.spec?.hostNetwork ?? null]);
 }

@@ -1,14 +1,21 @@
 // The parts of a Kubernetes Pod the capture engine reads, validated out of a plain object (as the
 // API server or `kubectl get pod -o yaml` gives it) or out of YAML/JSON text.
 import { parse as parseYaml } from 'yaml';
-import { PROXY_CONTAINER } from './decision.js';
 import { CaptureError } from './errors.js';
+
+/** The sidecar's name, as a container or (native sidecar, Kubernetes 1.28+) as an init container. */
+export const PROXY_CONTAINER = 'istio-proxy';
+/** The label (and, older, the annotation) that turns injection off; the label wins when both are set. */
+export const INJECT_KEY = 'sidecar.istio.io/inject';
 
 export interface ContainerView {
   name: string;
   env: Map<string, string>;
   runAsUser?: number;
   runAsGroup?: number;
+  /** The proxy's only: its args (`proxy sidecar`, `proxy router`) and image. */
+  args?: string[];
+  image?: string;
 }
 
 export interface PodView {
@@ -16,7 +23,19 @@ export interface PodView {
   namespace: string;
   uid?: string;
   annotations: Map<string, string>;
+  /** Only the inject label is read; other labels are the API server's business. */
+  injectLabel?: string;
+  hostNetwork: boolean;
+  initContainers: ContainerView[];
   containers: ContainerView[];
+}
+
+/**
+ * The sidecar: the container named istio-proxy, else the init container of that name (a native
+ * sidecar). Istio's plug-in reads init containers first and containers after, so a container wins.
+ */
+export function proxyContainer(pod: PodView): ContainerView | undefined {
+  return pod.containers.find((c) => c.name === PROXY_CONTAINER) ?? pod.initContainers.find((c) => c.name === PROXY_CONTAINER);
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -30,11 +49,11 @@ function optionalId(v: unknown, what: string): number | undefined {
   return v;
 }
 
-function container(c: unknown, i: number): ContainerView {
-  if (!isObject(c) || typeof c.name !== 'string' || c.name === '') throw new CaptureError(`spec.containers[${i}].name`, isObject(c) ? c.name : c, 'every container needs a name');
+function container(list: string, c: unknown, i: number): ContainerView {
+  if (!isObject(c) || typeof c.name !== 'string' || c.name === '') throw new CaptureError(`${list}[${i}].name`, isObject(c) ? c.name : c, 'every container needs a name');
   const env = new Map<string, string>();
   if (c.env !== undefined && c.env !== null) {
-    if (!Array.isArray(c.env)) throw new CaptureError(`spec.containers[${i}].env`, c.env, 'must be a list');
+    if (!Array.isArray(c.env)) throw new CaptureError(`${list}[${i}].env`, c.env, 'must be a list');
     for (const e of c.env) {
       // valueFrom entries (secrets, field refs) have no literal value: the capture settings are literals.
       if (isObject(e) && typeof e.name === 'string' && typeof e.value === 'string') env.set(e.name, e.value);
@@ -42,13 +61,28 @@ function container(c: unknown, i: number): ContainerView {
   }
   const sc = isObject(c.securityContext) ? c.securityContext : {};
   const view: ContainerView = { name: c.name, env };
-  // Only the proxy's ids become rules; other containers' ids are the API server's business.
+  // Only the proxy's ids, args and image matter; other containers' are the API server's business.
   if (c.name !== PROXY_CONTAINER) return view;
-  const uid = optionalId(sc.runAsUser, `spec.containers[${c.name}].securityContext.runAsUser`);
-  const gid = optionalId(sc.runAsGroup, `spec.containers[${c.name}].securityContext.runAsGroup`);
+  const uid = optionalId(sc.runAsUser, `${list}[${c.name}].securityContext.runAsUser`);
+  const gid = optionalId(sc.runAsGroup, `${list}[${c.name}].securityContext.runAsGroup`);
   if (uid !== undefined) view.runAsUser = uid;
   if (gid !== undefined) view.runAsGroup = gid;
+  if (c.args !== undefined && c.args !== null) {
+    if (!Array.isArray(c.args) || !c.args.every((a) => typeof a === 'string')) throw new CaptureError(`${list}[${c.name}].args`, c.args, 'must be a list of strings');
+    view.args = c.args as string[];
+  }
+  if (c.image !== undefined && c.image !== null) {
+    if (typeof c.image !== 'string') throw new CaptureError(`${list}[${c.name}].image`, c.image, 'must be a string');
+    view.image = c.image;
+  }
   return view;
+}
+
+function containerList(spec: Record<string, unknown>, key: 'containers' | 'initContainers'): ContainerView[] {
+  const v = spec[key];
+  if (key === 'initContainers' && (v === undefined || v === null)) return [];
+  if (!Array.isArray(v)) throw new CaptureError(`spec.${key}`, v, key === 'containers' ? 'a pod needs a list of containers' : 'must be a list');
+  return v.map((c, i) => container(`spec.${key}`, c, i));
 }
 
 /** A Pod object → the view the capture engine uses. Throws CaptureError naming the bad field. */
@@ -67,9 +101,25 @@ export function podFromObject(obj: unknown): PodView {
       annotations.set(k, v);
     }
   }
+  let injectLabel: string | undefined;
+  if (isObject(meta.labels) && meta.labels[INJECT_KEY] !== undefined) {
+    const v = meta.labels[INJECT_KEY];
+    if (typeof v !== 'string') throw new CaptureError(`metadata.labels.${INJECT_KEY}`, v, 'label values must be strings');
+    injectLabel = v;
+  }
   const spec = isObject(obj.spec) ? obj.spec : null;
-  if (!spec || !Array.isArray(spec.containers)) throw new CaptureError('spec.containers', spec?.containers, 'a pod needs a list of containers');
-  const view: PodView = { name: meta.name, namespace, annotations, containers: spec.containers.map(container) };
+  if (!spec) throw new CaptureError('spec.containers', undefined, 'a pod needs a list of containers');
+  const hostNetwork = spec.hostNetwork === undefined || spec.hostNetwork === null ? false : spec.hostNetwork;
+  if (typeof hostNetwork !== 'boolean') throw new CaptureError('spec.hostNetwork', hostNetwork, 'must be true or false');
+  const view: PodView = {
+    name: meta.name,
+    namespace,
+    annotations,
+    hostNetwork,
+    initContainers: containerList(spec, 'initContainers'),
+    containers: containerList(spec, 'containers'),
+  };
+  if (injectLabel !== undefined) view.injectLabel = injectLabel;
   if (typeof meta.uid === 'string' && meta.uid !== '') view.uid = meta.uid;
   return view;
 }

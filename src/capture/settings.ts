@@ -3,9 +3,8 @@
 // value is a CaptureError naming the annotation (or env var) and the value.
 import { parsePrefix, formatPrefix } from '../nft/addr.js';
 import type { CaptureConfig } from './config.js';
-import { PROXY_CONTAINER } from './decision.js';
+import { PROXY_CONTAINER, proxyContainer, type PodView } from './pod.js';
 import { CaptureError } from './errors.js';
-import type { PodView } from './pod.js';
 
 export type InterceptionMode = 'REDIRECT' | 'TPROXY';
 
@@ -143,7 +142,7 @@ function envBool(name: string, value: string | undefined): boolean | undefined {
 
 export function redirectSettings(pod: PodView, config: CaptureConfig): RedirectSettings {
   const ann = (key: string): string | undefined => pod.annotations.get(key);
-  const proxy = pod.containers.find((c) => c.name === PROXY_CONTAINER);
+  const proxy = proxyContainer(pod);
   const env = proxy?.env ?? new Map<string, string>();
 
   const modeRaw = ann(ANNOTATIONS.mode) ?? 'REDIRECT';

@@ -68,6 +68,11 @@ export class World {
     writeFileSync(join(this.podsDir, `${p.namespace}-${p.name}.yaml`), podManifest(p));
   }
 
+  /** A pod as the API server would hold it (JSON is YAML too): for shapes `addPod` does not write. */
+  addPodObject(pod: { metadata: { namespace: string; name: string } } & Record<string, unknown>): void {
+    writeFileSync(join(this.podsDir, `${pod.metadata.namespace}-${pod.metadata.name}.yaml`), JSON.stringify(pod));
+  }
+
   /** Starts the built agent (`meshcni-agent serve`) and waits until /readyz says ready. */
   async startAgent(): Promise<void> {
     const cfg = join(this.dir, 'config.yaml');
