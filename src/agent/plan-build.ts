@@ -7,7 +7,6 @@ import { podFromObject } from '../capture/pod.js';
 import type { TableContents } from '../nft/model.js';
 import type { RoutingPlan } from '../nft/route.js';
 import { describeTable } from '../nft/ruleset.js';
-import { ackLastMessageOnly, replaceTablesBatch, type Batch } from '../nft/transaction.js';
 import type { LocalPlan } from './handler.js';
 
 export function buildPlan(pod: Record<string, unknown>, capture: CaptureConfig): LocalPlan & { routing?: RoutingPlan } {
@@ -28,11 +27,6 @@ export function computeRulesDigest(tables: readonly TableContents[]): string {
   const h = createHash('sha256');
   for (const t of tables) for (const line of describeTable(t)) h.update(line).update('\n');
   return h.digest('hex');
-}
-
-/** The batch a fresh namespace takes (apply.ts applyTables' first attempt), built ahead of time. */
-export function encodeCreateBatch(tables: readonly TableContents[]): Batch {
-  return ackLastMessageOnly(replaceTablesBatch(tables, 1, 'create'));
 }
 
 /**
