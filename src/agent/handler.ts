@@ -2,42 +2,14 @@
 // remember it; CHECK compares the namespace with the plan; DEL and GC forget.
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { diffTables } from '../nft/ruleset.js';
 import type { TableContents } from '../nft/model.js';
 import { tableLabels } from '../nft/remove.js';
 import { CNI_ERR, CniError, convertResult, parseCniArgs, runtimeValueError, type CniRequest } from './cni.js';
 import { KeyedLock } from './keyed-lock.js';
-import { computeRulesDigest } from './plan-build.js';
+import { planDiff, planDigest, releasePlan, type CapturePlan, type PodPlan } from './plan/types.js';
 import type { AgentMetrics } from './metrics.js';
 import type { PodSource } from './pods/source.js';
 import { StateError, type PodRecord, type PodStateStore } from './state.js';
-
-/**
- * A big pod's rules, kept by the plan worker: the event loop holds only what an ADD records, and
- * reads, compares and programs the rules through the worker.
- */
-export interface HeldRules {
-  digest: string;
-  /** The tables as `family name` (what DEL removes). */
-  labels: string[];
-  /** Reads the namespace and compares it with the rules (diffTables' words); throws on an unreadable netns. */
-  diff(netns: string): Promise<string[]>;
-  /** Programs routes and the one transaction, all or nothing (as applyPlan does). */
-  apply(netns: string): Promise<void>;
-  /** No more diff or apply: the worker may drop the rules. */
-  release(): void;
-}
-
-/** The capture decision for a pod, with what to program when captured (a big pod's: held by the plan worker). */
-export type PodPlan =
-  | { capture: true; layout: string; tables: TableContents[]; summary: Record<string, unknown> }
-  | { capture: true; layout: string; held: HeldRules; summary: Record<string, unknown> }
-  | { capture: false; reason: string };
-
-/** A plan made on this thread: the tables themselves (ordinary pods, the CLI, the plan worker's own). */
-export type LocalPlan = Exclude<PodPlan, { held: HeldRules }>;
-
-type CapturePlan = Extract<PodPlan, { capture: true }>;
 
 export interface HandlerDeps {
   excludeNamespaces: readonly string[];
@@ -57,33 +29,6 @@ export interface HandlerDeps {
   /** How long a lookup may wait for the pod to show up. */
   podLookupTimeoutMs?: number;
   isReady: () => boolean;
-}
-
-const digests = new WeakMap<readonly TableContents[], string>();
-
-/** sha256 of the tables' canonical description (memoised per ruleset object: plans are shared). */
-export function rulesDigest(tables: readonly TableContents[]): string {
-  let d = digests.get(tables);
-  if (!d) {
-    d = computeRulesDigest(tables);
-    digests.set(tables, d);
-  }
-  return d;
-}
-
-/** The digest a pod record keeps for a plan. */
-export function planDigest(p: CapturePlan): string {
-  return 'held' in p ? p.held.digest : rulesDigest(p.tables);
-}
-
-/** The differences between a plan and what `netns` holds; throws when the netns cannot be read. */
-export async function planDiff(p: CapturePlan, netns: string, readTables: (netns: string) => Promise<TableContents[]>): Promise<string[]> {
-  return 'held' in p ? p.held.diff(netns) : diffTables(p.tables, await readTables(netns));
-}
-
-/** Lets the plan worker drop a big plan's rules once the request is done with them. */
-export function releasePlan(p: PodPlan): void {
-  if (p.capture && 'held' in p) p.held.release();
 }
 
 interface PodIdentity {

@@ -2,7 +2,7 @@
 // worker for the big pods' plans it holds (agent → plan-apply → nft). One function for both.
 import { applyRouting, applyTables, undoRouting } from '../nft/apply.js';
 import type { RoutingPlan } from '../nft/route.js';
-import type { PodPlan } from './handler.js';
+import type { PodPlan } from './plan/types.js';
 
 type CapturePlan = Extract<PodPlan, { capture: true }>;
 

@@ -1,13 +1,11 @@
 // Pod object → the handler's plan (pure): shared by the in-thread planner and the plan worker.
-import { createHash } from 'node:crypto';
 import type { CaptureConfig } from '../capture/config.js';
 import { decideCapture } from '../capture/decision.js';
 import { planPod as planCapture } from '../capture/plan.js';
 import { podFromObject } from '../capture/pod.js';
 import type { TableContents } from '../nft/model.js';
 import type { RoutingPlan } from '../nft/route.js';
-import { describeTable } from '../nft/ruleset.js';
-import type { LocalPlan } from './handler.js';
+import type { LocalPlan } from './plan/types.js';
 
 export function buildPlan(pod: Record<string, unknown>, capture: CaptureConfig): LocalPlan & { routing?: RoutingPlan } {
   const p = planCapture(pod, capture);
@@ -20,13 +18,6 @@ export function buildPlan(pod: Record<string, unknown>, capture: CaptureConfig):
     summary: { layout: p.layout, tables: p.tables.length, rules },
     ...(p.routing ? { routing: p.routing } : {}),
   };
-}
-
-/** sha256 of the tables' canonical description: what a pod record keeps to notice changed rules. */
-export function computeRulesDigest(tables: readonly TableContents[]): string {
-  const h = createHash('sha256');
-  for (const t of tables) for (const line of describeTable(t)) h.update(line).update('\n');
-  return h.digest('hex');
 }
 
 /**

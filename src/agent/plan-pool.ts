@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { CaptureConfig } from '../capture/config.js';
 import { CNI_ERR, CniError } from './cni.js';
-import type { HeldRules, PodPlan } from './handler.js';
+import type { HeldRules, PodPlan } from './plan/types.js';
 
 /** Annotation list entries above which a pod is planned in the worker (ordinary pods have tens). */
 export const BIG_POD_LIST_ENTRIES = 256;

@@ -11,9 +11,9 @@ import { readTables } from '../nft/apply.js';
 import { tableLabels } from '../nft/remove.js';
 import type { RoutingPlan } from '../nft/route.js';
 import { diffTables } from '../nft/ruleset.js';
-import type { LocalPlan } from './handler.js';
+import { computeRulesDigest, type LocalPlan } from './plan/types.js';
 import { applyPlan } from './plan-apply.js';
-import { buildPlan, computeRulesDigest } from './plan-build.js';
+import { buildPlan } from './plan-build.js';
 import type { WorkerAnswer, WorkerRequest } from './plan-pool.js';
 
 type HeldPlan = Extract<LocalPlan, { capture: true }> & { routing?: RoutingPlan };

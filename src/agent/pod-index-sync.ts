@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { PodPlan } from './handler.js';
+import type { PodPlan } from './plan/types.js';
 import { encodeIndex, entryProblem, INDEX_FILE_NAME, INDEX_MAX_PODS, removeIndexTemps, writeIndexFile, type IndexEntry } from './pod-index.js';
 import { podKeyOf, type PodSource } from './pods/source.js';
 

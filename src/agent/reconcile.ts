@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { TableContents } from '../nft/model.js';
 import type { RepairPolicy } from './config.js';
-import { planDiff, planDigest, releasePlan, type PodPlan } from './handler.js';
+import { planDiff, planDigest, releasePlan, type PodPlan } from './plan/types.js';
 import type { AgentMetrics } from './metrics.js';
 import type { PodKey, PodSource } from './pods/source.js';
 import type { KeyedLock } from './keyed-lock.js';
