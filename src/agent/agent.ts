@@ -254,6 +254,7 @@ export class Agent {
         readTables,
         applyPlan,
         policy: this.settings.repairPolicy,
+        procRoot: this.settings.procRoot,
         lock: this.lock,
         excludeNamespaces: this.excludeNamespaces,
         metrics: this.metrics,
