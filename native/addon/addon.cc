@@ -3,9 +3,12 @@
 #include <napi.h>
 
 #include <errno.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <linux/netlink.h>
+#include <linux/nsfs.h>
 
 #include <string>
 #include <vector>
@@ -273,6 +276,31 @@ Napi::Value CheckPodNetns(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
+/**
+ * netnsOwner(path) → {dev, ino} of the user namespace that owns the network namespace at `path`
+ * (NS_GET_USERNS): a netns a non-root user made with its own user namespace is told apart from a
+ * pod's, which the initial user namespace owns. Throws naming the path.
+ */
+Napi::Value NetnsOwner(const Napi::CallbackInfo &info) {
+  std::string path = StringOf(info[0], "netns path");
+  NsIdentity netns, owner;
+  SysError e;
+  int fd = OpenNetns(path, &netns, &e);
+  if (fd < 0) throw SysErrorToJs(info.Env(), e);
+  int userns = ioctl(fd, NS_GET_USERNS);
+  if (userns < 0) Fail(&e, "NS_GET_USERNS on", path);
+  close(fd);
+  if (userns < 0) throw SysErrorToJs(info.Env(), e);
+  struct stat st;
+  bool ok = fstat(userns, &st) == 0;
+  if (!ok) Fail(&e, "cannot stat the owning user namespace of", path);
+  close(userns);
+  if (!ok) throw SysErrorToJs(info.Env(), e);
+  owner.dev = st.st_dev;
+  owner.ino = st.st_ino;
+  return IdentityToJs(info.Env(), owner);
+}
+
 /** peerCredentials(fd) → {pid, uid, gid} of the process at the other end of a unix socket. */
 Napi::Value PeerCredentials(const Napi::CallbackInfo &info) {
   if (!info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "fd must be a number");
@@ -300,6 +328,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("dump", Napi::Function::New(env, DumpRequests, "dump"));
   exports.Set("netnsIdentity", Napi::Function::New(env, NetnsIdentity, "netnsIdentity"));
   exports.Set("checkPodNetns", Napi::Function::New(env, CheckPodNetns, "checkPodNetns"));
+  exports.Set("netnsOwner", Napi::Function::New(env, NetnsOwner, "netnsOwner"));
   exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials, "peerCredentials"));
   exports.Set("NETLINK_ROUTE", Napi::Number::New(env, NETLINK_ROUTE));
   exports.Set("NETLINK_NETFILTER", Napi::Number::New(env, NETLINK_NETFILTER));

@@ -132,3 +132,41 @@ enum index_verdict index_lookup(const char *path, const struct cni_call *call, c
   if (v == INDEX_UNKNOWN) return say(why, why_len, v, "pod %.63s/%.128s uid %.64s is not in the pod index", ns, name, uid);
   return say(why, why_len, v, "pod index records %.63s/%.128s uid %.64s as not captured", ns, name, uid);
 }
+
+int index_usable(const char *path, char *why, size_t why_len) {
+  size_t len;
+  char *buf = read_index(path, &len, why, why_len);
+  if (!buf) return 0;
+  long count, seen = 0;
+  char *p = records_of(buf, len, &count);
+  while (p && *p == '\n' && seen <= count) {
+    char *line = p + 1, *nl = strchr(line, '\n'), decision, *f[3];
+    if (nl) *nl = '\0';
+    if (!parse_record(line, &decision, f)) p = NULL;
+    else {
+      seen++;
+      p = nl ? (*nl = '\n', nl) : line + strlen(line);
+    }
+  }
+  int ok = p && *p == '\0' && seen == count;
+  free(buf);
+  if (!ok) say(why, why_len, INDEX_UNUSABLE, "pod index %.128s is damaged or truncated", path);
+  return ok;
+}
+
+int index_ready_marked(const char *index_path, char *why, size_t why_len) {
+  char path[4200];
+  if ((size_t)snprintf(path, sizeof path, "%s%s", index_path, INDEX_READY_SUFFIX) >= sizeof path)
+    return say(why, why_len, INDEX_UNUSABLE, "pod index path too long"), 0;
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return say(why, why_len, INDEX_UNUSABLE, "no ready meshcni on this node yet (%.128s: %s)", path, strerror(errno)), 0;
+  struct stat st;
+  char buf[sizeof INDEX_READY_MAGIC];
+  ssize_t n = 0;
+  int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() && !(st.st_mode & 077);
+  if (ok) n = read(fd, buf, sizeof buf - 1);
+  (void)close(fd);
+  ok = ok && n == (ssize_t)sizeof INDEX_READY_MAGIC - 1 && !memcmp(buf, INDEX_READY_MAGIC, sizeof INDEX_READY_MAGIC - 1);
+  if (!ok) say(why, why_len, INDEX_UNUSABLE, "%.128s is not a root-only ready marker", path);
+  return ok;
+}

@@ -19,4 +19,15 @@ enum index_verdict { INDEX_NOT_CAPTURED, INDEX_CAPTURED, INDEX_UNKNOWN, INDEX_UN
  * in the index at `path`. `why` gets a sentence for the operator in every case. */
 enum index_verdict index_lookup(const char *path, const struct cni_call *call, char *why, size_t why_len);
 
+/* The agent's mark that meshcni was once ready on this node: `<index path>` + this suffix, a
+ * root-only regular file holding exactly INDEX_READY_MAGIC (src/agent/pod-index.ts writes it). */
+#define INDEX_READY_SUFFIX ".ready"
+#define INDEX_READY_MAGIC "meshcni-ready 1\n"
+
+/* 1 when the index at `path` is whole and well-formed (it may list no pods); else 0 and `why`. */
+int index_usable(const char *path, char *why, size_t why_len);
+
+/* 1 when the ready marker next to the index is there and sane; else 0 and `why`. */
+int index_ready_marked(const char *index_path, char *why, size_t why_len);
+
 #endif

@@ -143,7 +143,6 @@ static int agent_unavailable(const struct cni_call *call, const struct shim_conf
     (void)cni_write_all(STDERR_FILENO, line, n < (int)sizeof line ? (size_t)n : sizeof line - 1);
     return 0;
   }
-  if (!strcmp(cmd, "STATUS")) return cni_error(call->version, CNI_ERR_NOT_AVAILABLE, "meshcni agent is not available", why);
   if (o == AGENT_BAD_ANSWER) return cni_error(call->version, CNI_ERR_INTERNAL, "meshcni agent gave an unusable answer", why);
   return cni_error(call->version, CNI_ERR_TRY_AGAIN_LATER, "meshcni agent is unreachable; try again later", why);
 }
@@ -193,6 +192,29 @@ static int relay(const struct cni_call *call, const struct agent_reply *r) {
   return r->body[r->body_len - 1] == '\n' ? 0 : (cni_write_all(STDOUT_FILENO, "\n", 1) ? 1 : 0);
 }
 
+/*
+ * STATUS (CNI 1.1): the runtime asks every few seconds and marks the node's network NotReady while
+ * any plug-in fails, which blocks every new pod and, after 300 s, evicts the node's pods. So it
+ * fails (50) only while this node has never had a ready meshcni (the bootstrap gate: no pod is
+ * sent here before the agent first gets ready, taint or no taint). Once the agent was ready and
+ * its pod index is whole, an outage answers ready: ADD itself still fails closed (code 11) for
+ * every pod that needs capture, and lets through the pods the index records as not captured.
+ */
+static int status_answer(const struct cni_call *call, const struct shim_conf *sc, enum agent_outcome o,
+                         const struct agent_reply *r) {
+  if (o == AGENT_OK && r->status >= 200 && r->status <= 299) return relay(call, r);
+  char why[400], line[800];
+  snprintf(why, sizeof why, "%.200s", o == AGENT_OK ? "the agent is not ready" : r->why);
+  char gate[300];
+  if (!index_ready_marked(sc->pod_index, gate, sizeof gate) || !index_usable(sc->pod_index, gate, sizeof gate)) {
+    snprintf(line, sizeof line, "%s; %s", why, gate);
+    return cni_error(call->version, CNI_ERR_NOT_AVAILABLE, "meshcni agent is not available", line);
+  }
+  int n = snprintf(line, sizeof line, "meshcni: STATUS ready without the agent (%s): it was ready before and the pod index is whole\n", why);
+  (void)cni_write_all(STDERR_FILENO, line, n < (int)sizeof line ? (size_t)n : sizeof line - 1);
+  return 0;
+}
+
 /* The request body: the CNI_* environment and the configuration as given (minified). */
 static void request(const struct cni_call *call, struct jbuf *b) {
   const struct cni_env *e = &call->env;
@@ -219,7 +241,9 @@ static int forward(const struct cni_call *call, const struct shim_conf *sc) {
   struct agent_reply reply = {0};
   enum agent_outcome o = agent_post(sc->socket_path, req.data, req.len, sc->timeout_ms, &reply);
   free(req.data);
-  int rc = o == AGENT_OK ? relay(call, &reply) : agent_unavailable(call, sc, o, reply.why);
+  int rc = !strcmp(call->env.command, "STATUS") ? status_answer(call, sc, o, &reply)
+           : o == AGENT_OK                      ? relay(call, &reply)
+                                                : agent_unavailable(call, sc, o, reply.why);
   free(reply.body);
   return rc;
 }

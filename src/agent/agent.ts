@@ -1,5 +1,6 @@
 // The node agent as one object with a lifetime: pod source, state, CNI socket, admin endpoint,
 // installer and reconcile loop, started in order and stopped gracefully in reverse.
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { parseCaptureConfig, type CaptureConfig } from '../capture/config.js';
 import { planKey } from '../capture/plan.js';
@@ -14,6 +15,7 @@ import { createCniHandler, errFields } from './handler.js';
 import type { LocalPlan, PodPlan } from './plan/types.js';
 import { KeyedLock } from './keyed-lock.js';
 import { createMetrics, type AgentMetrics } from './metrics.js';
+import { INDEX_FILE_NAME, writeReadyMarker } from './pod-index.js';
 import { PodIndexSync } from './pod-index-sync.js';
 import { DirPodSource } from './pods/dir.js';
 import { KubeNodeLifecycle, type NodeLifecycle } from './node-lifecycle.js';
@@ -232,6 +234,10 @@ export class Agent {
       await warmHotPath({ planPod: this.planPod, applyPlan, readTables, log: this.log, stateDir: this.settings.stateDir });
     }
     this.ready = true;
+    // From now on CNI STATUS answers ready through an outage (the bootstrap gate opens).
+    await writeReadyMarker(join(this.settings.stateDir, INDEX_FILE_NAME)).catch((e: Error) =>
+      this.log.error({ dir: this.settings.stateDir, err: e.message }, 'cannot write the ready marker; CNI STATUS fails while the agent is down'),
+    );
     // Chained in, serving, pod source synced: now the scheduler may send pods here.
     await this.lifecycle?.markReady();
     this.log.info(
@@ -255,6 +261,7 @@ export class Agent {
         readTables,
         applyPlan,
         policy: this.settings.repairPolicy,
+        procRoot: this.settings.procRoot,
         lock: this.lock,
         excludeNamespaces: this.excludeNamespaces,
         metrics: this.metrics,

@@ -42,6 +42,8 @@ export interface AgentSettings {
   /** Exercise the ADD hot path once (plan, encode, apply into a throwaway netns) before reporting ready. */
   warmStart: boolean;
   repairPolicy: RepairPolicy;
+  /** Where the host's processes are seen (capture in place scans it): `/host/proc` in the DaemonSet. */
+  procRoot: string;
   /** 0 disables the periodic reconcile (it still runs once at start). */
   reconcileIntervalSeconds: number;
   podLookupTimeoutMs: number;
@@ -68,6 +70,7 @@ export const DEFAULT_SETTINGS: Omit<AgentSettings, 'capture'> = {
   readinessTaintKey: 'meshcni.io/agent-not-ready',
   warmStart: true,
   repairPolicy: 'capture',
+  procRoot: '/proc',
   reconcileIntervalSeconds: 60,
   podLookupTimeoutMs: 2000,
   maxBodyBytes: 1 << 20,
@@ -126,6 +129,7 @@ const CHECKS: Record<Exclude<keyof AgentSettings, 'capture'>, Checker> = {
   readinessTaintKey: (v) =>
     typeof v === 'string' && /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(v) ? null : 'must be a label-style key such as meshcni.io/agent-not-ready',
   repairPolicy: oneOf(POLICIES),
+  procRoot: isAbsPath,
   reconcileIntervalSeconds: intRange(0, 86400),
   podLookupTimeoutMs: intRange(0, 60000),
   maxBodyBytes: intRange(1024, 64 << 20),

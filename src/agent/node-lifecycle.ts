@@ -1,9 +1,10 @@
 // The agent's place in the cluster's lifecycle: it lifts a NoSchedule taint from its own node once it
 // is ready (so the scheduler sends no pods to a node where they would all fail), and at SIGTERM tells
 // a rolling upgrade (keep the chain: new pods wait with code 11) from a removal of its DaemonSet
-// (unchain, so pods start again), the way Istio's CNI agent checks whether its DaemonSet is going.
+// or from a DaemonSet that no longer selects this node (unchain, so pods start again), the way Istio's CNI agent checks whether its DaemonSet is going.
 import { AppsV1Api, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { placementProblem, type NodeTaint, type PodPlacement } from './daemonset-placement.js';
 
 export type ShutdownIntent = 'upgrade' | 'removal';
 
@@ -109,6 +110,15 @@ export class KubeNodeLifecycle implements NodeLifecycle {
         throw e;
       }
       if (ds.metadata?.deletionTimestamp) return this.removal(`DaemonSet ${podNamespace}/${owner.name} is being deleted`);
+      // Dropped from this node (nodeSelector, affinity, a taint it does not tolerate): no agent will
+      // come back here, so staying chained would leave every captured pod waiting forever.
+      const node = await this.core.readNode({ name: this.opts.nodeName });
+      const problem = placementProblem((ds.spec?.template?.spec ?? {}) as PodPlacement, {
+        name: this.opts.nodeName,
+        labels: node.metadata?.labels ?? {},
+        taints: (node.spec?.taints ?? []) as NodeTaint[],
+      });
+      if (problem) return this.removal(`DaemonSet ${podNamespace}/${owner.name} no longer runs on this node: ${problem}`);
       log.info({ daemonSet: `${podNamespace}/${owner.name}` }, 'shutdown is an upgrade or restart: meshcni stays chained; new pods wait with code 11');
       return 'upgrade';
     } catch (e) {

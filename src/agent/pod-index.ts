@@ -59,6 +59,23 @@ export function encodeIndex(entries: readonly IndexEntry[]): Buffer {
 }
 
 /** Temp files of index writes: `.pod-index.<pid>.<hex>.tmp` beside the index (the shim reads only the index). */
+/**
+ * The bootstrap gate of CNI STATUS (native/shim/index.h keeps the same names): written when the
+ * agent first gets ready on this node; while it and a whole index exist, the shim answers STATUS
+ * ready through an agent outage. It lives in the state dir (tmpfs): a rebooted node starts gated.
+ */
+export const READY_MARKER_SUFFIX = '.ready';
+export const READY_MARKER_TEXT = 'meshcni-ready 1\n';
+
+/** Writes the ready marker next to the index at `indexPath` (atomically, root-only). */
+export function writeReadyMarker(indexPath: string): Promise<void> {
+  return writeFileAtomic(`${indexPath}${READY_MARKER_SUFFIX}`, Buffer.from(READY_MARKER_TEXT), {
+    mode: 0o600,
+    tempPrefix: `${INDEX_TEMP_PREFIX}${process.pid}.`,
+    tempSuffix: INDEX_TEMP_SUFFIX,
+  });
+}
+
 export const INDEX_TEMP_PREFIX = `.${INDEX_FILE_NAME}.`;
 export const INDEX_TEMP_SUFFIX = '.tmp';
 

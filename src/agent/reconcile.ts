@@ -8,7 +8,8 @@ import { planDiff, planDigest, releasePlan, type PodPlan } from './plan/types.js
 import type { AgentMetrics } from './metrics.js';
 import type { PodKey, PodSource } from './pods/source.js';
 import type { KeyedLock } from './keyed-lock.js';
-import { findPodNetns, type NetnsLookup } from './pod-netns.js';
+import { findPodNetns, releaseNetns, type NetnsLookup, type PodNetnsQuery } from './pod-netns.js';
+import type { PodRecord } from './state.js';
 import type { PodStateStore } from './state.js';
 
 type CapturePlan = Extract<PodPlan, { capture: true }>;
@@ -22,8 +23,10 @@ export interface ReconcileDeps {
   applyPlan: (netns: string, plan: CapturePlan) => Promise<unknown>;
   /** Deletes a pod through the API (the `delete` policy); absent in standalone mode. */
   deletePod?: (key: PodKey) => Promise<void>;
-  /** Finds running pods' netns by uid (the `capture` policy); default: scan /proc. */
-  findNetns?: (uids: readonly string[]) => Map<string, NetnsLookup>;
+  /** Finds and proves running pods' netns by uid (the `capture` policy); default: scan procRoot. */
+  findNetns?: (pods: readonly PodNetnsQuery[]) => Map<string, NetnsLookup>;
+  /** Where the host's processes are seen; default /proc. */
+  procRoot?: string;
   policy: RepairPolicy;
   /** Namespaces the ADD never captures: never captured in place either. */
   excludeNamespaces?: readonly string[];
@@ -61,6 +64,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
       const rec = state.get(listed.containerId);
       if (!rec) return;
       const name = podName(rec);
+      if (isScanned(rec)) return checkScanned(deps, report, rec, known);
       known.add(name);
       if (!existsSync(rec.netns)) {
         // The sandbox is gone and its DEL never reached us (agent down at the time): forget it.
@@ -96,6 +100,66 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
   }
   await findUncaptured(deps, report, known);
   return report;
+}
+
+/** A record of a pod captured in place: no path, the netns identity found by scanning. */
+const isScanned = (rec: PodRecord): boolean => rec.netns === '' && typeof rec.netnsId === 'string';
+
+const findNetns = (deps: ReconcileDeps, q: readonly PodNetnsQuery[]): Map<string, NetnsLookup> =>
+  deps.findNetns ? deps.findNetns(q) : findPodNetns(q, deps.procRoot);
+
+/** The pod's IPs as the API reports them: a proven netns must hold one. */
+function podIps(obj: Record<string, unknown>): string[] {
+  const status = (obj.status ?? {}) as { podIP?: unknown; podIPs?: { ip?: unknown }[] };
+  const ips = new Set<string>();
+  if (typeof status.podIP === 'string' && status.podIP) ips.add(status.podIP);
+  for (const p of Array.isArray(status.podIPs) ? status.podIPs : []) if (typeof p?.ip === 'string' && p.ip) ips.add(p.ip);
+  return [...ips];
+}
+
+/**
+ * A pod captured in place is found again, and proven again, on every pass; its record keeps the
+ * netns identity, never a /proc/<pid> path. If the proven netns is no longer the recorded one (the
+ * sandbox was replaced, or the pid now belongs to someone else) nothing is programmed: the record
+ * is forgotten and the pod is looked at afresh, as one that never saw an ADD.
+ */
+async function checkScanned(deps: ReconcileDeps, report: ReconcileReport, rec: PodRecord, known: Set<string>): Promise<void> {
+  const name = podName(rec);
+  const base = { namespace: rec.namespace, pod: rec.name, containerId: rec.containerId, netnsId: rec.netnsId };
+  const forget = async (why: string): Promise<void> => {
+    await deps.state.delete(rec.containerId);
+    report.forgotten.push(name);
+    deps.log.info({ ...base, reason: why }, 'reconcile: the netns of a pod captured in place is gone or changed; forgot it');
+  };
+  let found: NetnsLookup | undefined;
+  try {
+    const obj = rec.uid ? await deps.pods.lookup({ namespace: rec.namespace, name: rec.name, uid: rec.uid }, { timeoutMs: 0 }) : undefined;
+    if (!obj || !rec.uid) return forget('the pod is gone from the API');
+    found = findNetns(deps, [{ uid: rec.uid, ips: podIps(obj) }]).get(rec.uid);
+    if (!found || 'problem' in found) return forget(found?.problem ?? 'not found');
+    if (found.id !== rec.netnsId) return forget(`the pod's netns is now ${found.id}, not the recorded ${rec.netnsId}`);
+    known.add(name);
+    report.checked++;
+    const plan = await deps.planPod(obj);
+    if (!plan.capture) return;
+    try {
+      const diffs = await planDiff(plan, found.netns, deps.readTables);
+      if (diffs.length === 0) {
+        report.intact++;
+        return;
+      }
+      await act(deps, report, { namespace: rec.namespace, name: rec.name }, found.netns, plan, diffs);
+      if (inPlace(deps.policy)) await deps.state.put({ ...rec, rulesDigest: planDigest(plan), capturedAt: new Date().toISOString() });
+    } finally {
+      releasePlan(plan);
+    }
+  } catch (e) {
+    report.errors.push(`${name}: ${(e as Error).message}`);
+    deps.metrics.repairs.inc({ result: 'error' });
+    deps.log.error({ ...base, err: (e as Error).message }, 'reconcile failed for a pod');
+  } finally {
+    releaseNetns(found);
+  }
 }
 
 async function act(deps: ReconcileDeps, report: ReconcileReport, key: PodKey, netns: string, plan: CapturePlan, diffs: string[]): Promise<void> {
@@ -168,7 +232,15 @@ async function findUncaptured(deps: ReconcileDeps, report: ReconcileReport, know
 
 /** Programs each running pod in its own netns (found by uid) with the one transaction an ADD uses. */
 async function captureInPlace(deps: ReconcileDeps, report: ReconcileReport, todo: { key: PodKey; obj: Record<string, unknown> }[]): Promise<void> {
-  const found = (deps.findNetns ?? findPodNetns)(todo.flatMap(({ key }) => (key.uid ? [key.uid] : [])));
+  const found = findNetns(deps, todo.flatMap(({ key, obj }) => (key.uid ? [{ uid: key.uid, ips: podIps(obj) }] : [])));
+  try {
+    await captureEach(deps, report, todo, found);
+  } finally {
+    for (const f of found.values()) releaseNetns(f);
+  }
+}
+
+async function captureEach(deps: ReconcileDeps, report: ReconcileReport, todo: { key: PodKey; obj: Record<string, unknown> }[], found: Map<string, NetnsLookup>): Promise<void> {
   for (const { key, obj } of todo) {
     const name = podName(key);
     const where = key.uid ? found.get(key.uid) : { problem: 'the pod object has no metadata.uid' };
@@ -188,7 +260,9 @@ async function captureInPlace(deps: ReconcileDeps, report: ReconcileReport, todo
       await deps.state.put({
         containerId: `repair-${key.uid}`,
         ifName: '',
-        netns: where.netns,
+        // Never the /proc/<pid> path: a reused pid would name another netns. Found again by uid.
+        netns: '',
+        netnsId: where.id,
         namespace: key.namespace,
         name: key.name,
         uid: key.uid!,
@@ -198,12 +272,12 @@ async function captureInPlace(deps: ReconcileDeps, report: ReconcileReport, todo
       });
       report.captured.push(name);
       deps.metrics.repairs.inc({ result: 'captured' });
-      deps.log.warn({ ...base, netns: where.netns, pid: where.pid, ...plan.summary }, 'reconcile: pod started before meshcni; captured it in place');
+      deps.log.warn({ ...base, netnsId: where.id, pid: where.pid, ...plan.summary }, 'reconcile: pod started before meshcni; captured it in place');
     } catch (e) {
       // One transaction: a netns that vanished (pod gone mid-repair) holds nothing half-applied.
       report.errors.push(`${name}: ${(e as Error).message}`);
       deps.metrics.repairs.inc({ result: 'error' });
-      deps.log.error({ ...base, netns: where.netns, err: (e as Error).message }, 'reconcile: capturing a pod in place failed');
+      deps.log.error({ ...base, netnsId: where.id, err: (e as Error).message }, 'reconcile: capturing a pod in place failed');
     } finally {
       if (plan) releasePlan(plan);
     }

@@ -8,7 +8,10 @@ import { containerIdProblem } from './cni.js';
 export interface PodRecord {
   containerId: string;
   ifName: string;
+  /** The runtime's CNI_NETNS; '' for a pod captured in place, which netnsId identifies instead. */
   netns: string;
+  /** `dev:ino` of a netns found by scanning: proven again on every pass, never kept as a /proc path. */
+  netnsId?: string;
   namespace: string;
   name: string;
   uid?: string;

@@ -19,6 +19,7 @@ interface Addon {
   dump(path: string, requests: Buffer[], protocol?: number): Promise<Buffer[]>;
   netnsIdentity(path: string): { dev: bigint; ino: bigint };
   checkPodNetns(path: string): void;
+  netnsOwner(path: string): { dev: bigint; ino: bigint };
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   NETLINK_ROUTE: number;
   NETLINK_NETFILTER: number;
@@ -160,6 +161,14 @@ export function ownNetnsIdentity(): { dev: bigint; ino: bigint } {
 /** Throws unless `path` is a network namespace that is not the host's own (ENOENT, ENOTNETNS, EHOSTNETNS). */
 export function checkPodNetns(path: string): void {
   native().checkPodNetns(path);
+}
+
+/**
+ * Identity of the user namespace that owns the network namespace at `path` (NS_GET_USERNS): a pod's
+ * netns is owned by the initial user namespace, one a non-root user made is not. Throws naming the path.
+ */
+export function netnsOwner(path: string): { dev: bigint; ino: bigint } {
+  return native().netnsOwner(path);
 }
 
 /** uid/gid/pid of the process on the other end of a connected unix socket (SO_PEERCRED). */

@@ -121,13 +121,13 @@ describe('daemonset.yaml', () => {
     expect(Object.keys(cm.data)).toEqual(['config.yaml']);
   });
 
-  it('asks for NET_ADMIN and SYS_ADMIN as root instead of full privilege', () => {
+  it('asks for NET_ADMIN, SYS_ADMIN and SYS_PTRACE as root instead of full privilege, without hostPID', () => {
     const sc = agent.securityContext;
     expect(sc.privileged ?? false).toBe(false);
     expect(sc.runAsUser).toBe(0);
     expect(sc.allowPrivilegeEscalation).toBe(false);
     expect(sc.capabilities.drop).toEqual(['ALL']);
-    expect([...sc.capabilities.add].sort()).toEqual(['NET_ADMIN', 'SYS_ADMIN']);
+    expect([...sc.capabilities.add].sort()).toEqual(['NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE']);
     expect(pod.securityContext?.privileged).toBeUndefined();
     expect(pod.hostPID ?? false).toBe(false);
   });
@@ -136,7 +136,7 @@ describe('daemonset.yaml', () => {
     const hostPaths = new Map<string, { path: string; propagation?: string }>();
     for (const m of agent.volumeMounts) {
       const v = pod.volumes.find((x: any) => x.name === m.name);
-      if (v?.hostPath) hostPaths.set(m.mountPath, { path: v.hostPath.path, propagation: m.mountPropagation });
+      if (v?.hostPath && m.mountPath !== '/host/proc') hostPaths.set(m.mountPath, { path: v.hostPath.path, propagation: m.mountPropagation });
     }
     expect(Object.fromEntries(hostPaths)).toEqual({
       '/etc/cni/net.d': { path: '/etc/cni/net.d', propagation: undefined },
@@ -148,6 +148,14 @@ describe('daemonset.yaml', () => {
     expect(hostPaths.get(settings.cniConfDir)?.path).toBe(settings.cniConfDir);
     expect(hostPaths.get(settings.cniBinDir)?.path).toBe(settings.cniBinDir);
     expect(hostPaths.get(dirname(settings.socketPath))?.path).toBe(dirname(settings.socketPath));
+  });
+
+  it("mounts the host's /proc read-only at the ConfigMap's procRoot (capture in place)", () => {
+    const m = agent.volumeMounts.find((x: any) => x.mountPath === settings.procRoot);
+    expect(settings.procRoot).toBe('/host/proc');
+    expect(m).toMatchObject({ readOnly: true });
+    expect(m.mountPropagation).toBeUndefined();
+    expect(pod.volumes.find((x: any) => x.name === m.name).hostPath).toEqual({ path: '/proc', type: 'Directory' });
   });
 
   it('passes the node name from the downward API', () => {
@@ -178,7 +186,7 @@ describe('configmap.yaml', () => {
       [
         'excludeNamespaces', 'layout', 'nftSets', 'dualStack', 'socketPath', 'install', 'cniConfDir', 'cniBinDir',
         'metricsAddress', 'metricsScrapeAddress', 'logLevel', 'repairPolicy', 'reconcileIntervalSeconds', 'uninstallOnShutdown',
-        'removeReadinessTaint', 'readinessTaintKey', 'uninstallOnRemoval',
+        'removeReadinessTaint', 'readinessTaintKey', 'uninstallOnRemoval', 'procRoot',
       ].sort(),
     );
     expect(settings).toMatchObject({ install: true, repairPolicy: 'capture', metricsAddress: '127.0.0.1:15120', metricsScrapeAddress: '0.0.0.0:15121', removeReadinessTaint: true, uninstallOnRemoval: true });

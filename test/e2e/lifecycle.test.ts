@@ -27,8 +27,14 @@ type Obj = Record<string, unknown> & { metadata: Record<string, unknown> };
 
 /** An API server holding one node, the agent's pod and its DaemonSet; refuses anything RBAC does not allow. */
 class FakeApi {
-  node: Obj = { apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1', resourceVersion: '7' }, spec: { taints: [{ key: TAINT, effect: 'NoSchedule' }, { key: 'other/keep', effect: 'NoExecute', value: 'x' }] } };
-  daemonSet: Obj | null = { apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name: 'meshcni-agent', namespace: 'kube-system', uid: 'ds-uid-1' } };
+  node: Obj = { apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1', resourceVersion: '7', labels: { 'kubernetes.io/os': 'linux', pool: 'apps' } }, spec: { taints: [{ key: TAINT, effect: 'NoSchedule' }, { key: 'other/keep', effect: 'NoExecute', value: 'x' }] } };
+  // Tolerates everything, as deploy/daemonset.yaml does.
+  daemonSet: Obj | null = {
+    apiVersion: 'apps/v1',
+    kind: 'DaemonSet',
+    metadata: { name: 'meshcni-agent', namespace: 'kube-system', uid: 'ds-uid-1' },
+    spec: { template: { spec: { nodeSelector: { 'kubernetes.io/os': 'linux' }, tolerations: [{ operator: 'Exists' }] } } },
+  };
   readonly agentPod: Obj = {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -205,10 +211,28 @@ describe('SIGTERM: upgrade or removal', () => {
     expect(api.denied).toEqual([]);
   });
 
+  const podSpec = (api: FakeApi): Record<string, unknown> => ((api.daemonSet!.spec as { template: { spec: Record<string, unknown> } }).template.spec);
+  const required = (key: string, operator: string, values: string[]) => ({
+    nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key, operator, values }] }] } },
+  });
   const removals: [string, (api: FakeApi) => void][] = [
     ['is being deleted (deletionTimestamp)', (api) => (api.daemonSet!.metadata.deletionTimestamp = '2026-11-26T06:00:00Z')],
     ['is gone', (api) => (api.daemonSet = null)],
+    ['no longer selects the node (nodeSelector)', (api) => (podSpec(api).nodeSelector = { 'kubernetes.io/os': 'linux', mesh: 'on' })],
+    ['no longer selects the node (required node affinity)', (api) => (podSpec(api).affinity = required('pool', 'In', ['batch']))],
+    ['does not tolerate a NoSchedule taint of the node', (api) => (podSpec(api).tolerations = [{ key: 'other/keep', operator: 'Exists' }, { key: TAINT, operator: 'Exists' }]) && (api.node.spec as { taints: unknown[] }).taints.push({ key: 'dedicated', value: 'gpu', effect: 'NoSchedule' })],
   ];
+
+  it('keeps the chain when the DaemonSet still selects the node (nodeSelector, affinity, tolerations)', async () => {
+    const { api, agent, confDir, primary, stop } = await node();
+    await agent.start();
+    podSpec(api).affinity = required('pool', 'In', ['apps', 'batch']);
+    podSpec(api).tolerations = [{ key: 'other/keep', operator: 'Equal', value: 'x', effect: 'NoExecute' }];
+    await stop();
+    expect(readFileSync(join(confDir, '10-bridge.conflist'), 'utf8')).not.toBe(primary);
+    expect(api.requests).toContain('get daemonsets');
+    expect(api.denied).toEqual([]);
+  });
   it.each(removals)('when its DaemonSet %s, unchains: the primary config is back byte for byte, the shim is gone, pods start', async (_what, remove) => {
     const { api, agent, w, confDir, binDir, primary, stop } = await node();
     await agent.start();

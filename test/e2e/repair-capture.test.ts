@@ -1,20 +1,22 @@
 // Pods that were running before meshcni: with repairPolicy capture the agent finds each one's netns
 // by uid (cgroup path → /proc/<pid>/ns/net) and programs it with the ADD's one transaction. Real
 // netns, real processes in real cgroup dirs; the kernel's ruleset is the judge. Root.
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, readlinkSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent, applyPlan, makePlanner } from '../../src/agent/agent.js';
 import { parseSettings } from '../../src/agent/config.js';
 import { createMetrics } from '../../src/agent/metrics.js';
-import { findPodNetns } from '../../src/agent/pod-netns.js';
+import { findPodNetns, releaseNetns } from '../../src/agent/pod-netns.js';
 import { DirPodSource } from '../../src/agent/pods/dir.js';
 import { reconcileOnce } from '../../src/agent/reconcile.js';
 import { PodStateStore } from '../../src/agent/state.js';
 import { parseCaptureConfig } from '../../src/capture/config.js';
 import { readTables } from '../../src/nft/apply.js';
-import { inNetns, NetnsPool } from '../helpers/netns.js';
+import { netnsIdentity } from '../../src/kernel/index.js';
+import { inNetns, netnsPath, NetnsPool } from '../helpers/netns.js';
 import { World, nftRuleset, saveIn } from './helpers.js';
 import { addPodWithUid, cgroupRoot, PodProcess } from './pod-process.js';
 
@@ -27,7 +29,9 @@ const worlds: World[] = [];
 const agents: Agent[] = [];
 const pods: PodProcess[] = [];
 const pool = new NetnsPool('rep');
+const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
   for (const a of agents.splice(0)) await a.stop().catch(() => undefined);
   for (const p of pods.splice(0)) await p.remove();
   for (const w of worlds.splice(0)) await w.cleanup();
@@ -102,7 +106,7 @@ describe('repairPolicy capture', () => {
     expect(nftRuleset(early.netns)).toBe('');
   });
 
-  it('survives a pod whose netns vanishes mid-repair and still captures the others', async () => {
+  it('survives a pod that dies mid-repair: the others are captured and the next pass forgets it', async () => {
     const w = world();
     const doomed = await runningPod(uid(4));
     const other = await runningPod(uid(5));
@@ -112,28 +116,145 @@ describe('repairPolicy capture', () => {
     await source.start();
     const state = new PodStateStore(w.stateDir);
     state.load();
-    const report = await reconcileOnce({
+    const doomedIno = netnsIdentity(netnsPath(doomed.netns)).ino;
+    const deps = {
       state,
       pods: source,
       planPod: makePlanner(parseCaptureConfig({})),
       readTables,
-      // The pod dies between finding its netns and the commit: the kernel call must fail cleanly.
-      applyPlan: async (netns, plan) => {
-        if (netns === `/proc/${doomed.pid}/ns/net`) await doomed.kill();
+      // The pod dies between proving its netns and the commit: the held fd keeps that netns (and
+      // only that one) alive, so the commit lands in the dying pod's own netns and nowhere else.
+      applyPlan: async (netns: string, plan: unknown) => {
+        if (netnsIdentity(netns).ino === doomedIno) await doomed.kill();
         return applyPlan(netns, plan as never);
       },
-      policy: 'capture',
+      policy: 'capture' as const,
       metrics: createMetrics(),
       log: silent,
-    });
-    await source.stop();
-    expect(report.captured).toEqual(['shop/other']);
-    expect(report.errors).toHaveLength(1);
-    expect(report.errors[0]).toMatch(/^shop\/doomed: /);
+    };
+    const report = await reconcileOnce(deps);
+    expect(report.captured.sort()).toEqual(['shop/doomed', 'shop/other']);
     expect(saveIn(other.netns)).toBe(oracle());
+    const next = await reconcileOnce(deps);
+    await source.stop();
+    expect(next.forgotten).toEqual(['shop/doomed']);
+    expect(next.intact).toBe(1);
     expect(state.all().map((r) => r.name)).toEqual(['other']);
   });
 });
+
+/** Spawns a process (argv) and registers its kill; resolves once it runs. */
+async function spawned(argv: string[]): Promise<ChildProcess> {
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' });
+  cleanups.push(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.once('error', reject);
+  });
+  return child;
+}
+
+/** A cgroup dir of its own named for the pod (what a user with a delegated cgroup can make). */
+function plantCgroup(podUid: string, tag: string): string {
+  const top = join(cgroupRoot(), `mcni-test-${process.pid}-${tag}`);
+  mkdirSync(top);
+  cleanups.push(async () => rmdirSync(top));
+  mkdirSync(join(top, `pod${podUid}`));
+  cleanups.push(async () => rmdirSync(join(top, `pod${podUid}`)));
+  return join(top, `pod${podUid}`);
+}
+
+/** The ruleset of the netns a process is in (nsenter: the test's own reading, not meshcni's). */
+const rulesetOf = (pid: number): string => execFileSync('nsenter', ['-t', String(pid), '-n', 'nft', 'list', 'ruleset'], { encoding: 'utf8' }).trim();
+
+describe('capture in place cannot be steered', () => {
+  it('refuses a planted process in a user-owned netns that sorts first, and captures the real pod', async () => {
+    const w = world();
+    const id = uid(10);
+    // A non-root user (nobody) with its own user + network namespace, in a cgroup named for the pod,
+    // started first so its pid sorts before the pod's.
+    const planted = await spawned(['setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups', 'unshare', '-U', '-r', '-n', 'sleep', '600']);
+    const dir = plantCgroup(id, 'planted');
+    await waitFor(() => readlinkSync(`/proc/${planted.pid}/exe`).endsWith('/sleep'));
+    writeFileSync(join(dir, 'cgroup.procs'), String(planted.pid));
+    const real = await runningPod(id);
+    expect(planted.pid!).toBeLessThan(real.pid!);
+    addPodWithUid(w.podsDir, { namespace: 'shop', name: 'early', annotations: DOCUMENTED }, id);
+    const agent = await startAgent(w);
+    const report = await agent.reconcile();
+    expect(report.captured).toEqual(['shop/early']);
+    expect(saveIn(real.netns)).toBe(oracle());
+    expect(rulesetOf(planted.pid!)).toBe('');
+    const rec = agent.state.all().find((r) => r.name === 'early')!;
+    expect(rec.netns).toBe('');
+    expect(rec.netnsId).toBe(`${netnsIdentity(netnsPath(real.netns)).dev}:${netnsIdentity(netnsPath(real.netns)).ino}`);
+  });
+
+  it('names the owner of a planted netns when it is the only candidate, and programs nothing', async () => {
+    const id = uid(11);
+    const planted = await spawned(['setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups', 'unshare', '-U', '-r', '-n', 'sleep', '600']);
+    const dir = plantCgroup(id, 'alone');
+    await waitFor(() => readlinkSync(`/proc/${planted.pid}/exe`).endsWith('/sleep'));
+    writeFileSync(join(dir, 'cgroup.procs'), String(planted.pid));
+    const found = findPodNetns([{ uid: id }]).get(id)!;
+    expect(found).toEqual({ problem: expect.stringMatching(/is owned by user namespace .*refusing to program it/) });
+  });
+
+  it('refuses a netns that does not hold the pod IP the API reports', async () => {
+    const real = await runningPod(uid(12));
+    inNetns(real.netns, 'ip', ['addr', 'add', '10.77.0.5/32', 'dev', 'lo']);
+    inNetns(real.netns, 'ip', ['link', 'set', 'lo', 'up']);
+    const wrong = findPodNetns([{ uid: uid(12), ips: ['10.77.0.6'] }]).get(uid(12))!;
+    expect(wrong).toEqual({ problem: expect.stringMatching(/holds none of the pod's IPs 10\.77\.0\.6/) });
+    const right = findPodNetns([{ uid: uid(12), ips: ['10.77.0.5'] }]).get(uid(12))!;
+    releaseNetns(right);
+    expect(right).toMatchObject({ pid: real.pid });
+  });
+
+  it('never programs another netns after the pod process exits and its pid is reused', async () => {
+    const w = world();
+    const id = uid(13);
+    const pod = await runningPod(id);
+    addPodWithUid(w.podsDir, { namespace: 'shop', name: 'early', annotations: DOCUMENTED }, id);
+    const agent = await startAgent(w);
+    expect((await agent.reconcile()).captured).toEqual(['shop/early']);
+    const pid = pod.pid!;
+    await pod.kill();
+    // An unrelated process in a netns of its own takes the same pid (ns_last_pid steers the next fork).
+    const other = pool.create();
+    let reused: ChildProcess | undefined;
+    for (let i = 0; i < 50 && !reused; i++) {
+      writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
+      const c = await spawned(['ip', 'netns', 'exec', other, 'sleep', '600']);
+      if (c.pid === pid) reused = c;
+      else c.kill('SIGKILL');
+    }
+    expect(reused, 'could not make the kernel reuse the pid').toBeDefined();
+    await waitFor(() => readlinkSync(`/proc/${pid}/exe`).endsWith('/sleep'));
+    const report = await agent.reconcile();
+    expect(report.forgotten).toEqual(['shop/early']);
+    expect(report.repaired).toEqual([]);
+    expect(nftRuleset(other)).toBe('');
+  });
+});
+
+async function waitFor(ok: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    try {
+      if (ok()) return;
+    } catch {
+      // not there yet
+    }
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 
 describe('findPodNetns', () => {
   it('refuses a pod process that lives in the host network namespace', async () => {
@@ -150,7 +271,7 @@ describe('findPodNetns', () => {
     const child = spawn('sleep', ['600'], { stdio: 'ignore' });
     try {
       writeFileSync(`${top}/pod${id}/cgroup.procs`, String(child.pid));
-      const found = findPodNetns([id]).get(id)!;
+      const found = findPodNetns([{ uid: id }]).get(id)!;
       expect(found).toEqual({ problem: expect.stringMatching(/host network namespace; refusing/) });
     } finally {
       const exited = new Promise((r) => child.once('exit', r));
@@ -160,7 +281,7 @@ describe('findPodNetns', () => {
   });
 
   it('names a uid that no process belongs to, and rejects one that is not a uid', () => {
-    const found = findPodNetns([uid(7), '../etc']);
+    const found = findPodNetns([{ uid: uid(7) }, { uid: '../etc' }]);
     expect(found.get(uid(7))).toEqual({ problem: expect.stringMatching(/no process in a cgroup of pod uid/) });
     expect(found.get('../etc')).toEqual({ problem: expect.stringMatching(/is not a Kubernetes uid/) });
   });
