@@ -1,20 +1,21 @@
 {{/*
-The values every template renders from: the chart defaults, then the chosen profile wherever the user left
-the default, then the user's own values. Helm hands the templates defaults and user values merged, so a
-value still equal to values.yaml's is taken as "left at the default". Use: include "meshcni.values" . | fromYaml
+The values every template renders from. The platform-dependent values (files/platform-defaults.yaml) come from
+the user when set (not ''), else from the chosen profile (files/profile-<name>.yaml), else from the built-in
+defaults; all the others are plain values. Use: include "meshcni.values" . | fromYaml
 */}}
 {{- define "meshcni.values" -}}
-{{- $defaults := .Files.Get "values.yaml" | fromYaml -}}
 {{- $v := deepCopy .Values -}}
+{{- $platform := .Files.Get "files/platform-defaults.yaml" | fromYaml -}}
 {{- with .Values.profile -}}
 {{- $file := $.Files.Get (printf "files/profile-%s.yaml" .) -}}
 {{- if not $file -}}
 {{- fail (printf "profile %q: no such profile (gke, k3s, k3d, microk8s, minikube, openshift)" .) -}}
 {{- end -}}
-{{- range $key, $value := fromYaml $file -}}
-{{- if eq (toJson (get $v $key)) (toJson (get $defaults $key)) -}}
-{{- $_ := set $v $key $value -}}
+{{- $platform = mustMergeOverwrite $platform (fromYaml $file) -}}
 {{- end -}}
+{{- range $key, $value := $platform -}}
+{{- if has (toJson (get $v $key)) (list "null" "\"\"") -}}
+{{- $_ := set $v $key $value -}}
 {{- end -}}
 {{- end -}}
 {{- include "meshcni.validate" $v -}}
