@@ -74,6 +74,7 @@ const COMMANDS = {
       ...settingsFlags,
       ...cniDirFlags,
       'wait-timeout': { type: 'string', value: 'SECONDS', help: `how long to wait for a valid primary CNI config (default ${DEFAULT_WAIT_SECONDS})` },
+      'without-agent': { type: 'boolean', help: 'chain in although no agent answers on the socket: new pods fail ADD until one serves' },
     },
   },
   uninstall: {
@@ -263,8 +264,12 @@ async function installCmd(argv: string[], remove: boolean): Promise<number> {
   const log = pino({ level: settings.logLevel, base: { component: 'meshcni-install' } });
   const { runInstall, runUninstall } = await import('../install/installer.js');
   const opts = installerOptions(settings, log);
-  if (remove) await runUninstall(opts);
-  else await runInstall({ ...opts, waitTimeoutMs: wait * 1000 });
+  if (remove) {
+    await runUninstall(opts);
+    return 0;
+  }
+  const res = await runInstall({ ...opts, waitTimeoutMs: wait * 1000, withoutAgent: p.switches.has('without-agent') });
+  process.stdout.write(res.alreadyChained ? `meshcni was already chained into ${res.config}; nothing changed\n` : `meshcni chained into ${res.config} (shim ${res.shim})\n`);
   return 0;
 }
 
