@@ -1,6 +1,7 @@
 // The Helm chart in deploy/chart, through a real Helm (scripts/helm.ts): lint and template for the default and
 // every platform profile, every rendered object checked against the Kubernetes API models, each value landing
 // in every place that depends on it, and the values the agent cannot honour refused by name.
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
@@ -126,6 +127,14 @@ describe('values', () => {
   it("tags the image with the chart's appVersion by default", () => {
     const appVersion = (parseYaml(helm(['show', 'chart', CHART_DIR])) as { appVersion: string }).appVersion;
     expect(render().agent.image).toBe(`ghcr.io/meshcni/meshcni:${appVersion}`);
+  });
+
+  it("names the image `npm run image` builds: appVersion is package.json's version", () => {
+    const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    const script = new URL('../../scripts/build-image.sh', import.meta.url).pathname;
+    const built = execFileSync('bash', ['-c', `cd "$(dirname "$1")/.." && eval "$(grep '^IMAGE=' "$1")" && echo "$IMAGE"`, 'sh', script], { encoding: 'utf8' });
+    expect(built.trim()).toBe(`ghcr.io/meshcni/meshcni:${version}`);
+    expect(render().agent.image).toBe(built.trim());
   });
 
   it.each([
