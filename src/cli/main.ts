@@ -79,8 +79,12 @@ const COMMANDS = {
   },
   uninstall: {
     name: 'uninstall',
-    summary: 'Remove exactly what install added (the entry, the shim, the backups).',
-    flags: { ...settingsFlags, ...cniDirFlags },
+    summary: 'Unchain exactly what install added; the shim stays (it answers DEL of pods added while chained).',
+    flags: {
+      ...settingsFlags,
+      ...cniDirFlags,
+      purge: { type: 'boolean', help: 'also remove the shim (once no pod added while meshcni was chained is left)' },
+    },
   },
 } satisfies Record<string, CommandSpec>;
 
@@ -265,7 +269,7 @@ async function installCmd(argv: string[], remove: boolean): Promise<number> {
   const { runInstall, runUninstall } = await import('../install/installer.js');
   const opts = installerOptions(settings, log);
   if (remove) {
-    await runUninstall(opts);
+    await runUninstall({ ...opts, purge: p.switches.has('purge') });
     return 0;
   }
   const res = await runInstall({ ...opts, waitTimeoutMs: wait * 1000, withoutAgent: p.switches.has('without-agent') });

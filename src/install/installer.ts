@@ -225,7 +225,8 @@ export class CniInstaller {
     return done;
   }
 
-  async stop({ uninstall }: { uninstall: boolean }): Promise<void> {
+  /** uninstall: unchain on the way out (keeping the shim unless purge, see uninstall()). */
+  async stop({ uninstall, purge = false }: { uninstall: boolean; purge?: boolean }): Promise<void> {
     this.running = false;
     this.watcher?.close();
     this.watcher = undefined;
@@ -235,7 +236,7 @@ export class CniInstaller {
     this.firstInstall?.reject(new Error(`installer stopped before meshcni was chained into ${this.opts.cniConfDir}`));
     this.firstInstall = undefined;
     await this.chain;
-    if (uninstall) await this.uninstall();
+    if (uninstall) await this.uninstall({ purge });
   }
 
   /** One pass: copy the shim, find the primary config, insert or update our entry. Serialized. */
@@ -246,11 +247,14 @@ export class CniInstaller {
   }
 
   /**
-   * Removes exactly what install added: restores each recorded config to its original bytes (or,
-   * if someone changed it since our write, removes just our entry), then deletes the shim.
+   * Unchains: restores each recorded config to its original bytes (or, if someone changed it since our write,
+   * removes just our entry). The shim stays unless purge: pods added while meshcni was chained are torn down
+   * with the config they were added with, and a runtime that cannot find the plug-in leaves them stuck in
+   * Terminating (istio/istio#59846); the shim answers their DEL without an agent, and a later install
+   * replaces it.
    */
-  uninstall(): Promise<void> {
-    const next = this.chain.then(() => this.uninstallOnce());
+  uninstall({ purge = false }: { purge?: boolean } = {}): Promise<void> {
+    const next = this.chain.then(() => this.uninstallOnce(purge));
     this.chain = next.catch(() => undefined);
     return next;
   }
@@ -381,7 +385,7 @@ export class CniInstaller {
     return null;
   }
 
-  private async uninstallOnce(): Promise<void> {
+  private async uninstallOnce(purge: boolean): Promise<void> {
     const { cniConfDir, cniBinDir, backupDir } = this.opts;
     for (const record of await this.readRecords()) await this.restore(record);
     // A file with our entry but no record (backup dir lost): take out just the entry.
@@ -395,7 +399,8 @@ export class CniInstaller {
         this.log.warn({ file: path }, 'removed the meshcni entry (no backup of the original bytes)');
       }
     }
-    if (await removeShim(cniBinDir)) this.log.info({ path: join(cniBinDir, SHIM_NAME) }, 'removed the meshcni shim');
+    if (!purge) this.log.info({ path: join(cniBinDir, SHIM_NAME) }, 'kept the meshcni shim for pods added while chained');
+    else if (await removeShim(cniBinDir)) this.log.info({ path: join(cniBinDir, SHIM_NAME) }, 'removed the meshcni shim');
     await rmdir(backupDir).catch((e: unknown) => {
       if (!isErrno(e, 'ENOENT') && !isErrno(e, 'ENOTEMPTY')) throw e;
     });
@@ -559,7 +564,7 @@ export async function runInstall(opts: RunInstallOptions): Promise<InstallResult
   };
 }
 
-/** `meshcni-agent uninstall`: remove exactly what install added (entry, shim, backup records). */
-export async function runUninstall(opts: InstallerOptions): Promise<void> {
-  await new CniInstaller(opts).uninstall();
+/** `meshcni-agent uninstall`: unchain exactly what install added; with purge, remove the shim too. */
+export async function runUninstall(opts: InstallerOptions & { purge?: boolean }): Promise<void> {
+  await new CniInstaller(opts).uninstall({ purge: opts.purge ?? false });
 }

@@ -79,7 +79,7 @@ const FLAGS: Record<string, string[]> = {
   apply: ['pod', 'config', 'layout', 'netns'],
   verify: ['pod', 'config', 'layout', 'netns'],
   install: ['config', 'log-level', 'cni-conf-dir', 'cni-bin-dir', 'socket', 'wait-timeout', 'without-agent'],
-  uninstall: ['config', 'log-level', 'cni-conf-dir', 'cni-bin-dir', 'socket'],
+  uninstall: ['config', 'log-level', 'cni-conf-dir', 'cni-bin-dir', 'socket', 'purge'],
 };
 
 describe('meshcni-agent usage', () => {

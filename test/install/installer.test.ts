@@ -197,7 +197,7 @@ describe('CniInstaller', () => {
   it.each([
     ['a bridge conflist', '10-bridge.conflist', BRIDGE_LIST],
     ['a lone .conf', '10-bridge.conf', LONE_CONF],
-  ])('uninstall leaves %s byte-identical and removes the shim and backups', async (_case, name, text) => {
+  ])('uninstall leaves %s byte-identical, removes the backups and keeps the shim for pods added meanwhile', async (_case, name, text) => {
     writeFileSync(join(confDir, name), text, { mode: 0o640 });
     const before = readdirSync(confDir).sort();
     const inst = makeInstaller();
@@ -207,6 +207,15 @@ describe('CniInstaller', () => {
     expect(readdirSync(confDir).sort()).toEqual(before);
     expect(readFileSync(join(confDir, name)).equals(Buffer.from(text))).toBe(true);
     expect(statSync(join(confDir, name)).mode & 0o777).toBe(0o640);
+    expect(readdirSync(binDir)).toEqual([SHIM_NAME]);
+  });
+
+  it('uninstall with purge removes the shim too', async () => {
+    writeFileSync(join(confDir, '10-bridge.conflist'), BRIDGE_LIST);
+    const inst = makeInstaller();
+    await inst.start();
+    await inst.stop({ uninstall: true, purge: true });
+    expect(readFileSync(join(confDir, '10-bridge.conflist'), 'utf8')).toBe(BRIDGE_LIST);
     expect(readdirSync(binDir)).toEqual([]);
   });
 
@@ -335,7 +344,14 @@ describe('runInstall / runUninstall', () => {
     await runUninstall({ ...opts(), socketPath });
     expect(readdirSync(confDir)).toEqual(['10-bridge.conf']);
     expect(readFileSync(join(confDir, '10-bridge.conf'), 'utf8')).toBe(LONE_CONF);
+    // The shim stays for pods added while chained; a later install replaces it, --purge removes it.
+    expect(readdirSync(binDir)).toEqual([SHIM_NAME]);
+    writeFileSync(join(binDir, SHIM_NAME), 'an older shim');
+    await runInstall({ ...opts(), socketPath, waitTimeoutMs: 5000 });
+    expect(readFileSync(join(binDir, SHIM_NAME)).equals(readFileSync(shimSrc))).toBe(true);
+    await runUninstall({ ...opts(), socketPath, purge: true });
     expect(readdirSync(binDir)).toEqual([]);
+    expect(readdirSync(confDir)).toEqual(['10-bridge.conf']);
   });
 
   it.each([
