@@ -4,12 +4,14 @@
 # on top of them. The bases are cached as podman images named by a hash of their recipe, so a rerun
 # only rebuilds the meshcni layers.
 #
-#   bash scripts/build-image.sh        # → localhost/meshcni:dev
+#   bash scripts/build-image.sh        # → ghcr.io/meshcni/meshcni:<package.json version>, the chart's default image
 #   IMAGE=localhost/meshcni:x MIRROR=http://deb.debian.org/debian NODE_BIN=/usr/bin/node bash scripts/build-image.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-IMAGE=${IMAGE:-localhost/meshcni:dev}
+# The name the Helm chart and deploy/daemonset.yaml run by default (image.repository, tag = appVersion), so a
+# locally built image loaded into a node's containerd (docs/deploying.md) is the one the DaemonSet starts.
+IMAGE=${IMAGE:-ghcr.io/meshcni/meshcni:$(node -p 'require("./package.json").version')}
 SUITE=${SUITE:-bookworm}
 NODE_BIN=${NODE_BIN:-/usr/bin/node}
 # The apt mirror this machine is configured with (first deb.debian.org-style URI in its sources),
@@ -82,3 +84,4 @@ podman build --network host "${trust[@]}" -f deploy/Dockerfile \
   --build-arg BASE="$RUNTIME_BASE" --build-arg BUILDER="$BUILDER_BASE" \
   -t "$IMAGE" .
 echo "build-image: built $IMAGE (base $RUNTIME_BASE, builder $BUILDER_BASE)" >&2
+echo "build-image: load it into a node's containerd: podman save $IMAGE | ctr -n k8s.io images import -" >&2

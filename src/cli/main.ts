@@ -74,12 +74,17 @@ const COMMANDS = {
       ...settingsFlags,
       ...cniDirFlags,
       'wait-timeout': { type: 'string', value: 'SECONDS', help: `how long to wait for a valid primary CNI config (default ${DEFAULT_WAIT_SECONDS})` },
+      'without-agent': { type: 'boolean', help: 'chain in although no agent answers on the socket: new pods fail ADD until one serves' },
     },
   },
   uninstall: {
     name: 'uninstall',
-    summary: 'Remove exactly what install added (the entry, the shim, the backups).',
-    flags: { ...settingsFlags, ...cniDirFlags },
+    summary: 'Unchain exactly what install added; the shim stays (it answers DEL of pods added while chained).',
+    flags: {
+      ...settingsFlags,
+      ...cniDirFlags,
+      purge: { type: 'boolean', help: 'also remove the shim (once no pod added while meshcni was chained is left)' },
+    },
   },
 } satisfies Record<string, CommandSpec>;
 
@@ -263,8 +268,12 @@ async function installCmd(argv: string[], remove: boolean): Promise<number> {
   const log = pino({ level: settings.logLevel, base: { component: 'meshcni-install' } });
   const { runInstall, runUninstall } = await import('../install/installer.js');
   const opts = installerOptions(settings, log);
-  if (remove) await runUninstall(opts);
-  else await runInstall({ ...opts, waitTimeoutMs: wait * 1000 });
+  if (remove) {
+    await runUninstall({ ...opts, purge: p.switches.has('purge') });
+    return 0;
+  }
+  const res = await runInstall({ ...opts, waitTimeoutMs: wait * 1000, withoutAgent: p.switches.has('without-agent') });
+  process.stdout.write(res.alreadyChained ? `meshcni was already chained into ${res.config}; nothing changed\n` : `meshcni chained into ${res.config} (shim ${res.shim})\n`);
   return 0;
 }
 

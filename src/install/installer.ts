@@ -8,6 +8,7 @@ import { basename, dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { writeFileAtomic } from '../files/atomic-write.js';
+import { agentAnswers } from './agent-probe.js';
 import { CONFIG_EXTENSIONS, CniConfigError, hasEntry, insertEntry, listFileName, meshcniEntry, removeEntry, type MeshcniEntry } from './conflist.js';
 
 /** The shim's file name in the CNI bin dir: the runtime runs the binary named by the entry's `type`. */
@@ -191,6 +192,8 @@ export class CniInstaller {
   private installedFile: string | null = null;
   /** The latest check's outcome, for a caller that gives up waiting to say why. */
   lastOutcome: CheckOutcome | undefined;
+  /** The first check that found meshcni chained in: whether it had to write (or it was chained already). */
+  firstInstalled: Extract<CheckOutcome, { state: 'installed' }> | undefined;
 
   constructor(options: InstallerOptions = {}) {
     this.opts = resolveOptions(options);
@@ -222,7 +225,8 @@ export class CniInstaller {
     return done;
   }
 
-  async stop({ uninstall }: { uninstall: boolean }): Promise<void> {
+  /** uninstall: unchain on the way out (keeping the shim unless purge, see uninstall()). */
+  async stop({ uninstall, purge = false }: { uninstall: boolean; purge?: boolean }): Promise<void> {
     this.running = false;
     this.watcher?.close();
     this.watcher = undefined;
@@ -232,7 +236,7 @@ export class CniInstaller {
     this.firstInstall?.reject(new Error(`installer stopped before meshcni was chained into ${this.opts.cniConfDir}`));
     this.firstInstall = undefined;
     await this.chain;
-    if (uninstall) await this.uninstall();
+    if (uninstall) await this.uninstall({ purge });
   }
 
   /** One pass: copy the shim, find the primary config, insert or update our entry. Serialized. */
@@ -243,11 +247,14 @@ export class CniInstaller {
   }
 
   /**
-   * Removes exactly what install added: restores each recorded config to its original bytes (or,
-   * if someone changed it since our write, removes just our entry), then deletes the shim.
+   * Unchains: restores each recorded config to its original bytes (or, if someone changed it since our write,
+   * removes just our entry). The shim stays unless purge: pods added while meshcni was chained are torn down
+   * with the config they were added with, and a runtime that cannot find the plug-in leaves them stuck in
+   * Terminating (istio/istio#59846); the shim answers their DEL without an agent, and a later install
+   * replaces it.
    */
-  uninstall(): Promise<void> {
-    const next = this.chain.then(() => this.uninstallOnce());
+  uninstall({ purge = false }: { purge?: boolean } = {}): Promise<void> {
+    const next = this.chain.then(() => this.uninstallOnce(purge));
     this.chain = next.catch(() => undefined);
     return next;
   }
@@ -300,6 +307,7 @@ export class CniInstaller {
     this.opts.onInstallState(outcome.state === 'installed');
     if (outcome.state === 'installed') {
       this.lastProblem = '';
+      this.firstInstalled ??= outcome;
       this.firstInstall?.resolve();
       this.firstInstall = undefined;
     }
@@ -377,7 +385,7 @@ export class CniInstaller {
     return null;
   }
 
-  private async uninstallOnce(): Promise<void> {
+  private async uninstallOnce(purge: boolean): Promise<void> {
     const { cniConfDir, cniBinDir, backupDir } = this.opts;
     for (const record of await this.readRecords()) await this.restore(record);
     // A file with our entry but no record (backup dir lost): take out just the entry.
@@ -391,7 +399,8 @@ export class CniInstaller {
         this.log.warn({ file: path }, 'removed the meshcni entry (no backup of the original bytes)');
       }
     }
-    if (await removeShim(cniBinDir)) this.log.info({ path: join(cniBinDir, SHIM_NAME) }, 'removed the meshcni shim');
+    if (!purge) this.log.info({ path: join(cniBinDir, SHIM_NAME) }, 'kept the meshcni shim for pods added while chained');
+    else if (await removeShim(cniBinDir)) this.log.info({ path: join(cniBinDir, SHIM_NAME) }, 'removed the meshcni shim');
     await rmdir(backupDir).catch((e: unknown) => {
       if (!isErrno(e, 'ENOENT') && !isErrno(e, 'ENOTEMPTY')) throw e;
     });
@@ -487,11 +496,39 @@ function hasEntryLenient(path: string, bytes: Buffer): boolean {
 export interface RunInstallOptions extends InstallerOptions {
   /** Give up waiting for the primary config after this long; default: wait forever. */
   waitTimeoutMs?: number;
+  /**
+   * Chain in even when no agent answers on socketPath (default false: refuse). Until an agent serves, every
+   * new pod that is not excluded then fails its ADD with "try again later".
+   */
+  withoutAgent?: boolean;
 }
 
-/** `meshcni-agent install`: copy the shim, wait for the primary config, chain in once, return. */
-export async function runInstall(opts: RunInstallOptions): Promise<{ shim: string; config: string }> {
+export interface InstallResult {
+  shim: string;
+  config: string;
+  /** meshcni was already chained into that file with this entry; nothing was written. */
+  alreadyChained: boolean;
+}
+
+export class InstallRefusedError extends Error {
+  constructor(socketPath: string) {
+    super(
+      `no meshcni agent answers on ${socketPath}: chaining meshcni in now would fail every new pod that is not ` +
+        'excluded; start `meshcni-agent serve` first, or pass --without-agent to chain in anyway',
+    );
+    this.name = 'InstallRefusedError';
+  }
+}
+
+/**
+ * `meshcni-agent install`: copy the shim, wait for the primary config, chain in once, return. Refuses while no
+ * agent answers (unless withoutAgent); when it fails it removes the shim it copied, leaving the node as it was.
+ */
+export async function runInstall(opts: RunInstallOptions): Promise<InstallResult> {
   const installer = new CniInstaller(opts);
+  const { socketPath, cniBinDir } = installer.opts;
+  if (!opts.withoutAgent && !(await agentAnswers(socketPath))) throw new InstallRefusedError(socketPath);
+  const hadShim = (await readOrNull(join(cniBinDir, SHIM_NAME))) !== null;
   let timer: NodeJS.Timeout | undefined;
   const started = installer.start();
   try {
@@ -510,15 +547,24 @@ export async function runInstall(opts: RunInstallOptions): Promise<{ shim: strin
     } else {
       await started;
     }
+  } catch (e) {
+    // Not chained in: a shim we copied would only be a stray binary in the runtime's plug-in dir.
+    await installer.stop({ uninstall: false });
+    if (!hadShim && (await removeShim(cniBinDir))) installer.opts.log.info({ path: join(cniBinDir, SHIM_NAME) }, 'install failed: removed the shim it copied');
+    throw e;
   } finally {
     clearTimeout(timer);
     started.catch(() => undefined);
-    await installer.stop({ uninstall: false });
   }
-  return { shim: join(installer.opts.cniBinDir, SHIM_NAME), config: join(installer.opts.cniConfDir, installer.installed ?? '') };
+  await installer.stop({ uninstall: false });
+  return {
+    shim: join(cniBinDir, SHIM_NAME),
+    config: join(installer.opts.cniConfDir, installer.installed ?? ''),
+    alreadyChained: installer.firstInstalled?.wrote === false,
+  };
 }
 
-/** `meshcni-agent uninstall`: remove exactly what install added (entry, shim, backup records). */
-export async function runUninstall(opts: InstallerOptions): Promise<void> {
-  await new CniInstaller(opts).uninstall();
+/** `meshcni-agent uninstall`: unchain exactly what install added; with purge, remove the shim too. */
+export async function runUninstall(opts: InstallerOptions & { purge?: boolean }): Promise<void> {
+  await new CniInstaller(opts).uninstall({ purge: opts.purge ?? false });
 }

@@ -78,8 +78,8 @@ const FLAGS: Record<string, string[]> = {
   rules: ['pod', 'config', 'layout'],
   apply: ['pod', 'config', 'layout', 'netns'],
   verify: ['pod', 'config', 'layout', 'netns'],
-  install: ['config', 'log-level', 'cni-conf-dir', 'cni-bin-dir', 'socket', 'wait-timeout'],
-  uninstall: ['config', 'log-level', 'cni-conf-dir', 'cni-bin-dir', 'socket'],
+  install: ['config', 'log-level', 'cni-conf-dir', 'cni-bin-dir', 'socket', 'wait-timeout', 'without-agent'],
+  uninstall: ['config', 'log-level', 'cni-conf-dir', 'cni-bin-dir', 'socket', 'purge'],
 };
 
 describe('meshcni-agent usage', () => {

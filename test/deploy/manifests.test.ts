@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { parseSettings } from '../../src/agent/config.js';
 import { parseCaptureConfig } from '../../src/capture/config.js';
+import { renderManifests } from '../../scripts/render-manifests.js';
 import { validateObject } from './k8s-schema.js';
 
 const DEPLOY = new URL('../../deploy/', import.meta.url).pathname;
@@ -78,6 +79,17 @@ describe('the Kubernetes API type check', () => {
   });
 });
 
+describe('the kustomize manifests', () => {
+  // The guard for one source of truth: a change made here and not in deploy/chart fails this test.
+  it.each([...renderManifests()])('%s is exactly the chart\'s default render (npm run deploy:render)', (file, text) => {
+    expect(readFileSync(DEPLOY + file, 'utf8')).toBe(text);
+  });
+
+  it('has no file the chart does not render', () => {
+    expect(MANIFESTS.sort()).toEqual([...renderManifests().keys()].sort());
+  });
+});
+
 describe('kustomization.yaml', () => {
   const k = parseYaml(readFileSync(DEPLOY + 'kustomization.yaml', 'utf8')) as { apiVersion: string; kind: string; resources: string[] };
 
@@ -106,7 +118,8 @@ describe('daemonset.yaml', () => {
 
   it("is scraped by Prometheus on the ConfigMap's metricsScrapeAddress, /metrics only", () => {
     const port = settings.metricsScrapeAddress.split(':').pop();
-    expect(ds.spec.template.metadata.annotations).toEqual({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': port, 'prometheus.io/path': '/metrics' });
+    const { 'checksum/config': _checksum, ...annotations } = ds.spec.template.metadata.annotations;
+    expect(annotations).toEqual({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': port, 'prometheus.io/path': '/metrics' });
     expect(agent.ports).toEqual([{ name: 'metrics', containerPort: Number(port), protocol: 'TCP' }]);
     // The probes stay on the loopback admin address, not on the scrape port.
     expect(settings.metricsAddress).toMatch(/^127\.0\.0\.1:/);

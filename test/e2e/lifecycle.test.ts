@@ -233,14 +233,18 @@ describe('SIGTERM: upgrade or removal', () => {
     expect(api.requests).toContain('get daemonsets');
     expect(api.denied).toEqual([]);
   });
-  it.each(removals)('when its DaemonSet %s, unchains: the primary config is back byte for byte, the shim is gone, pods start', async (_what, remove) => {
+  it.each(removals)('when its DaemonSet %s, unchains: the primary config is back byte for byte, pods start, and pods added while chained still tear down', async (_what, remove) => {
     const { api, agent, w, confDir, binDir, primary, stop } = await node();
     await agent.start();
     expect(readFileSync(join(confDir, '10-bridge.conflist'), 'utf8')).not.toBe(primary);
+    const addedWhileChained = sandboxFromNode(w, confDir, binDir, 3);
+    await addedWhileChained.add();
     remove(api);
     await stop();
     expect(readFileSync(join(confDir, '10-bridge.conflist'), 'utf8')).toBe(primary);
-    expect(existsSync(join(binDir, 'meshcni'))).toBe(false);
+    // The shim stays (istio/istio#59846): its DEL, with the config it was added with, succeeds without an agent.
+    expect(existsSync(join(binDir, 'meshcni'))).toBe(true);
+    await addedWhileChained.destroy();
     const s = sandboxFromNode(w, confDir, binDir, 2);
     await s.add();
     expect(s.address()).toMatch(/^10\.249\./);

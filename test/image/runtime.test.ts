@@ -1,8 +1,9 @@
-// The image an operator installs, run the way deploy/daemonset.yaml runs it (podman options derived
-// from the manifest), on a private node whose pods come from a real containerd through CRI
+// The image an operator installs, run the way the Helm chart's DaemonSet runs it (podman options derived
+// from `helm template deploy/chart`), on a private node whose pods come from a real containerd through CRI
 // RunPodSandbox, exactly as a kubelet makes them. Root; builds the image with scripts/build-image.sh.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,11 +12,15 @@ import type { CriClient, PodRef } from '../helpers/cri.js';
 import { NetnsPool, inNetns, normaliseSave } from '../helpers/netns.js';
 import { configMapData, daemonSetPod, hostPaths, podmanRunArgs } from '../helpers/podman.js';
 import { ROOT, podManifest, type PodSpec } from '../e2e/helpers.js';
+import { helmTemplate } from '../../scripts/helm.js';
+import { splitBySource } from '../../scripts/render-manifests.js';
 
 const fixture = readFileSync(new URL('../fixtures/istio-sidecar-default.v4.rules', import.meta.url), 'utf8');
 const DOCUMENTED = { 'traffic.sidecar.istio.io/excludeInboundPorts': '22', 'traffic.sidecar.istio.io/excludeOutboundIPRanges': '192.168.0.1/32' };
-const DAEMONSET = join(ROOT, 'deploy/daemonset.yaml');
-const CONFIGMAP = join(ROOT, 'deploy/configmap.yaml');
+// The chart's default render, one file per template, in a temp dir (removed in afterAll).
+const rendered = mkdtempSync(join(tmpdir(), 'meshcni-chart-'));
+const DAEMONSET = join(rendered, 'daemonset.yaml');
+const CONFIGMAP = join(rendered, 'configmap.yaml');
 /** Standalone mode: where the test mounts its pod manifests (the manifest runs against the API server). */
 const PODS_MOUNT = '/var/lib/meshcni-test/pods';
 
@@ -67,9 +72,13 @@ async function removeSandbox(id: string): Promise<void> {
 }
 
 beforeAll(async () => {
+  // The chart names the image the test builds, as an operator's values would (image.repository/tag).
+  const chart = helmTemplate({ 'image.repository': image.split(':')[0]!, 'image.tag': image.split(':')[1]! });
+  for (const [file, text] of splitBySource(chart)) writeFileSync(join(rendered, file), text);
   run('bash', [join(ROOT, 'scripts/build-image.sh')], { timeoutMs: 40 * 60_000, env: { IMAGE: image } });
   await node.start();
   const template = daemonSetPod(DAEMONSET);
+  expect(template.containers[0]!.image).toBe(image);
   for (const hp of hostPaths(template)) {
     if (hp.type !== 'DirectoryOrCreate' && hp.type !== 'Directory') throw new Error(`hostPath ${hp.path}: type ${hp.type} is not mapped`);
     node.remap(hp.path);
@@ -114,6 +123,7 @@ afterAll(async () => {
   await node.stop();
   spawnSync('podman', ['rmi', '-f', image], { stdio: 'ignore' });
   pool.cleanup();
+  rmSync(rendered, { recursive: true, force: true });
 }, 120_000);
 
 describe('the meshcni image holds only what runs', () => {
@@ -182,7 +192,8 @@ describe('the meshcni image under containerd CRI, run as deploy/daemonset.yaml s
     podman(['stop', '-t', '30', agentName]);
     const kept = agentConfig.uninstallOnShutdown !== true;
     expect(chained()).toBe(kept);
-    expect(existsSync(join(binDir(), 'meshcni'))).toBe(kept);
+    // Unchained or not, the shim stays: it answers DEL of pods added while meshcni was chained.
+    expect(existsSync(join(binDir(), 'meshcni'))).toBe(true);
     if (kept) {
       // Still chained with no agent: a pod that needs capture must not start uncaptured.
       await expect(cri.runPodSandbox(pods.late!)).rejects.toThrow(/meshcni/);

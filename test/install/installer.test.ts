@@ -2,6 +2,7 @@
 // rewrites its file, exact uninstall, waiting for and retrying on bad configs, atomic shim copy.
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, renameSync, mkdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -196,7 +197,7 @@ describe('CniInstaller', () => {
   it.each([
     ['a bridge conflist', '10-bridge.conflist', BRIDGE_LIST],
     ['a lone .conf', '10-bridge.conf', LONE_CONF],
-  ])('uninstall leaves %s byte-identical and removes the shim and backups', async (_case, name, text) => {
+  ])('uninstall leaves %s byte-identical, removes the backups and keeps the shim for pods added meanwhile', async (_case, name, text) => {
     writeFileSync(join(confDir, name), text, { mode: 0o640 });
     const before = readdirSync(confDir).sort();
     const inst = makeInstaller();
@@ -206,6 +207,15 @@ describe('CniInstaller', () => {
     expect(readdirSync(confDir).sort()).toEqual(before);
     expect(readFileSync(join(confDir, name)).equals(Buffer.from(text))).toBe(true);
     expect(statSync(join(confDir, name)).mode & 0o777).toBe(0o640);
+    expect(readdirSync(binDir)).toEqual([SHIM_NAME]);
+  });
+
+  it('uninstall with purge removes the shim too', async () => {
+    writeFileSync(join(confDir, '10-bridge.conflist'), BRIDGE_LIST);
+    const inst = makeInstaller();
+    await inst.start();
+    await inst.stop({ uninstall: true, purge: true });
+    expect(readFileSync(join(confDir, '10-bridge.conflist'), 'utf8')).toBe(BRIDGE_LIST);
     expect(readdirSync(binDir)).toEqual([]);
   });
 
@@ -309,21 +319,75 @@ describe('installShim', () => {
 });
 
 describe('runInstall / runUninstall', () => {
+  /** A stand-in agent on the test's own socket: answers every request as the agent answers an unknown route. */
+  async function fakeAgent(): Promise<string> {
+    const path = join(root, 'agent.sock');
+    const server = createServer((c) => c.once('data', () => c.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n')));
+    await new Promise<void>((r) => server.listen(path, r));
+    servers.push(server);
+    return path;
+  }
+  const servers: Server[] = [];
+  afterEach(async () => {
+    for (const s of servers.splice(0)) await new Promise((r) => s.close(r));
+  });
+
   it('install chains in and returns; uninstall restores the exact original', async () => {
     writeFileSync(join(confDir, '10-bridge.conf'), LONE_CONF);
-    const res = await runInstall({ ...opts(), waitTimeoutMs: 5000 });
-    expect(res).toEqual({ shim: join(binDir, SHIM_NAME), config: join(confDir, '10-bridge.conflist') });
+    const socketPath = await fakeAgent();
+    const res = await runInstall({ ...opts(), socketPath, waitTimeoutMs: 5000 });
+    expect(res).toEqual({ shim: join(binDir, SHIM_NAME), config: join(confDir, '10-bridge.conflist'), alreadyChained: false });
     expect(meshcniCount(res.config)).toBe(1);
-    // A second install (e.g. the DaemonSet restarting) changes nothing.
-    await runInstall({ ...opts(), waitTimeoutMs: 5000 });
+    // A second install (e.g. the DaemonSet restarting) changes nothing, and says so.
+    expect(await runInstall({ ...opts(), socketPath, waitTimeoutMs: 5000 })).toMatchObject({ alreadyChained: true });
     expect(meshcniCount(res.config)).toBe(1);
-    await runUninstall(opts());
+    await runUninstall({ ...opts(), socketPath });
     expect(readdirSync(confDir)).toEqual(['10-bridge.conf']);
     expect(readFileSync(join(confDir, '10-bridge.conf'), 'utf8')).toBe(LONE_CONF);
+    // The shim stays for pods added while chained; a later install replaces it, --purge removes it.
+    expect(readdirSync(binDir)).toEqual([SHIM_NAME]);
+    writeFileSync(join(binDir, SHIM_NAME), 'an older shim');
+    await runInstall({ ...opts(), socketPath, waitTimeoutMs: 5000 });
+    expect(readFileSync(join(binDir, SHIM_NAME)).equals(readFileSync(shimSrc))).toBe(true);
+    await runUninstall({ ...opts(), socketPath, purge: true });
+    expect(readdirSync(binDir)).toEqual([]);
+    expect(readdirSync(confDir)).toEqual(['10-bridge.conf']);
+  });
+
+  it.each([
+    ['no socket at all', (): string => join(root, 'missing.sock')],
+    ['a plain file where the socket should be', (): string => {
+      writeFileSync(join(root, 'file.sock'), '');
+      return join(root, 'file.sock');
+    }],
+  ])('refuses to chain in while no agent answers (%s), touching nothing', async (_what, socket) => {
+    writeFileSync(join(confDir, '10-bridge.conflist'), BRIDGE_LIST);
+    const socketPath = socket();
+    await expect(runInstall({ ...opts(), socketPath, waitTimeoutMs: 5000 })).rejects.toThrow(
+      `no meshcni agent answers on ${socketPath}: chaining meshcni in now would fail every new pod`,
+    );
+    expect(readdirSync(confDir)).toEqual(['10-bridge.conflist']);
+    expect(readFileSync(join(confDir, '10-bridge.conflist'), 'utf8')).toBe(BRIDGE_LIST);
     expect(readdirSync(binDir)).toEqual([]);
   });
 
-  it('install gives up with a clear error when no primary config appears in time', async () => {
-    await expect(runInstall({ ...opts(), waitTimeoutMs: 300 })).rejects.toThrow(`no valid primary CNI config in ${confDir} after 300 ms`);
+  it('chains in without an agent when told withoutAgent', async () => {
+    writeFileSync(join(confDir, '10-bridge.conflist'), BRIDGE_LIST);
+    const res = await runInstall({ ...opts(), socketPath: join(root, 'missing.sock'), withoutAgent: true, waitTimeoutMs: 5000 });
+    expect(meshcniCount(res.config)).toBe(1);
+  });
+
+  it('install gives up with a clear error when no primary config appears in time, removing the shim it copied', async () => {
+    const socketPath = await fakeAgent();
+    await expect(runInstall({ ...opts(), socketPath, waitTimeoutMs: 300 })).rejects.toThrow(`no valid primary CNI config in ${confDir} after 300 ms`);
+    expect(readdirSync(binDir)).toEqual([]);
+    expect(visible(confDir)).toEqual([]);
+  });
+
+  it('a failed install keeps a shim that was there before it (a running agent installed it)', async () => {
+    const socketPath = await fakeAgent();
+    await installShim(shimSrc, binDir);
+    await expect(runInstall({ ...opts(), socketPath, waitTimeoutMs: 300 })).rejects.toThrow(/no valid primary CNI config/);
+    expect(readdirSync(binDir)).toEqual([SHIM_NAME]);
   });
 });
