@@ -121,13 +121,17 @@ enum index_verdict index_lookup(const char *path, const struct cni_call *call, c
     if (!parse_record(line, &decision, f)) p = NULL; /* a malformed record spoils the file */
     else {
       seen++;
-      if (!strcmp(f[0], ns) && !strcmp(f[1], name) && !strcmp(f[2], uid)) v = decision == 'S' ? INDEX_NOT_CAPTURED : INDEX_CAPTURED;
-      p = nl ? (*nl = '\n', nl) : line + strlen(line);
+      /* A second line for the same pod (duplicate or conflicting) spoils the file: no line wins. */
+      int match = !strcmp(f[0], ns) && !strcmp(f[1], name) && !strcmp(f[2], uid);
+      if (match && v != INDEX_UNKNOWN) p = NULL;
+      else if (match) v = decision == 'S' ? INDEX_NOT_CAPTURED : INDEX_CAPTURED;
+      if (p) p = nl ? (*nl = '\n', nl) : line + strlen(line);
     }
   }
   if (!p || *p != '\0' || seen != count) v = INDEX_UNUSABLE;
   free(buf);
-  if (v == INDEX_UNUSABLE) return say(why, why_len, v, "pod index %.128s is damaged or truncated", path);
+  if (v == INDEX_UNUSABLE)
+    return say(why, why_len, v, "pod index %.128s is damaged, truncated or lists a pod twice", path);
   if (v == INDEX_CAPTURED) return say(why, why_len, v, "pod index records %.63s/%.128s as captured", ns, name);
   if (v == INDEX_UNKNOWN) return say(why, why_len, v, "pod %.63s/%.128s uid %.64s is not in the pod index", ns, name, uid);
   return say(why, why_len, v, "pod index records %.63s/%.128s uid %.64s as not captured", ns, name, uid);
