@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
@@ -45,21 +46,52 @@ static int wait_fd(int fd, short events, long deadline) {
   }
 }
 
+/* The socket file must be a socket owned by root, not a symlink: anything else was not put there by
+ * the agent (ENOENT is left to connect, which names it as before). */
+static int socket_file_unexpected(const char *path, struct agent_reply *r) {
+  struct stat st;
+  if (lstat(path, &st)) return 0;
+  if (S_ISSOCK(st.st_mode) && st.st_uid == 0) return 0;
+  fail(r, AGENT_DOWN, "refusing %.128s: not a socket owned by root (mode %o, owner uid %u)", path,
+       (unsigned)st.st_mode, (unsigned)st.st_uid);
+  return 1;
+}
+
+/* Whoever listens on the connected socket must be root: a non-root user who bound a free socket path
+ * must not answer for the agent. The kernel records the listener's credentials at listen(). */
+static enum agent_outcome peer_is_root(int fd, const char *path, int *fd_out, struct agent_reply *r) {
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) || len != sizeof cred) {
+    int err = errno;
+    (void)close(fd); /* never used: nothing to report */
+    return fail(r, AGENT_DOWN, "cannot read the credentials of the listener on %.128s: %s", path, strerror(err));
+  }
+  if (cred.uid != 0) {
+    (void)close(fd); /* never used: nothing to report */
+    return fail(r, AGENT_DOWN, "refusing the listener on %.128s: it runs as uid %u (pid %d), not root", path,
+                (unsigned)cred.uid, (int)cred.pid);
+  }
+  *fd_out = fd;
+  return AGENT_OK;
+}
+
 /* A non-blocking connect; EAGAIN means the agent's backlog is full, so we retry until the deadline. */
 static enum agent_outcome connect_agent(const char *path, long deadline, int *fd_out, struct agent_reply *r) {
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof addr.sun_path) return fail(r, AGENT_DOWN, "socket path %.128s is too long", path);
   memcpy(addr.sun_path, path, strlen(path) + 1);
+  if (socket_file_unexpected(path, r)) return AGENT_DOWN;
   for (;;) {
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return fail(r, AGENT_DOWN, "cannot create a unix socket: %s", strerror(errno));
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) return *fd_out = fd, AGENT_OK;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) return peer_is_root(fd, path, fd_out, r);
     int err = errno;
     if (err == EINPROGRESS || err == EINTR) {
       int w = wait_fd(fd, POLLOUT, deadline);
       socklen_t sl = sizeof err;
       if (w > 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &sl)) err = errno;
-      if (w > 0 && err == 0) return *fd_out = fd, AGENT_OK;
+      if (w > 0 && err == 0) return peer_is_root(fd, path, fd_out, r);
       if (w == 0) err = ETIMEDOUT;
       if (w < 0) err = errno;
     }

@@ -103,15 +103,8 @@ static char *records_of(char *buf, size_t len, long *count) {
   return end;
 }
 
-enum index_verdict index_lookup(const char *path, const struct cni_call *call, char *why, size_t why_len) {
-  char ns[FIELD_MAX + 2], name[FIELD_MAX + 2], uid[FIELD_MAX + 2];
-  const char *a = call->env.args;
-  if (!cni_arg(a, "K8S_POD_NAMESPACE", ns, sizeof ns) || !cni_arg(a, "K8S_POD_NAME", name, sizeof name) ||
-      !cni_arg(a, "K8S_POD_UID", uid, sizeof uid))
-    return say(why, why_len, INDEX_UNKNOWN, "CNI_ARGS lacks K8S_POD_NAMESPACE, K8S_POD_NAME or K8S_POD_UID");
-  size_t len;
-  char *buf = read_index(path, &len, why, why_len);
-  if (!buf) return INDEX_UNUSABLE;
+/* What the index text in buf (len bytes, NUL after them; changed in place) says about the pod. */
+static enum index_verdict index_decide(char *buf, size_t len, const char *ns, const char *name, const char *uid) {
   long count, seen = 0;
   char *p = records_of(buf, len, &count);
   enum index_verdict v = INDEX_UNKNOWN;
@@ -121,13 +114,29 @@ enum index_verdict index_lookup(const char *path, const struct cni_call *call, c
     if (!parse_record(line, &decision, f)) p = NULL; /* a malformed record spoils the file */
     else {
       seen++;
-      if (!strcmp(f[0], ns) && !strcmp(f[1], name) && !strcmp(f[2], uid)) v = decision == 'S' ? INDEX_NOT_CAPTURED : INDEX_CAPTURED;
-      p = nl ? (*nl = '\n', nl) : line + strlen(line);
+      /* A second line for the same pod (duplicate or conflicting) spoils the file: no line wins. */
+      int match = !strcmp(f[0], ns) && !strcmp(f[1], name) && !strcmp(f[2], uid);
+      if (match && v != INDEX_UNKNOWN) p = NULL;
+      else if (match) v = decision == 'S' ? INDEX_NOT_CAPTURED : INDEX_CAPTURED;
+      if (p) p = nl ? (*nl = '\n', nl) : line + strlen(line);
     }
   }
-  if (!p || *p != '\0' || seen != count) v = INDEX_UNUSABLE;
+  return !p || *p != '\0' || seen != count ? INDEX_UNUSABLE : v;
+}
+
+enum index_verdict index_lookup(const char *path, const struct cni_call *call, char *why, size_t why_len) {
+  char ns[FIELD_MAX + 2], name[FIELD_MAX + 2], uid[FIELD_MAX + 2];
+  const char *a = call->env.args;
+  if (!cni_arg(a, "K8S_POD_NAMESPACE", ns, sizeof ns) || !cni_arg(a, "K8S_POD_NAME", name, sizeof name) ||
+      !cni_arg(a, "K8S_POD_UID", uid, sizeof uid))
+    return say(why, why_len, INDEX_UNKNOWN, "CNI_ARGS lacks K8S_POD_NAMESPACE, K8S_POD_NAME or K8S_POD_UID");
+  size_t len;
+  char *buf = read_index(path, &len, why, why_len);
+  if (!buf) return INDEX_UNUSABLE;
+  enum index_verdict v = index_decide(buf, len, ns, name, uid);
   free(buf);
-  if (v == INDEX_UNUSABLE) return say(why, why_len, v, "pod index %.128s is damaged or truncated", path);
+  if (v == INDEX_UNUSABLE)
+    return say(why, why_len, v, "pod index %.128s is damaged, truncated or lists a pod twice", path);
   if (v == INDEX_CAPTURED) return say(why, why_len, v, "pod index records %.63s/%.128s as captured", ns, name);
   if (v == INDEX_UNKNOWN) return say(why, why_len, v, "pod %.63s/%.128s uid %.64s is not in the pod index", ns, name, uid);
   return say(why, why_len, v, "pod index records %.63s/%.128s uid %.64s as not captured", ns, name, uid);

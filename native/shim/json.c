@@ -54,8 +54,7 @@ static int hex4(const unsigned char *s, unsigned *out) {
   return 0;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most `left` bytes), or 0 if it is not one. */
-static size_t utf8_len(const unsigned char *s, size_t left) {
+size_t json_utf8_len(const unsigned char *s, size_t left) {
   unsigned char c = s[0];
   size_t n;
   uint32_t cp;
@@ -93,6 +92,8 @@ static int parse_string(struct parser *p) {
       unsigned u;
       if (e == 'u') {
         if (p->pos + 6 > p->len || hex4(p->s + p->pos + 2, &u)) return fail(p, "bad \\u escape in a string");
+        /* The one rule both sides keep: a C string cannot hold NUL, so no string may contain one. */
+        if (u == 0) return fail(p, "\\u0000 in a string");
         p->pos += 6;
       } else if (strchr("\"\\/bfnrt", e) && e) {
         p->pos += 2;
@@ -101,7 +102,7 @@ static int parse_string(struct parser *p) {
       }
       continue;
     }
-    size_t n = utf8_len(p->s + p->pos, p->len - p->pos);
+    size_t n = json_utf8_len(p->s + p->pos, p->len - p->pos);
     if (!n) return fail(p, "invalid UTF-8 in a string");
     p->pos += n;
   }
@@ -361,8 +362,10 @@ void jbuf_quote(struct jbuf *b, const char *s) {
           rep = esc;
         }
     }
+    size_t n = rep ? 0 : json_utf8_len(c, strnlen((const char *)c, 4));
     if (rep) jbuf_str(b, rep);
-    else jbuf_raw(b, (const char *)c, 1);
+    else if (n) jbuf_raw(b, (const char *)c, n), c += n - 1;
+    else jbuf_str(b, "\\ufffd"); /* a byte that is no UTF-8 (a cut character, say): the replacement */
   }
   jbuf_raw(b, "\"", 1);
 }

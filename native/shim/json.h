@@ -27,8 +27,8 @@ struct jdoc {
 };
 
 /* Parses `text` as exactly one JSON value (whitespace around it allowed), strictly: RFC 8259
- * grammar, valid UTF-8, nesting at most 64 deep. 0 on success; -1 with *why set to a short
- * reason. The text must outlive the document. */
+ * grammar, valid UTF-8, no \u0000 in any string (the agent refuses it too), nesting at most 64
+ * deep. 0 on success; -1 with *why set to a short reason. The text must outlive the document. */
 int json_parse(struct jdoc *d, const char *text, size_t len, const char **why);
 void json_free(struct jdoc *d);
 
@@ -37,7 +37,7 @@ int json_get(const struct jdoc *d, int object, const char *key);
 /* The i-th element of an array (0-based), or -1. */
 int json_index(const struct jdoc *d, int array, int i);
 /* A string value decoded into a malloc'd NUL-terminated buffer (NULL when out of memory or not a
- * string); an escaped NUL ends the C string early, as it would for any C consumer. */
+ * string); the parser refuses \u0000, so the C string is the whole value. */
 char *json_string(const struct jdoc *d, int v);
 /* Whether string value v, decoded, equals the NUL-terminated `s` (without allocating when v has no
  * escapes). */
@@ -54,7 +54,10 @@ struct jbuf {
 
 void jbuf_raw(struct jbuf *b, const char *s, size_t n);
 void jbuf_str(struct jbuf *b, const char *s); /* raw, NUL-terminated */
-/* `s` as a JSON string literal, quoted and escaped. */
+/* Length of the valid UTF-8 sequence at s (at most `left` bytes), or 0 if it is not one. */
+size_t json_utf8_len(const unsigned char *s, size_t left);
+/* `s` as a JSON string literal, quoted and escaped; a byte that starts no valid UTF-8 sequence (a
+ * character cut by a %.Ns, say) becomes U+FFFD, so the output is always valid UTF-8 and JSON. */
 void jbuf_quote(struct jbuf *b, const char *s);
 /* Value `v` of the document, copied without the whitespace between tokens. */
 void jbuf_value(struct jbuf *b, const struct jdoc *d, int v);

@@ -68,7 +68,8 @@ static int read_exclude(const struct cni_call *call, struct shim_conf *sc) {
   int v = json_get(&call->doc, call->conf, "excludeNamespaces");
   if (v < 0) return 0;
   int ok = call->doc.v[v].type == J_ARRAY;
-  for (int i = 0; ok && i < call->doc.v[v].count; i++) ok = call->doc.v[json_index(&call->doc, v, i)].type == J_STRING;
+  for (int i = 0, e = v + 1; ok && i < call->doc.v[v].count; i++, e = call->doc.v[e].next) /* linear: next, not index */
+    ok = call->doc.v[e].type == J_STRING;
   if (!ok) return bad_key(call, "excludeNamespaces", v, "an array of strings");
   sc->exclude = v;
   return 0;
@@ -89,12 +90,11 @@ static int read_shim_conf(const struct cni_call *call, struct shim_conf *sc) {
 static int namespace_excluded(const struct cni_call *call, const struct shim_conf *sc) {
   char ns[256];
   if (sc->exclude < 0 || !cni_arg(call->env.args, "K8S_POD_NAMESPACE", ns, sizeof ns)) return 0;
+  /* One pass over the array by each element's `next`: json_index would walk from the start each time
+   * (quadratic in the list's length), and json_string_is compares without allocating. */
   int excluded = 0;
-  for (int i = 0; !excluded && i < call->doc.v[sc->exclude].count; i++) {
-    char *name = json_string(&call->doc, json_index(&call->doc, sc->exclude, i));
-    excluded = name && !strcmp(name, ns);
-    free(name);
-  }
+  for (int i = 0, e = sc->exclude + 1; !excluded && i < call->doc.v[sc->exclude].count; i++, e = call->doc.v[e].next)
+    excluded = json_string_is(&call->doc, e, ns);
   return excluded;
 }
 

@@ -91,8 +91,46 @@ static int check_required(const struct cni_env *e) {
   return 0;
 }
 
+/* Whether s is valid UTF-8 throughout: the agent reads the request as UTF-8, and must see the bytes
+ * the shim saw. */
+static int valid_utf8(const char *s) {
+  for (const unsigned char *p = (const unsigned char *)s; *p;) {
+    size_t n = json_utf8_len(p, strnlen((const char *)p, 4));
+    if (!n) return 0;
+    p += n;
+  }
+  return 1;
+}
+
+/* CNI_ARGS as both sides read it: ';'-separated KEY=VALUE elements (empty ones skipped), each key at
+ * most once, so that the first and the last of two cannot name different pods. NULL or the problem. */
+static const char *args_problem(const char *args, char *msg, size_t len) {
+  for (const char *p = args; *p;) {
+    size_t n = strcspn(p, ";");
+    const char *eq = memchr(p, '=', n);
+    if (n && (!eq || eq == p))
+      return snprintf(msg, len, "CNI_ARGS element '%.*s' is not KEY=VALUE", (int)(n > 64 ? 64 : n), p), msg;
+    for (const char *q = args; n && q < p;) { /* earlier elements: CNI_ARGS is short, this stays cheap */
+      size_t m = strcspn(q, ";");
+      if (m > (size_t)(eq - p) && q[eq - p] == '=' && !strncmp(q, p, (size_t)(eq - p)))
+        return snprintf(msg, len, "CNI_ARGS names key '%.*s' more than once", (int)(eq - p > 64 ? 64 : eq - p), p), msg;
+      q += m + (q[m] == ';');
+    }
+    p += n + (p[n] == ';');
+  }
+  return NULL;
+}
+
 static int check_values(const struct cni_env *e) {
   char msg[192];
+  const char *names[] = {"CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH"};
+  const char *values[] = {e->container_id, e->netns, e->ifname, e->args, e->path};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    if (valid_utf8(values[i])) continue;
+    snprintf(msg, sizeof msg, "%s is not valid UTF-8", names[i]);
+    return cni_error(NULL, CNI_ERR_INVALID_ENV, msg, "");
+  }
+  if (args_problem(e->args, msg, sizeof msg)) return cni_error(NULL, CNI_ERR_INVALID_ENV, msg, "");
   if (e->container_id[0] && !valid_id(e->container_id)) {
     snprintf(msg, sizeof msg, "CNI_CONTAINERID '%.64s' is not [a-zA-Z0-9][a-zA-Z0-9_.-]*", e->container_id);
     return cni_error(NULL, CNI_ERR_INVALID_ENV, msg, "");

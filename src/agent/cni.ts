@@ -51,16 +51,36 @@ export interface CniRequest {
   config: NetConf;
 }
 
-/** `K8S_POD_NAMESPACE=a;K8S_POD_NAME=b;…` → a map. */
+/**
+ * `K8S_POD_NAMESPACE=a;K8S_POD_NAME=b;…` → a map. The shim reads CNI_ARGS by the same rule (skel.c):
+ * each key at most once, so the two can never take different elements for the same key.
+ */
 export function parseCniArgs(args: string): Map<string, string> {
   const m = new Map<string, string>();
   for (const part of args.split(';')) {
     if (part === '') continue;
     const eq = part.indexOf('=');
     if (eq <= 0) throw new CniError(CNI_ERR.invalidEnv, `CNI_ARGS element '${part}' is not KEY=VALUE`, '', 400);
-    m.set(part.slice(0, eq), part.slice(eq + 1));
+    const key = part.slice(0, eq);
+    if (m.has(key)) throw new CniError(CNI_ERR.invalidEnv, `CNI_ARGS names key '${key}' more than once`, '', 400);
+    m.set(key, part.slice(eq + 1));
   }
   return m;
+}
+
+/**
+ * The path of the first string (key or value) in `v` that holds a NUL, or null. The shim refuses
+ * `\u0000` in any string of the configuration (a C string cannot hold it); the agent refuses it too.
+ */
+export function nulStringPath(v: unknown, at = 'config'): string | null {
+  if (typeof v === 'string') return v.includes('\0') ? at : null;
+  if (typeof v !== 'object' || v === null) return null;
+  for (const [k, child] of Array.isArray(v) ? v.entries() : Object.entries(v)) {
+    if (typeof k === 'string' && k.includes('\0')) return `${at} key ${JSON.stringify(k)}`;
+    const found = nulStringPath(child, Array.isArray(v) ? `${at}[${k}]` : `${at}.${k}`);
+    if (found) return found;
+  }
+  return null;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -139,6 +159,8 @@ export function parseCniRequest(body: unknown): CniRequest {
   const perContainer = command === 'ADD' || command === 'DEL' || command === 'CHECK';
   const config = body.config;
   if (!isObject(config)) throw new CniError(CNI_ERR.decode, "request field 'config' must be the network configuration object", '', 400);
+  const nul = nulStringPath(config);
+  if (nul) throw new CniError(CNI_ERR.decode, `${nul} holds \\u0000, which no CNI input may`, '', 400);
   for (const k of ['cniVersion', 'name', 'type'] as const) {
     if (typeof config[k] !== 'string' || config[k] === '') {
       throw new CniError(CNI_ERR.invalidConfig, `network configuration field '${k}' must be a non-empty string`, '', 400);

@@ -2,7 +2,7 @@
 // net.Server (one request per connection, as the shim sends it): strict JSON, bounded heads and
 // bodies, root peers only, a deadline for each request to arrive, a cap on open connections,
 // answers even to clients that half-closed, and a graceful close that lets in-flight requests finish.
-import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
@@ -61,8 +61,9 @@ const isEnoent = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === 
 
 /**
  * Makes the socket's directory root-owned 0700 when it is missing. An existing directory is only
- * checked, never changed (it may be shared, like /run): it must belong to the agent's user and
- * must not be writable by others unless it is sticky, so nobody else can swap our socket.
+ * checked, never changed: it must belong to the agent's user and must not be writable by group or
+ * others, sticky or not. In a sticky world-writable directory (/tmp, /run/user) anyone may bind a
+ * free name there, so a socket path that is free for a moment is anyone's.
  */
 function prepareSocketDir(socketPath: string): void {
   const dir = dirname(socketPath);
@@ -78,18 +79,32 @@ function prepareSocketDir(socketPath: string): void {
   }
   if (!st.isDirectory()) throw new Error(`socket directory ${dir} is not a directory`);
   if (st.uid !== uid) throw new Error(`socket directory ${dir} is owned by uid ${st.uid}, not by the agent (uid ${uid})`);
-  const sticky = (st.mode & 0o1000) !== 0;
-  if ((st.mode & 0o022) !== 0 && !sticky) {
-    throw new Error(`socket directory ${dir} has mode ${(st.mode & 0o7777).toString(8)}: writable by group or others and not sticky, anyone could replace the socket`);
+  if ((st.mode & 0o022) !== 0) {
+    const mode = (st.mode & 0o7777).toString(8);
+    throw new Error(`socket directory ${dir} has mode ${mode}: writable by group or others (sticky or not), ` +
+      'so another user could bind the socket path first; make it 0700 or 0755');
   }
   try {
     const s = lstatSync(socketPath);
     if (!s.isSocket()) throw new Error(`${socketPath} exists and is not a socket; refusing to replace it`);
     if (s.uid !== uid) throw new Error(`${socketPath} exists and is owned by uid ${s.uid}; refusing to replace it`);
-    unlinkSync(socketPath); // a stale socket from a previous run
   } catch (e) {
     if (!isEnoent(e)) throw e;
   }
+}
+
+/** Linux sun_path less its NUL. */
+const SUN_PATH_MAX = 107;
+
+/**
+ * Where to bind before the socket is renamed into place: next to it, so the rename is atomic and the
+ * path always names either the stale socket or ours, never nothing that someone else could bind.
+ * Null when that name would not fit in sun_path (then the old socket is unlinked right before listen;
+ * the directory check above leaves nobody else able to bind in that moment).
+ */
+function bindPathFor(socketPath: string): string | null {
+  const p = `${dirname(socketPath)}/.${process.pid}.bind`;
+  return Buffer.byteLength(p) <= SUN_PATH_MAX ? p : null;
 }
 
 /** What is known about a connection's request so far, for logs. */
@@ -140,12 +155,22 @@ export class CniSocketServer {
   }
 
   async listen(): Promise<void> {
-    prepareSocketDir(this.opts.socketPath);
+    const path = this.opts.socketPath;
+    prepareSocketDir(path);
+    const bindPath = bindPathFor(path);
+    const unlinkIfThere = (p: string): void => {
+      try {
+        unlinkSync(p);
+      } catch (e) {
+        if (!isEnoent(e)) throw e;
+      }
+    };
+    unlinkIfThere(bindPath ?? path); // a stale bind name of a crashed agent with our pid, or the old socket
     const old = process.umask(0o177); // the socket is born 0600: no window with wider access
     try {
       await new Promise<void>((resolve, reject) => {
         this.server.once('error', reject);
-        this.server.listen(this.opts.socketPath, () => {
+        this.server.listen(bindPath ?? path, () => {
           this.server.off('error', reject);
           resolve();
         });
@@ -153,8 +178,13 @@ export class CniSocketServer {
     } finally {
       process.umask(old);
     }
-    chmodSync(this.opts.socketPath, 0o600);
+    chmodSync(bindPath ?? path, 0o600);
+    if (bindPath) renameSync(bindPath, path); // atomically replaces a stale socket: no moment without one
+    this.boundIno = lstatSync(path).ino;
   }
+
+  /** The inode of the socket file we put in place, so close removes ours and nobody else's. */
+  private boundIno: number | undefined;
 
   /** Stops accepting, waits for in-flight requests, then closes the connections left. */
   async close(): Promise<void> {
@@ -164,6 +194,11 @@ export class CniSocketServer {
     while (this.inFlight > 0) await new Promise((r) => setTimeout(r, 5));
     for (const c of this.conns) this.drop(c);
     await closed;
+    try {
+      if (this.boundIno !== undefined && lstatSync(this.opts.socketPath).ino === this.boundIno) unlinkSync(this.opts.socketPath);
+    } catch (e) {
+      if (!isEnoent(e)) throw e;
+    }
   }
 
   private drop(c: Conn): void {

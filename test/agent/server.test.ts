@@ -1,7 +1,7 @@
 // The agent's unix-socket endpoint: permissions, root-only peers, strict validation, limits, graceful close.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
@@ -290,6 +290,29 @@ describe('socket directory', () => {
 
   it.each([
     ['a shared sticky world-writable directory', 0o1777],
+    ['a world-writable directory', 0o777],
+    ['a group-writable directory', 0o770],
+  ])('refuses %s, naming it and its mode, and leaves it unchanged', async (_name, mode) => {
+    const dir = tempDir();
+    chmodSync(dir, mode);
+    const server = new CniSocketServer({ socketPath: join(dir, 'cni.sock'), handler: async () => null, log });
+    await expect(server.listen()).rejects.toThrow(`socket directory ${dir} has mode ${mode.toString(8)}`);
+    expect(statSync(dir).mode & 0o7777).toBe(mode);
+  });
+
+  it('replaces a stale socket by an atomic rename: no bind name is left, and close removes only ours', async () => {
+    const dir = tempDir();
+    const stale = new CniSocketServer({ socketPath: join(dir, 'cni.sock'), handler: async () => null, log });
+    await stale.listen();
+    const sock = await listenIn(dir); // over the stale socket, still listening
+    expect(readdirSync(dir)).toEqual(['cni.sock']);
+    expect((await post(sock, addRequest())).status).toBe(200);
+    await stale.close(); // the path now names the new socket: the old server must leave it alone
+    expect(readdirSync(dir)).toEqual(['cni.sock']);
+    expect((await post(sock, addRequest())).status).toBe(200);
+  });
+
+  it.each([
     ['a root-owned 0755 directory', 0o755],
   ])('uses %s as it is, without changing its mode; the socket is 0600', async (_name, mode) => {
     const dir = tempDir();

@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Rng, fuzzSeed } from '../reliability/rng.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const SHIM = join(ROOT, 'build/Release/meshcni');
+const SHIM = process.env.MESHCNI_SHIM ?? join(ROOT, 'build/Release/meshcni'); // another build: sanitizers.test.ts
 const RUNS = Number(process.env.MESHCNI_SHIM_FUZZ_RUNS ?? 1000);
 
 const dir = mkdtempSync(join(tmpdir(), `mcni-shimfz-${process.pid}-`));
