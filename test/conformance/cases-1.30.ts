@@ -1,13 +1,16 @@
-// Istio 1.30.3 conformance cases: for every golden file of Istio 1.30.3's CNI plug-in whose inputs are
-// pod annotations, istio-proxy env or the proxy's uid/gid, the pod and the rules Istio writes for it, as
-// iptables-restore input in the order 1.30.3's run.go writes them. Inputs transcribed from
-// cni/pkg/plugin/plugin_dryrun_test.go; rules written for meshcni from run.go's semantics and checked
+// Istio 1.30.3 conformance cases: for every golden file of Istio 1.30.3 (the CNI plug-in's and
+// istio-iptables' capture goldens) whose inputs are pod annotations, istio-proxy env or the proxy's
+// uid/gid, the pod and the rules Istio writes for it, as iptables-restore input in the order 1.30.3's
+// run.go writes them. Inputs transcribed from cni/pkg/plugin/plugin_dryrun_test.go and
+// tools/istio-iptables/pkg/capture/run_test.go (the same inputs as 1.17.8's); rules written for meshcni from run.go's semantics and checked
 // against the named golden; no Istio file is copied here.
-import type { ConformanceCase, SkippedGolden } from './cases.js';
+import { SKIPPED, TOOLS_BASE, type ConformanceCase, type SkippedGolden } from './cases.js';
 
 export const ISTIO_1_30_COMMIT = '56df41f63e513f834c9a3af33d8aed82d1d961f2';
 
 const CNI = 'cni/pkg/plugin/testdata/';
+const TOOLS = 'tools/istio-iptables/pkg/capture/testdata/';
+const DUAL = { ISTIO_DUAL_STACK: 'true' };
 const T = 'traffic.sidecar.istio.io/';
 const MODE = 'sidecar.istio.io/interceptionMode';
 /** plugin_dryrun_test.go's custom uid and gid (an OpenShift-style range). */
@@ -34,9 +37,9 @@ const OUTPUT_HEAD = (excluded: number[] = [15020]): string[] => [
   '-A ISTIO_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN',
 ];
 /** The uid block then the gid block; the owner → inbound rules skip the HBONE port 15008. */
-const OWNERS = (uid = 1337, gid = 1337, loopbackReturn = true): string[] =>
+const OWNERS = (uid = 1337, gid = 1337, loopbackReturn = true, lo = '127.0.0.1/32'): string[] =>
   ([['uid', uid], ['gid', gid]] as const).flatMap(([k, id]) => [
-    `-A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp ! --dport 15008 -m owner --${k}-owner ${id} -j ISTIO_IN_REDIRECT`,
+    `-A ISTIO_OUTPUT -o lo ! -d ${lo} -p tcp ! --dport 15008 -m owner --${k}-owner ${id} -j ISTIO_IN_REDIRECT`,
     ...(loopbackReturn ? [`-A ISTIO_OUTPUT -o lo -m owner ! --${k}-owner ${id} -j RETURN`] : []),
     `-A ISTIO_OUTPUT -m owner --${k}-owner ${id} -j RETURN`,
   ]);
@@ -162,11 +165,152 @@ export const CASES_1_30: ConformanceCase[] = [
   },
 ];
 
+/** run_test.go's empty config, IPv4 or IPv6, after the given PREROUTING/OUTPUT and inbound rules. */
+const TOOLS_NAT = (v6: boolean, early: string[] = [], inbound: string[] = []): string[] => [
+  ...NAT_HEAD,
+  ...early,
+  ...NAT_FIXED,
+  ...inbound,
+  '-A OUTPUT -j ISTIO_OUTPUT',
+  `-A ISTIO_OUTPUT -o lo -s ${v6 ? '::6/128' : '127.0.0.6/32'} -j RETURN`,
+  ...OWNERS(1337, 1337, true, v6 ? '::1/128' : '127.0.0.1/32'),
+  `-A ISTIO_OUTPUT -d ${v6 ? '::1/128' : '127.0.0.1/32'} -j RETURN`,
+];
+const INBOUND_PORTS = (...ports: number[]): string[] => [
+  '-A PREROUTING -p tcp -j ISTIO_INBOUND',
+  ...ports.map((p) => `-A ISTIO_INBOUND -p tcp --dport ${p} -j ISTIO_IN_REDIRECT`),
+];
+const VIRT_RETURN = (...ifs: string[]): string[] => ifs.map((i) => `-I PREROUTING 1 -i ${i} -j RETURN`);
+const REDIRECT_PORTS = ['-A ISTIO_OUTPUT -p tcp --dport 32000 -j ISTIO_REDIRECT', '-A ISTIO_OUTPUT -p tcp --dport 31000 -j ISTIO_REDIRECT'];
+
+CASES_1_30.push(
+  {
+    golden: `${TOOLS}basic-exclude-nic.golden`,
+    annotations: { ...TOOLS_BASE, [`${T}excludeInterfaces`]: 'not-istio-nic' },
+    v4: text(TOOLS_NAT(false, ['-A PREROUTING -i not-istio-nic -j RETURN', '-A OUTPUT -o not-istio-nic -j RETURN'])),
+  },
+  {
+    golden: `${TOOLS}drop-invalid.golden`,
+    annotations: TOOLS_BASE,
+    proxyEnv: { INVALID_DROP: 'true' },
+    v4: text(['*mangle', '-N ISTIO_DROP', '-A PREROUTING -m conntrack --ctstate INVALID -j ISTIO_DROP', '-A ISTIO_DROP -j DROP'], TOOLS_NAT(false)),
+  },
+  { golden: `${TOOLS}empty.golden`, annotations: TOOLS_BASE, v4: text(TOOLS_NAT(false)) },
+  {
+    golden: `${TOOLS}inbound-ports-include.golden`,
+    annotations: { ...TOOLS_BASE, [`${T}includeInboundPorts`]: '32000,31000' },
+    v4: text(TOOLS_NAT(false, [], INBOUND_PORTS(32000, 31000))),
+  },
+  {
+    golden: `${TOOLS}inbound-ports-tproxy.golden`,
+    annotations: { ...TOOLS_BASE, [`${T}includeInboundPorts`]: '32000,31000', [MODE]: 'TPROXY' },
+    v4: text(
+      [
+        ...TPROXY_MANGLE().filter((l) => !l.startsWith('-A ISTIO_INBOUND')),
+        ...[32000, 31000].flatMap((p) => [
+          `-A ISTIO_INBOUND -p tcp --dport ${p} -m conntrack --ctstate RELATED,ESTABLISHED -j ISTIO_DIVERT`,
+          `-A ISTIO_INBOUND -p tcp --dport ${p} -j ISTIO_TPROXY`,
+        ]),
+      ],
+      TOOLS_NAT(false),
+    ),
+  },
+  {
+    // 1.30 writes no RETURN after the include ranges: the rest falls off the end of ISTIO_OUTPUT.
+    golden: `${TOOLS}ipnets.golden`,
+    annotations: { ...TOOLS_BASE, [`${T}includeOutboundIPRanges`]: '10.0.0.0/8' },
+    v4: text([...TOOLS_NAT(false), '-A ISTIO_OUTPUT -d 10.0.0.0/8 -j ISTIO_REDIRECT']),
+  },
+  {
+    golden: `${TOOLS}ipnets-with-kube-virt-interfaces.golden`,
+    annotations: { ...TOOLS_BASE, [`${T}includeOutboundIPRanges`]: '10.0.0.0/8', [`${T}kubevirtInterfaces`]: 'eth1,eth2' },
+    v4: text([
+      ...TOOLS_NAT(false, VIRT_RETURN('eth1', 'eth2')),
+      '-I PREROUTING 1 -i eth1 -d 10.0.0.0/8 -j ISTIO_REDIRECT',
+      '-I PREROUTING 1 -i eth2 -d 10.0.0.0/8 -j ISTIO_REDIRECT',
+      '-A ISTIO_OUTPUT -d 10.0.0.0/8 -j ISTIO_REDIRECT',
+    ]),
+  },
+  {
+    golden: `${TOOLS}kube-virt-interfaces.golden`,
+    annotations: { ...TOOLS_BASE, [`${T}includeOutboundIPRanges`]: '*', [`${T}kubevirtInterfaces`]: 'eth1,eth2' },
+    v4: text([
+      ...TOOLS_NAT(false, VIRT_RETURN('eth1', 'eth2')),
+      '-A ISTIO_OUTPUT -j ISTIO_REDIRECT',
+      '-I PREROUTING 1 -i eth1 -j ISTIO_REDIRECT',
+      '-I PREROUTING 1 -i eth2 -j ISTIO_REDIRECT',
+    ]),
+  },
+  {
+    golden: `${TOOLS}outbound-ports-include.golden`,
+    annotations: { ...TOOLS_BASE, [`${T}includeOutboundPorts`]: '32000,31000' },
+    v4: text([...TOOLS_NAT(false), ...REDIRECT_PORTS]),
+  },
+  // EnableIPv6 is the pod's ISTIO_DUAL_STACK: the same rules for IPv6 with ::1 and ::6.
+  { golden: `${TOOLS}ipv6-empty-inbound-ports.golden`, annotations: TOOLS_BASE, proxyEnv: DUAL, v4: text(TOOLS_NAT(false)), v6: text(TOOLS_NAT(true)) },
+  ...(['ipv6-inbound-ports', 'ipv6-virt-interfaces'] as const).map((name) => {
+    const virt = name === 'ipv6-virt-interfaces';
+    const body = (v6: boolean): string[] => TOOLS_NAT(v6, virt ? VIRT_RETURN('eth0', 'eth1') : [], INBOUND_PORTS(4000, 5000));
+    return {
+      golden: `${TOOLS}${name}.golden`,
+      annotations: { ...TOOLS_BASE, [`${T}includeInboundPorts`]: '4000,5000', ...(virt ? { [`${T}kubevirtInterfaces`]: 'eth0,eth1' } : {}) },
+      proxyEnv: DUAL,
+      v4: text(body(false)),
+      v6: text(body(true)),
+    };
+  }),
+  {
+    golden: `${TOOLS}ipv6-ipnets.golden`,
+    // As for 1.17.8: run_test.go's "6000,7000," ends in a comma an annotation may not; the list is unused.
+    annotations: {
+      ...TOOLS_BASE,
+      [`${T}includeInboundPorts`]: '4000,5000',
+      [`${T}excludeInboundPorts`]: '6000,7000',
+      [`${T}kubevirtInterfaces`]: 'eth0,eth1',
+      [`${T}excludeOutboundIPRanges`]: '2001:db8::/32',
+      [`${T}includeOutboundIPRanges`]: '2001:db8::/32',
+    },
+    proxyEnv: DUAL,
+    v4: text(TOOLS_NAT(false, VIRT_RETURN('eth0', 'eth1'), INBOUND_PORTS(4000, 5000))),
+    v6: text([
+      ...TOOLS_NAT(true, VIRT_RETURN('eth0', 'eth1'), INBOUND_PORTS(4000, 5000)),
+      '-A ISTIO_OUTPUT -d 2001:db8::/32 -j RETURN',
+      '-I PREROUTING 1 -i eth0 -d 2001:db8::/32 -j ISTIO_REDIRECT',
+      '-I PREROUTING 1 -i eth1 -d 2001:db8::/32 -j ISTIO_REDIRECT',
+      '-A ISTIO_OUTPUT -d 2001:db8::/32 -j ISTIO_REDIRECT',
+    ]),
+  },
+  {
+    golden: `${TOOLS}ipv6-outbound-ports.golden`,
+    annotations: { ...TOOLS_BASE, [`${T}includeOutboundPorts`]: '32000,31000' },
+    proxyEnv: DUAL,
+    v4: text([...TOOLS_NAT(false), ...REDIRECT_PORTS]),
+    v6: text([...TOOLS_NAT(true), ...REDIRECT_PORTS]),
+  },
+);
+
+/** 1.17.8's capture goldens that 1.30.3 still has, skipped for the same reasons (same run_test.go inputs). */
+const SKIPPED_TOOLS_AS_1_17 = SKIPPED.filter((s) => s.golden.startsWith(TOOLS) && !s.golden.endsWith('/logging.golden'));
+
 export const SKIPPED_1_30: SkippedGolden[] = [
+  ...SKIPPED_TOOLS_AS_1_17,
+  {
+    golden: `${TOOLS}host-ipv4-loopback-cidr.golden`,
+    reason: 'HostIPv4LoopbackCidr (127.0.0.1/8 for the loopback rules) has no pod-level knob; the CNI plug-in keeps 127.0.0.1/32',
+  },
   { golden: `${CNI}status-ports.txt.golden`, reason: 'no input: no _test.go at 1.30.3 names this file (plugin_dryrun_test.go does not)' },
 ];
 
-/** Every golden file of the CNI plug-in at ISTIO_1_30_COMMIT (`git ls-tree` of cni/pkg/plugin/testdata). */
+/** Every golden file at ISTIO_1_30_COMMIT (`git ls-tree` of both testdata directories). */
 export const ALL_GOLDENS_1_30 = [
-  'basic', 'custom-uid-tproxy', 'custom-uid', 'dns', 'include-exclude-ip', 'include-exclude-ports', 'invalid-drop', 'status-ports', 'tproxy',
-].map((n) => `${CNI}${n}.txt.golden`);
+  ...['basic', 'custom-uid-tproxy', 'custom-uid', 'dns', 'include-exclude-ip', 'include-exclude-ports', 'invalid-drop', 'status-ports', 'tproxy'].map(
+    (n) => `${CNI}${n}.txt.golden`,
+  ),
+  ...[
+    'basic-exclude-nic', 'dns-uid-gid', 'drop-invalid', 'empty', 'host-ipv4-loopback-cidr', 'inbound-ports-include', 'inbound-ports-tproxy',
+    'inbound-ports-wildcard-tproxy', 'inbound-ports-wildcard', 'ip-range', 'ipnets-with-kube-virt-interfaces', 'ipnets',
+    'ipv6-dns-outbound-owner-groups-exclude', 'ipv6-dns-outbound-owner-groups', 'ipv6-dns-uid-gid', 'ipv6-empty-inbound-ports', 'ipv6-inbound-ports',
+    'ipv6-ipnets', 'ipv6-outbound-ports', 'ipv6-uid-gid', 'ipv6-virt-interfaces', 'kube-virt-interfaces', 'loopback-outbound-iprange',
+    'outbound-owner-groups-exclude', 'outbound-owner-groups', 'outbound-ports-include', 'tproxy',
+  ].map((n) => `${TOOLS}${n}.golden`),
+];

@@ -106,7 +106,7 @@ describe('conformant with Istio 1.17.8 goldens (kernel read-back, and meshcni-ag
   });
 });
 
-describe('the conformance suite covers Istio 1.30.3 (CNI plug-in goldens)', () => {
+describe('the conformance suite covers Istio 1.30.3', () => {
   it('names every golden exactly once, as a case or as a skip with a reason', () => {
     const covered = [...CASES_1_30.map((c) => c.golden), ...SKIPPED_1_30.map((s) => s.golden)];
     expect([...covered].sort()).toEqual([...ALL_GOLDENS_1_30].sort());
