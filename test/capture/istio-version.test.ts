@@ -5,6 +5,7 @@ import { DEFAULT_CAPTURE_CONFIG, parseCaptureConfig, type CaptureConfig } from '
 import { planKey, planPod } from '../../src/capture/plan.js';
 import { istioRulesFor } from '../../src/capture/settings.js';
 import { parseSettings } from '../../src/agent/config.js';
+import { buildPlan } from '../../src/agent/plan-build.js';
 
 const pod = (image: string): Record<string, unknown> => ({
   apiVersion: 'v1',
@@ -77,6 +78,15 @@ describe('the plan follows the chosen rule set', () => {
     if (!p.capture) throw new Error(p.reason);
     expect(p.text).toContain(has);
     expect(p.text).not.toContain(hasNot);
+  });
+
+  it.each([
+    ['docker.io/istio/proxyv2:1.30.3', '1.30'],
+    ['docker.io/istio/proxyv2:1.17.8', '1.17'],
+  ])('the plan summary the agent logs names the rule set (auto, %s → %s)', (image, want) => {
+    const p = buildPlan(pod(image), { ...DEFAULT_CAPTURE_CONFIG, istioVersion: 'auto' });
+    if (!p.capture) throw new Error('expected capture');
+    expect(p.summary.istioRules).toBe(want);
   });
 
   it('pods whose proxy images differ in release have different plan keys', () => {
