@@ -4,13 +4,12 @@
 // run.go writes them. Inputs transcribed from cni/pkg/plugin/plugin_dryrun_test.go and
 // tools/istio-iptables/pkg/capture/run_test.go (the same inputs as 1.17.8's); rules written for meshcni from run.go's semantics and checked
 // against the named golden; no Istio file is copied here.
-import { SKIPPED, TOOLS_BASE, type ConformanceCase, type SkippedGolden } from './cases.js';
+import { CASES, SKIPPED, type ConformanceCase, type SkippedGolden } from './cases.js';
 
 export const ISTIO_1_30_COMMIT = '56df41f63e513f834c9a3af33d8aed82d1d961f2';
 
 const CNI = 'cni/pkg/plugin/testdata/';
 const TOOLS = 'tools/istio-iptables/pkg/capture/testdata/';
-const DUAL = { ISTIO_DUAL_STACK: 'true' };
 const T = 'traffic.sidecar.istio.io/';
 const MODE = 'sidecar.istio.io/interceptionMode';
 /** plugin_dryrun_test.go's custom uid and gid (an OpenShift-style range). */
@@ -183,28 +182,27 @@ const INBOUND_PORTS = (...ports: number[]): string[] => [
 const VIRT_RETURN = (...ifs: string[]): string[] => ifs.map((i) => `-I PREROUTING 1 -i ${i} -j RETURN`);
 const REDIRECT_PORTS = ['-A ISTIO_OUTPUT -p tcp --dport 32000 -j ISTIO_REDIRECT', '-A ISTIO_OUTPUT -p tcp --dport 31000 -j ISTIO_REDIRECT'];
 
+/** A capture golden's inputs: run_test.go's are the same at 1.30.3 as at 1.17.8, so the 1.17.8 case's pod. */
+function sameInputs(name: string, v4: string, v6?: string): ConformanceCase {
+  const golden = `${TOOLS}${name}.golden`;
+  const c = CASES.find((x) => x.golden === golden);
+  if (!c) throw new Error(`no 1.17.8 case for ${golden}`);
+  return { golden, annotations: c.annotations, ...(c.proxyEnv ? { proxyEnv: c.proxyEnv } : {}), v4, ...(v6 ? { v6 } : {}) };
+}
+
+const PORTS_4000_5000 = (v6: boolean, virt: boolean): string => text(TOOLS_NAT(v6, virt ? VIRT_RETURN('eth0', 'eth1') : [], INBOUND_PORTS(4000, 5000)));
+
 CASES_1_30.push(
-  {
-    golden: `${TOOLS}basic-exclude-nic.golden`,
-    annotations: { ...TOOLS_BASE, [`${T}excludeInterfaces`]: 'not-istio-nic' },
-    v4: text(TOOLS_NAT(false, ['-A PREROUTING -i not-istio-nic -j RETURN', '-A OUTPUT -o not-istio-nic -j RETURN'])),
-  },
-  {
-    golden: `${TOOLS}drop-invalid.golden`,
-    annotations: TOOLS_BASE,
-    proxyEnv: { INVALID_DROP: 'true' },
-    v4: text(['*mangle', '-N ISTIO_DROP', '-A PREROUTING -m conntrack --ctstate INVALID -j ISTIO_DROP', '-A ISTIO_DROP -j DROP'], TOOLS_NAT(false)),
-  },
-  { golden: `${TOOLS}empty.golden`, annotations: TOOLS_BASE, v4: text(TOOLS_NAT(false)) },
-  {
-    golden: `${TOOLS}inbound-ports-include.golden`,
-    annotations: { ...TOOLS_BASE, [`${T}includeInboundPorts`]: '32000,31000' },
-    v4: text(TOOLS_NAT(false, [], INBOUND_PORTS(32000, 31000))),
-  },
-  {
-    golden: `${TOOLS}inbound-ports-tproxy.golden`,
-    annotations: { ...TOOLS_BASE, [`${T}includeInboundPorts`]: '32000,31000', [MODE]: 'TPROXY' },
-    v4: text(
+  sameInputs('basic-exclude-nic', text(TOOLS_NAT(false, ['-A PREROUTING -i not-istio-nic -j RETURN', '-A OUTPUT -o not-istio-nic -j RETURN']))),
+  sameInputs(
+    'drop-invalid',
+    text(['*mangle', '-N ISTIO_DROP', '-A PREROUTING -m conntrack --ctstate INVALID -j ISTIO_DROP', '-A ISTIO_DROP -j DROP'], TOOLS_NAT(false)),
+  ),
+  sameInputs('empty', text(TOOLS_NAT(false))),
+  sameInputs('inbound-ports-include', text(TOOLS_NAT(false, [], INBOUND_PORTS(32000, 31000)))),
+  sameInputs(
+    'inbound-ports-tproxy',
+    text(
       [
         ...TPROXY_MANGLE().filter((l) => !l.startsWith('-A ISTIO_INBOUND')),
         ...[32000, 31000].flatMap((p) => [
@@ -214,79 +212,44 @@ CASES_1_30.push(
       ],
       TOOLS_NAT(false),
     ),
-  },
-  {
-    // 1.30 writes no RETURN after the include ranges: the rest falls off the end of ISTIO_OUTPUT.
-    golden: `${TOOLS}ipnets.golden`,
-    annotations: { ...TOOLS_BASE, [`${T}includeOutboundIPRanges`]: '10.0.0.0/8' },
-    v4: text([...TOOLS_NAT(false), '-A ISTIO_OUTPUT -d 10.0.0.0/8 -j ISTIO_REDIRECT']),
-  },
-  {
-    golden: `${TOOLS}ipnets-with-kube-virt-interfaces.golden`,
-    annotations: { ...TOOLS_BASE, [`${T}includeOutboundIPRanges`]: '10.0.0.0/8', [`${T}kubevirtInterfaces`]: 'eth1,eth2' },
-    v4: text([
+  ),
+  // 1.30 writes no RETURN after the include ranges: the rest falls off the end of ISTIO_OUTPUT.
+  sameInputs('ipnets', text([...TOOLS_NAT(false), '-A ISTIO_OUTPUT -d 10.0.0.0/8 -j ISTIO_REDIRECT'])),
+  sameInputs(
+    'ipnets-with-kube-virt-interfaces',
+    text([
       ...TOOLS_NAT(false, VIRT_RETURN('eth1', 'eth2')),
       '-I PREROUTING 1 -i eth1 -d 10.0.0.0/8 -j ISTIO_REDIRECT',
       '-I PREROUTING 1 -i eth2 -d 10.0.0.0/8 -j ISTIO_REDIRECT',
       '-A ISTIO_OUTPUT -d 10.0.0.0/8 -j ISTIO_REDIRECT',
     ]),
-  },
-  {
-    golden: `${TOOLS}kube-virt-interfaces.golden`,
-    annotations: { ...TOOLS_BASE, [`${T}includeOutboundIPRanges`]: '*', [`${T}kubevirtInterfaces`]: 'eth1,eth2' },
-    v4: text([
+  ),
+  sameInputs(
+    'kube-virt-interfaces',
+    text([
       ...TOOLS_NAT(false, VIRT_RETURN('eth1', 'eth2')),
       '-A ISTIO_OUTPUT -j ISTIO_REDIRECT',
       '-I PREROUTING 1 -i eth1 -j ISTIO_REDIRECT',
       '-I PREROUTING 1 -i eth2 -j ISTIO_REDIRECT',
     ]),
-  },
-  {
-    golden: `${TOOLS}outbound-ports-include.golden`,
-    annotations: { ...TOOLS_BASE, [`${T}includeOutboundPorts`]: '32000,31000' },
-    v4: text([...TOOLS_NAT(false), ...REDIRECT_PORTS]),
-  },
-  // EnableIPv6 is the pod's ISTIO_DUAL_STACK: the same rules for IPv6 with ::1 and ::6.
-  { golden: `${TOOLS}ipv6-empty-inbound-ports.golden`, annotations: TOOLS_BASE, proxyEnv: DUAL, v4: text(TOOLS_NAT(false)), v6: text(TOOLS_NAT(true)) },
-  ...(['ipv6-inbound-ports', 'ipv6-virt-interfaces'] as const).map((name) => {
-    const virt = name === 'ipv6-virt-interfaces';
-    const body = (v6: boolean): string[] => TOOLS_NAT(v6, virt ? VIRT_RETURN('eth0', 'eth1') : [], INBOUND_PORTS(4000, 5000));
-    return {
-      golden: `${TOOLS}${name}.golden`,
-      annotations: { ...TOOLS_BASE, [`${T}includeInboundPorts`]: '4000,5000', ...(virt ? { [`${T}kubevirtInterfaces`]: 'eth0,eth1' } : {}) },
-      proxyEnv: DUAL,
-      v4: text(body(false)),
-      v6: text(body(true)),
-    };
-  }),
-  {
-    golden: `${TOOLS}ipv6-ipnets.golden`,
-    // As for 1.17.8: run_test.go's "6000,7000," ends in a comma an annotation may not; the list is unused.
-    annotations: {
-      ...TOOLS_BASE,
-      [`${T}includeInboundPorts`]: '4000,5000',
-      [`${T}excludeInboundPorts`]: '6000,7000',
-      [`${T}kubevirtInterfaces`]: 'eth0,eth1',
-      [`${T}excludeOutboundIPRanges`]: '2001:db8::/32',
-      [`${T}includeOutboundIPRanges`]: '2001:db8::/32',
-    },
-    proxyEnv: DUAL,
-    v4: text(TOOLS_NAT(false, VIRT_RETURN('eth0', 'eth1'), INBOUND_PORTS(4000, 5000))),
-    v6: text([
+  ),
+  sameInputs('outbound-ports-include', text([...TOOLS_NAT(false), ...REDIRECT_PORTS])),
+  // The pod's ISTIO_DUAL_STACK: the same rules for IPv6 with ::1 and ::6.
+  sameInputs('ipv6-empty-inbound-ports', text(TOOLS_NAT(false)), text(TOOLS_NAT(true))),
+  sameInputs('ipv6-inbound-ports', PORTS_4000_5000(false, false), PORTS_4000_5000(true, false)),
+  sameInputs('ipv6-virt-interfaces', PORTS_4000_5000(false, true), PORTS_4000_5000(true, true)),
+  sameInputs(
+    'ipv6-ipnets',
+    PORTS_4000_5000(false, true),
+    text([
       ...TOOLS_NAT(true, VIRT_RETURN('eth0', 'eth1'), INBOUND_PORTS(4000, 5000)),
       '-A ISTIO_OUTPUT -d 2001:db8::/32 -j RETURN',
       '-I PREROUTING 1 -i eth0 -d 2001:db8::/32 -j ISTIO_REDIRECT',
       '-I PREROUTING 1 -i eth1 -d 2001:db8::/32 -j ISTIO_REDIRECT',
       '-A ISTIO_OUTPUT -d 2001:db8::/32 -j ISTIO_REDIRECT',
     ]),
-  },
-  {
-    golden: `${TOOLS}ipv6-outbound-ports.golden`,
-    annotations: { ...TOOLS_BASE, [`${T}includeOutboundPorts`]: '32000,31000' },
-    proxyEnv: DUAL,
-    v4: text([...TOOLS_NAT(false), ...REDIRECT_PORTS]),
-    v6: text([...TOOLS_NAT(true), ...REDIRECT_PORTS]),
-  },
+  ),
+  sameInputs('ipv6-outbound-ports', text([...TOOLS_NAT(false), ...REDIRECT_PORTS]), text([...TOOLS_NAT(true), ...REDIRECT_PORTS])),
 );
 
 /** 1.17.8's capture goldens that 1.30.3 still has, skipped for the same reasons (same run_test.go inputs). */

@@ -32,7 +32,7 @@ const MODE = 'sidecar.istio.io/interceptionMode';
  * capture/run_test.go starts from a config with no inbound ports, no outbound ranges and no excluded
  * outbound ports; the CNI plug-in's defaults differ, so those cases set the three annotations empty.
  */
-export const TOOLS_BASE = { [`${T}includeInboundPorts`]: '', [`${T}includeOutboundIPRanges`]: '', [`${T}excludeOutboundPorts`]: '' };
+const TOOLS_BASE = { [`${T}includeInboundPorts`]: '', [`${T}includeOutboundIPRanges`]: '', [`${T}excludeOutboundPorts`]: '' };
 const DUAL = { ISTIO_DUAL_STACK: 'true' };
 
 /** The four nat chains and the three rules run.go always writes first. */
