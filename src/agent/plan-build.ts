@@ -15,7 +15,7 @@ export function buildPlan(pod: Record<string, unknown>, capture: CaptureConfig):
     capture: true,
     layout: p.layout,
     tables: p.tables,
-    summary: { layout: p.layout, tables: p.tables.length, rules },
+    summary: { layout: p.layout, istioRules: p.settings.istioRules, tables: p.tables.length, rules },
     ...(p.routing ? { routing: p.routing } : {}),
   };
 }

@@ -2,6 +2,9 @@
 import { CaptureError } from './errors.js';
 
 export type Layout = 'iptables' | 'nft';
+/** Whose rules to write: Istio 1.17.8's, 1.30.3's, or per pod from the proxy image's tag. */
+export type IstioVersionSetting = '1.17' | '1.30' | 'auto';
+const ISTIO_VERSIONS: readonly IstioVersionSetting[] = ['1.17', '1.30', 'auto'];
 
 export interface CaptureConfig {
   /** Pods in these namespaces are never captured. */
@@ -14,6 +17,8 @@ export interface CaptureConfig {
   dualStack: boolean;
   /** Also require the `sidecar.istio.io/status` annotation (Istio's own plug-in does). */
   requireSidecarStatus: boolean;
+  /** The Istio release whose redirect rules are written (see istioRulesFor for `auto`). */
+  istioVersion: IstioVersionSetting;
 }
 
 export const DEFAULT_CAPTURE_CONFIG: CaptureConfig = {
@@ -22,6 +27,7 @@ export const DEFAULT_CAPTURE_CONFIG: CaptureConfig = {
   nftSets: true,
   dualStack: false,
   requireSidecarStatus: false,
+  istioVersion: '1.17',
 };
 
 const bool = (key: string, v: unknown): boolean => {
@@ -44,5 +50,10 @@ export function parseCaptureConfig(obj: Record<string, unknown>): CaptureConfig 
   if (obj.nftSets !== undefined) c.nftSets = bool('nftSets', obj.nftSets);
   if (obj.dualStack !== undefined) c.dualStack = bool('dualStack', obj.dualStack);
   if (obj.requireSidecarStatus !== undefined) c.requireSidecarStatus = bool('requireSidecarStatus', obj.requireSidecarStatus);
+  if (obj.istioVersion !== undefined) {
+    const v = obj.istioVersion;
+    if (!ISTIO_VERSIONS.includes(v as IstioVersionSetting)) throw new CaptureError('istioVersion', v, `must be one of ${ISTIO_VERSIONS.join(', ')} (a string)`);
+    c.istioVersion = v as IstioVersionSetting;
+  }
   return c;
 }

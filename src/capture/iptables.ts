@@ -1,6 +1,7 @@
 // Redirect settings → the iptables rules istio-iptables writes, as data (IPv4 and, for dual stack,
-// IPv6). Rule order follows Istio 1.17.8's tools/istio-iptables/pkg/capture/run.go as the CNI plug-in
-// drives it (capture all DNS, no owner-group filter); comments give the reasons.
+// IPv6). Rule order follows tools/istio-iptables/pkg/capture/run.go as the CNI plug-in drives it
+// (capture all DNS, no owner-group filter), of Istio 1.17.8 or of 1.30.3 (settings.istioRules);
+// comments give the reasons and where the two releases differ.
 import { BUILTIN_CHAINS, type XtFamily, type XtMatch, type XtRule, type XtRuleset, type XtTableName, type XtTarget } from '../nft/xtables/model.js';
 import type { RedirectSettings } from './settings.js';
 
@@ -11,6 +12,10 @@ export const CHAINS = {
   output: 'ISTIO_OUTPUT',
   divert: 'ISTIO_DIVERT',
   tproxy: 'ISTIO_TPROXY',
+  /** 1.30: DNS capture rules, nat and raw. */
+  outputDns: 'ISTIO_OUTPUT_DNS',
+  /** 1.30: the drop-invalid rule's own chain. */
+  drop: 'ISTIO_DROP',
 } as const;
 
 type Opts = Omit<XtRule, 'chain' | 'target'>;
@@ -75,9 +80,24 @@ const mark = (value: number, invert = false): XtMatch => ({ kind: 'mark', mark: 
 const isV6 = (cidr: string): boolean => cidr.includes(':');
 const inFamily = (family: XtFamily, cidrs: readonly string[]): string[] => cidrs.filter((c) => isV6(c) === (family === 'ip6'));
 
-/** One family's rules in the order Istio 1.17.8's capture/run.go (Run) writes them, CNI path. */
+/**
+ * Conntrack zones keep the two legs of a redirected UDP exchange apart: proxy ↔ upstream in zone 1,
+ * app ↔ agent in zone 2. 1.17 writes them in raw OUTPUT and PREROUTING, 1.30 in chains of its own.
+ */
+function dnsZones(b: Builder, s: RedirectSettings, output: string, prerouting: string): void {
+  for (const owner of [uidOwner(s.proxyUid), gidOwner(s.proxyGid)]) {
+    b.append('raw', output, { protocol: udp, matches: [dport('udp', 53), owner] }, { kind: 'CT', zone: 1 });
+    b.append('raw', output, { protocol: udp, matches: [sport('udp', s.dnsPort), owner] }, { kind: 'CT', zone: 2 });
+  }
+  if (prerouting !== 'PREROUTING') b.append('raw', 'PREROUTING', {}, jump(prerouting));
+  b.append('raw', output, { protocol: udp, matches: [dport('udp', 53)] }, { kind: 'CT', zone: 2 });
+  b.append('raw', prerouting, { protocol: udp, matches: [sport('udp', 53)] }, { kind: 'CT', zone: 1 });
+}
+
+/** One family's rules in the order Istio's capture/run.go (Run) writes them, CNI path. */
 function buildFamily(s: RedirectSettings, family: XtFamily): XtRuleset {
   const b = new Builder(family);
+  const v130 = s.istioRules === '1.30';
   const localhost = family === 'ip' ? '127.0.0.1/32' : '::1/128';
   const passthrough = family === 'ip' ? '127.0.0.6/32' : '::6/128';
   const tproxy = s.mode === 'TPROXY';
@@ -98,7 +118,16 @@ function buildFamily(s: RedirectSettings, family: XtFamily): XtRuleset {
   for (const ifc of s.rerouteInterfaces) b.insertFirst('nat', 'PREROUTING', { inInterface: { value: ifc } }, RETURN);
 
   // Dropping out-of-window packets instead of letting them reset connections.
-  if (s.dropInvalid) b.append('mangle', 'PREROUTING', { matches: [{ kind: 'conntrack', ctstate: { value: ['INVALID'] } }] }, { kind: 'DROP' });
+  // 1.30 drops through a chain of its own.
+  if (s.dropInvalid) {
+    const invalid: Opts = { matches: [{ kind: 'conntrack', ctstate: { value: ['INVALID'] } }] };
+    if (v130) {
+      b.append('mangle', 'PREROUTING', invalid, jump(CHAINS.drop));
+      b.append('mangle', CHAINS.drop, {}, { kind: 'DROP' });
+    } else {
+      b.append('mangle', 'PREROUTING', invalid, { kind: 'DROP' });
+    }
+  }
 
   // The HBONE tunnel port is never captured; Istio writes this in nat whatever the mode and inbound list.
   b.append('nat', CHAINS.inbound, { protocol: tcp, matches: [dport('tcp', s.inboundTunnelPort)] }, RETURN);
@@ -141,9 +170,13 @@ function buildFamily(s: RedirectSettings, family: XtFamily): XtRuleset {
     }
   }
 
-  // Outbound: only TCP enters ISTIO_OUTPUT; DNS over UDP is handled in OUTPUT itself (below).
-  b.append('nat', 'OUTPUT', { protocol: tcp }, jump(CHAINS.output));
-  for (const p of s.excludeOutboundPorts) b.append('nat', CHAINS.output, { protocol: tcp, matches: [dport('tcp', p)] }, RETURN);
+  // Outbound: 1.17 sends only TCP into ISTIO_OUTPUT (DNS over UDP is handled in OUTPUT itself, below);
+  // 1.30 sends every protocol, so an excluded outbound port is excluded for UDP too.
+  b.append('nat', 'OUTPUT', v130 ? {} : { protocol: tcp }, jump(CHAINS.output));
+  for (const p of s.excludeOutboundPorts) {
+    b.append('nat', CHAINS.output, { protocol: tcp, matches: [dport('tcp', p)] }, RETURN);
+    if (v130) b.append('nat', CHAINS.output, { protocol: udp, matches: [dport('udp', p)] }, RETURN);
+  }
   // 127.0.0.6 / ::6 is where Envoy's inbound passthrough cluster connects from.
   b.append('nat', CHAINS.output, { source: { value: passthrough }, outInterface: { value: 'lo' } }, RETURN);
 
@@ -152,12 +185,18 @@ function buildFamily(s: RedirectSettings, family: XtFamily): XtRuleset {
   for (const kind of ['uid', 'gid'] as const) {
     const owner = kind === 'uid' ? (inv = false) => uidOwner(s.proxyUid, inv) : (inv = false) => gidOwner(s.proxyGid, inv);
     // App → VIP → Envoy (client) → Envoy (server) → app: the proxy's own calls over lo are inbound.
-    // 1.17.8 skips port 53 here for the uid only, not for the gid.
+    // Both releases skip port 53 here for the uid only, not for the gid. 1.30 also never sends the
+    // proxy's own HBONE connections (to the tunnel port) back to the inbound listener.
     const dnsSkip = s.dnsCapture && kind === 'uid';
+    const skipPorts: XtMatch[] = v130
+      ? [dnsSkip ? { kind: 'multiport', direction: 'dports', ports: [53, s.inboundTunnelPort], invert: true } : dport('tcp', s.inboundTunnelPort, true)]
+      : dnsSkip
+        ? [dport('tcp', 53, true)]
+        : [];
     b.append(
       'nat',
       CHAINS.output,
-      { destination: { value: localhost, invert: true }, outInterface: { value: 'lo' }, ...(dnsSkip ? { protocol: tcp, matches: [dport('tcp', 53, true), owner()] } : { matches: [owner()] }) },
+      { destination: { value: localhost, invert: true }, outInterface: { value: 'lo' }, ...(skipPorts.length ? { protocol: tcp } : {}), matches: [...skipPorts, owner()] },
       jump(CHAINS.inRedirect),
     );
     // App → app over lo is not captured, unless some include range is a loopback address.
@@ -167,8 +206,17 @@ function buildFamily(s: RedirectSettings, family: XtFamily): XtRuleset {
     // Envoy's own outbound traffic is never redirected back to Envoy.
     b.append('nat', CHAINS.output, { matches: [owner()] }, RETURN);
   }
-  // The CNI plug-in captures all DNS (no resolver list): TCP port 53 goes to the agent.
-  if (s.dnsCapture) b.append('nat', CHAINS.output, { protocol: tcp, matches: [dport('tcp', 53)] }, { kind: 'REDIRECT', toPort: s.dnsPort });
+  // The CNI plug-in captures all DNS (no resolver list): TCP port 53 goes to the agent. 1.30 keeps all DNS
+  // rules in ISTIO_OUTPUT_DNS; UDP reaches it through ISTIO_OUTPUT, past the proxy's owner RETURNs.
+  if (s.dnsCapture && v130) {
+    b.append('raw', 'OUTPUT', {}, jump(CHAINS.outputDns));
+    b.append('nat', CHAINS.output, {}, jump(CHAINS.outputDns));
+    b.append('nat', CHAINS.outputDns, { protocol: tcp, matches: [dport('tcp', 53)] }, { kind: 'REDIRECT', toPort: s.dnsPort });
+    b.append('nat', CHAINS.outputDns, { protocol: udp, matches: [dport('udp', 53)] }, { kind: 'REDIRECT', toPort: s.dnsPort });
+    dnsZones(b, s, CHAINS.outputDns, CHAINS.inbound);
+  } else if (s.dnsCapture) {
+    b.append('nat', CHAINS.output, { protocol: tcp, matches: [dport('tcp', 53)] }, { kind: 'REDIRECT', toPort: s.dnsPort });
+  }
 
   // Envoy-aware apps and container-to-container traffic use localhost.
   b.append('nat', CHAINS.output, { destination: { value: localhost } }, RETURN);
@@ -185,23 +233,16 @@ function buildFamily(s: RedirectSettings, family: XtFamily): XtRuleset {
       for (const ifc of s.rerouteInterfaces) b.insertFirst('nat', 'PREROUTING', { inInterface: { value: ifc }, destination: { value: c } }, jump(CHAINS.redirect));
       b.append('nat', CHAINS.output, { destination: { value: c } }, jump(CHAINS.redirect));
     }
-    // Everything else leaves uncaptured.
-    if (cidrs.length > 0) b.append('nat', CHAINS.output, {}, RETURN);
+    // Everything else leaves uncaptured (1.30 lets it fall off the end of the chain instead).
+    if (cidrs.length > 0 && !v130) b.append('nat', CHAINS.output, {}, RETURN);
   }
 
-  if (s.dnsCapture) {
+  if (s.dnsCapture && !v130) {
     // UDP DNS, in nat OUTPUT directly: the agent's and Envoy's own queries go out untouched, the rest to the agent.
     b.append('nat', 'OUTPUT', { protocol: udp, matches: [dport('udp', 53), uidOwner(s.proxyUid)] }, RETURN);
     b.append('nat', 'OUTPUT', { protocol: udp, matches: [dport('udp', 53), gidOwner(s.proxyGid)] }, RETURN);
     b.append('nat', 'OUTPUT', { protocol: udp, matches: [dport('udp', 53)] }, { kind: 'REDIRECT', toPort: s.dnsPort });
-    // Conntrack zones keep the two legs of a redirected UDP exchange apart: proxy ↔ upstream in zone 1,
-    // app ↔ agent in zone 2.
-    for (const owner of [uidOwner(s.proxyUid), gidOwner(s.proxyGid)]) {
-      b.append('raw', 'OUTPUT', { protocol: udp, matches: [dport('udp', 53), owner] }, { kind: 'CT', zone: 1 });
-      b.append('raw', 'OUTPUT', { protocol: udp, matches: [sport('udp', s.dnsPort), owner] }, { kind: 'CT', zone: 2 });
-    }
-    b.append('raw', 'OUTPUT', { protocol: udp, matches: [dport('udp', 53)] }, { kind: 'CT', zone: 2 });
-    b.append('raw', 'PREROUTING', { protocol: udp, matches: [sport('udp', 53)] }, { kind: 'CT', zone: 1 });
+    dnsZones(b, s, 'OUTPUT', 'PREROUTING');
   }
 
   if (tproxy) {

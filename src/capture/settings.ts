@@ -2,7 +2,7 @@
 // container's uid/gid and env, Istio's defaults and well-known port exclusions. Pure; every bad
 // value is a CaptureError naming the annotation (or env var) and the value.
 import { parsePrefix, formatPrefix } from '../nft/addr.js';
-import type { CaptureConfig } from './config.js';
+import type { CaptureConfig, IstioVersionSetting } from './config.js';
 import { PROXY_CONTAINER, proxyContainer, type PodView } from './pod.js';
 import { CaptureError } from './errors.js';
 
@@ -12,7 +12,12 @@ export type InterceptionMode = 'REDIRECT' | 'TPROXY';
 export type PortSelection = { all: true } | { all: false; ports: number[] };
 export type CidrSelection = { all: true } | { all: false; cidrs: string[] };
 
+/** Whose rules: Istio 1.17.8's or 1.30.3's run.go. */
+export type IstioRules = '1.17' | '1.30';
+
 export interface RedirectSettings {
+  /** The Istio release whose rule set is written (config `istioVersion`, per pod for `auto`). */
+  istioRules: IstioRules;
   mode: InterceptionMode;
   proxyUid: number;
   proxyGid: number;
@@ -140,6 +145,20 @@ function envBool(name: string, value: string | undefined): boolean | undefined {
   throw new CaptureError(`env ${name} of ${PROXY_CONTAINER}`, value, 'must be true or false');
 }
 
+/**
+ * `auto`: the rule set of the release in the proxy image's tag (`…/proxyv2:1.30.3`, `:1.30.3-distroless`):
+ * exactly 1.17.x → 1.17 and 1.30.x → 1.30; any other release, a digest or no tag → 1.17, the default.
+ */
+export function istioRulesFor(version: IstioVersionSetting, image: string | undefined): IstioRules {
+  if (version !== 'auto') return version;
+  const name = (image ?? '').split('@')[0]!;
+  const slash = name.lastIndexOf('/');
+  const colon = name.lastIndexOf(':');
+  const tag = colon > slash ? name.slice(colon + 1) : '';
+  const m = /^(\d+)\.(\d+)\.\d+(?:-[A-Za-z0-9.-]+)?$/.exec(tag);
+  return m && m[1] === '1' && m[2] === '30' ? '1.30' : '1.17';
+}
+
 export function redirectSettings(pod: PodView, config: CaptureConfig): RedirectSettings {
   const ann = (key: string): string | undefined => pod.annotations.get(key);
   const proxy = proxyContainer(pod);
@@ -161,6 +180,7 @@ export function redirectSettings(pod: PodView, config: CaptureConfig): RedirectS
   }
 
   return {
+    istioRules: istioRulesFor(config.istioVersion, proxy?.image),
     mode: modeRaw,
     proxyUid: proxy?.runAsUser ? proxy.runAsUser : DEFAULT_PROXY_ID,
     proxyGid: proxy?.runAsGroup ? proxy.runAsGroup : DEFAULT_PROXY_ID,

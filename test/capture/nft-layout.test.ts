@@ -26,6 +26,19 @@ describe.each([true, false])('nft layout (sets %s) vs nft -f of the same text', 
   });
 });
 
+describe.each([true, false])("nft layout of Istio 1.30.3's rule set (sets %s) vs nft -f of the same text", (sets) => {
+  it.each(captured.map((c) => [c.name, c] as const))('%s', async (_n, c) => {
+    const plan = planPod(podObject(c), parseCaptureConfig({ layout: 'nft', nftSets: sets, istioVersion: '1.30' }));
+    if (!plan.capture) throw new Error('expected capture');
+    expect(plan.settings.istioRules).toBe('1.30');
+    const ours = pool.create();
+    const theirs = pool.create();
+    await applyTables(netnsPath(ours), plan.tables);
+    inNetns(theirs, 'nft', ['-f', '-'], plan.text);
+    expect(inNetns(ours, 'nft', ['list', 'ruleset'])).toBe(inNetns(theirs, 'nft', ['list', 'ruleset']));
+  });
+});
+
 describe('nft layout shape', () => {
   it("uses Istio's table and chain names", () => {
     const plan = planPod(podObject({ annotations: { 'sidecar.istio.io/interceptionMode': 'TPROXY' } }), parseCaptureConfig({ layout: 'nft' }));

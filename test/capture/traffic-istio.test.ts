@@ -104,8 +104,14 @@ function link(a: string, b: string): { aIf: string; bIf: string; aIp: string; bI
 const LAYOUTS = ['iptables', 'nft'] as const;
 const proxy = (env: Record<string, string> = {}) => ({ name: 'istio-proxy', runAsUser: 1337, runAsGroup: 1337, env });
 
-async function capturedPod(layout: (typeof LAYOUTS)[number], annotations: Record<string, string>, env: Record<string, string> = {}) {
-  const plan = planPod(podObject({ name: 'ti', annotations, containers: [{ name: 'app' }, proxy(env)] }), parseCaptureConfig({ layout }));
+async function capturedPod(
+  layout: (typeof LAYOUTS)[number],
+  annotations: Record<string, string>,
+  env: Record<string, string> = {},
+  istioVersion: '1.17' | '1.30' = '1.17',
+) {
+  const config = parseCaptureConfig({ layout, istioVersion });
+  const plan = planPod(podObject({ name: 'ti', annotations, containers: [{ name: 'app' }, proxy(env)] }), config);
   if (!plan.capture) throw new Error('expected capture');
   const pod = pool.create();
   const peer = pool.create();
@@ -243,5 +249,31 @@ describe.each(LAYOUTS)('dual stack (%s layout)', (layout) => {
     // Past the list each family's trailing RETURN lets the connection go out uncaptured.
     expect(request(pod, 'tcp', other, 8080, { ids: 1000 })).toBe('peer:8080');
     expect(request(pod, 'tcp', other6, 8080, { ids: 1000 })).toBe('peer:8080');
+  });
+});
+
+// Where Istio 1.30.3's rules send traffic elsewhere than 1.17.8's, per layout; each row can only pass
+// under the rule set it names.
+describe.each(LAYOUTS.flatMap((l) => (['1.17', '1.30'] as const).map((v) => [l, v] as const)))('Istio %s layout, %s rules', (layout, v) => {
+  it(`the proxy's connection to its own pod IP on the HBONE port 15008 ${v === '1.30' ? 'is not' : 'is'} redirected`, async () => {
+    const w = await capturedPod(layout, {}, {}, v);
+    await w.program();
+    await listen(w.pod, 'pod', ['tcp:15006', 'tcp:15008', 'tcp:9080']);
+    // Locally delivered, so over lo: 1.30's owner → ISTIO_IN_REDIRECT rule skips `! --dport 15008`.
+    expect(request(w.pod, 'tcp', w.podIp, 15008, { ids: 1337 })).toBe(v === '1.30' ? 'pod:15008' : 'pod:15006');
+    // Any other port to itself goes to the inbound listener under both.
+    expect(request(w.pod, 'tcp', w.podIp, 9080, { ids: 1337 })).toBe('pod:15006');
+  });
+
+  it(`with DNS capture and outbound port 53 excluded, an app's UDP query ${v === '1.30' ? 'goes out' : 'still lands on 15053'}`, async () => {
+    const w = await capturedPod(layout, { 'traffic.sidecar.istio.io/excludeOutboundPorts': '53' }, { ISTIO_META_DNS_CAPTURE: 'true' }, v);
+    await w.program();
+    await listen(w.pod, 'agent', ['udplo:15053', 'tcp:15053'], 1337);
+    await listen(w.peer, 'dns', ['udp:53', 'tcp:53']);
+    // 1.30 sends UDP through ISTIO_OUTPUT, whose excluded-port RETURNs (TCP and UDP) come first;
+    // 1.17 redirects UDP DNS in nat OUTPUT itself, ahead of ISTIO_OUTPUT.
+    expect(request(w.pod, 'udp', w.peerIp, 53, { ids: 1000 })).toBe(v === '1.30' ? 'dns:53' : 'agent:15053');
+    // TCP port 53 is excluded under both.
+    expect(request(w.pod, 'tcp', w.peerIp, 53, { ids: 1000 })).toBe('dns:53');
   });
 });

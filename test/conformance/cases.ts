@@ -11,6 +11,8 @@ export interface ConformanceCase {
   /** What the golden's _test.go input maps to: pod annotations and istio-proxy env. */
   annotations: Record<string, string>;
   proxyEnv?: Record<string, string>;
+  /** The istio-proxy container's securityContext uid and gid, when the test sets them. */
+  proxy?: { runAsUser: number; runAsGroup: number };
   /** iptables-restore / ip6tables-restore input (`-N`, `-A`, `-I` in Istio's order). */
   v4: string;
   v6?: string;
@@ -387,16 +389,24 @@ export const ALL_GOLDENS = [
   ].map((n) => `${TOOLS}${n}.golden`),
 ];
 
-/** The case's pod as a manifest (YAML is JSON): an app container and istio-proxy with the env. */
-export function podManifest(c: ConformanceCase): string {
+/**
+ * The case's pod as a manifest (YAML is JSON): an app container and istio-proxy with the env (and
+ * uid/gid), from the given release's image.
+ */
+export function podManifest(c: ConformanceCase, commit = ISTIO_COMMIT, image = 'example/proxy'): string {
   const name = c.golden.replace(/^.*\//, '').replace(/\.(txt\.)?golden$/, '');
   const env = Object.entries(c.proxyEnv ?? {}).map(([k, value]) => ({ name: k, value }));
   return JSON.stringify(
     {
       apiVersion: 'v1',
       kind: 'Pod',
-      metadata: { name, namespace: 'conformance', annotations: { 'meshcni.example/istio-golden': `${c.golden}@${ISTIO_COMMIT}`, ...c.annotations } },
-      spec: { containers: [{ name: 'app', image: 'example/app' }, { name: 'istio-proxy', image: 'example/proxy', ...(env.length ? { env } : {}) }] },
+      metadata: { name, namespace: 'conformance', annotations: { 'meshcni.example/istio-golden': `${c.golden}@${commit}`, ...c.annotations } },
+      spec: {
+        containers: [
+          { name: 'app', image: 'example/app' },
+          { name: 'istio-proxy', image, ...(env.length ? { env } : {}), ...(c.proxy ? { securityContext: c.proxy } : {}) },
+        ],
+      },
     },
     null,
     2,

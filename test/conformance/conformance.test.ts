@@ -1,4 +1,4 @@
-// Istio 1.17.8 conformance: each case's expected rules restored by iptables-nft-restore in one netns,
+// Istio 1.17.8 and 1.30.3 conformance: each case's expected rules restored by iptables-nft-restore in one netns,
 // meshcni's plan applied (one netlink transaction) in another; the kernel must read both back the
 // same. `meshcni-agent rules --pod` must print exactly that read-back. Root.
 import { spawnSync } from 'node:child_process';
@@ -7,12 +7,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { DEFAULT_CAPTURE_CONFIG } from '../../src/capture/config.js';
+import { DEFAULT_CAPTURE_CONFIG, type CaptureConfig } from '../../src/capture/config.js';
 import { parsePodManifest } from '../../src/capture/pod.js';
 import { planPod } from '../../src/capture/plan.js';
 import { applyTables } from '../../src/nft/apply.js';
 import { NetnsPool, inNetns, netnsPath, normaliseSave } from '../helpers/netns.js';
-import { ALL_GOLDENS, CASES, ISTIO_COMMIT, SKIPPED, podManifest } from './cases.js';
+import { ALL_GOLDENS, CASES, ISTIO_COMMIT, SKIPPED, podManifest, type ConformanceCase } from './cases.js';
+import { ALL_GOLDENS_1_30, CASES_1_30, ISTIO_1_30_COMMIT, SKIPPED_1_30 } from './cases-1.30.js';
 
 const MAIN = join(resolve(fileURLToPath(import.meta.url), '../../..'), 'dist/cli/main.js');
 const dir = mkdtempSync(join(tmpdir(), `mcni-conf-${process.pid}-`));
@@ -52,36 +53,77 @@ describe('the conformance suite covers Istio 1.17.8', () => {
   });
 });
 
-describe('conformant with Istio 1.17.8 goldens (kernel read-back, and meshcni-agent rules)', () => {
-  it.each(CASES.map((c) => [name(c.golden), c] as const))('%s', async (_n, c) => {
-    const manifest = podManifest(c);
-    const plan = planPod(parsePodManifest(manifest), DEFAULT_CAPTURE_CONFIG);
-    if (!plan.capture) throw new Error(`expected the pod of ${c.golden} to be captured: ${plan.reason}`);
-    const istio = pool.create();
-    const ours = pool.create();
-    inNetns(istio, 'iptables-nft-restore', [], c.v4);
-    if (c.v6) inNetns(istio, 'ip6tables-nft-restore', [], c.v6);
-    await applyTables(netnsPath(ours), plan.tables);
-    const want4 = normaliseSave(inNetns(istio, 'iptables-nft-save', []));
-    const want6 = normaliseSave(inNetns(istio, 'ip6tables-nft-save', []));
-    expect(normaliseSave(inNetns(ours, 'iptables-nft-save', []))).toBe(want4);
-    expect(normaliseSave(inNetns(ours, 'ip6tables-nft-save', []))).toBe(want6);
+/** How a release's cases are planned: the agent config, the proxy image, the CLI's settings file. */
+interface Release {
+  commit: string;
+  config: CaptureConfig;
+  image?: string;
+  /** Settings file text for `meshcni-agent rules --config`; none: the defaults. */
+  cliConfig?: string;
+}
 
-    // The CLI prints IPv4 then (dual stack) IPv6 rules in iptables-save syntax, user chains in
-    // creation order (iptables-nft-save lists them by name): every chain's lines must be the
-    // kernel's, and restoring the printed text must read back identically.
-    const file = join(dir, `${CASES.indexOf(c)}.json`);
-    writeFileSync(file, manifest);
-    const r = spawnSync(process.execPath, [MAIN, 'rules', '--pod', file], { encoding: 'utf8' });
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
-    const [v4, v6 = ''] = r.stdout.split(/^# IPv6.*$/m);
-    expect(byChain(v4!)).toEqual(byChain(want4));
-    expect(byChain(v6)).toEqual(byChain(c.v6 ? want6 : ''));
-    const printed = pool.create();
-    inNetns(printed, 'iptables-nft-restore', [], v4);
-    if (c.v6) inNetns(printed, 'ip6tables-nft-restore', [], v6);
-    expect(normaliseSave(inNetns(printed, 'iptables-nft-save', []))).toBe(want4);
-    expect(normaliseSave(inNetns(printed, 'ip6tables-nft-save', []))).toBe(want6);
+async function conforms(c: ConformanceCase, index: string, r: Release): Promise<void> {
+  const manifest = podManifest(c, r.commit, r.image);
+  const plan = planPod(parsePodManifest(manifest), r.config);
+  if (!plan.capture) throw new Error(`expected the pod of ${c.golden} to be captured: ${plan.reason}`);
+  const istio = pool.create();
+  const ours = pool.create();
+  inNetns(istio, 'iptables-nft-restore', [], c.v4);
+  if (c.v6) inNetns(istio, 'ip6tables-nft-restore', [], c.v6);
+  await applyTables(netnsPath(ours), plan.tables);
+  const want4 = normaliseSave(inNetns(istio, 'iptables-nft-save', []));
+  const want6 = normaliseSave(inNetns(istio, 'ip6tables-nft-save', []));
+  expect(normaliseSave(inNetns(ours, 'iptables-nft-save', []))).toBe(want4);
+  expect(normaliseSave(inNetns(ours, 'ip6tables-nft-save', []))).toBe(want6);
+
+  // The CLI prints IPv4 then (dual stack) IPv6 rules in iptables-save syntax, user chains in
+  // creation order (iptables-nft-save lists them by name): every chain's lines must be the
+  // kernel's, and restoring the printed text must read back identically.
+  const file = join(dir, `${index}.json`);
+  writeFileSync(file, manifest);
+  const args = [MAIN, 'rules', '--pod', file];
+  if (r.cliConfig !== undefined) {
+    writeFileSync(join(dir, `${index}.yaml`), r.cliConfig);
+    args.push('--config', join(dir, `${index}.yaml`));
+  }
+  const cli = spawnSync(process.execPath, args, { encoding: 'utf8' });
+  expect(cli.stderr).toBe('');
+  expect(cli.status).toBe(0);
+  const [v4, v6 = ''] = cli.stdout.split(/^# IPv6.*$/m);
+  expect(byChain(v4!)).toEqual(byChain(want4));
+  expect(byChain(v6)).toEqual(byChain(c.v6 ? want6 : ''));
+  const printed = pool.create();
+  inNetns(printed, 'iptables-nft-restore', [], v4);
+  if (c.v6) inNetns(printed, 'ip6tables-nft-restore', [], v6);
+  expect(normaliseSave(inNetns(printed, 'iptables-nft-save', []))).toBe(want4);
+  expect(normaliseSave(inNetns(printed, 'ip6tables-nft-save', []))).toBe(want6);
+}
+
+describe('conformant with Istio 1.17.8 goldens (kernel read-back, and meshcni-agent rules)', () => {
+  const release: Release = { commit: ISTIO_COMMIT, config: DEFAULT_CAPTURE_CONFIG };
+  it.each(CASES.map((c) => [name(c.golden), c] as const))('%s', async (_n, c) => {
+    await conforms(c, String(CASES.indexOf(c)), release);
+  });
+});
+
+describe('the conformance suite covers Istio 1.30.3', () => {
+  it('names every golden exactly once, as a case or as a skip with a reason', () => {
+    const covered = [...CASES_1_30.map((c) => c.golden), ...SKIPPED_1_30.map((s) => s.golden)];
+    expect([...covered].sort()).toEqual([...ALL_GOLDENS_1_30].sort());
+    expect(new Set(covered).size).toBe(covered.length);
+    for (const s of SKIPPED_1_30) expect(s.reason.length).toBeGreaterThan(20);
+    expect(ISTIO_1_30_COMMIT).toBe('56df41f63e513f834c9a3af33d8aed82d1d961f2');
+  });
+});
+
+describe('conformant with Istio 1.30.3 goldens (istioVersion 1.30; the CLI with auto and a 1.30.3 proxy image)', () => {
+  const release: Release = {
+    commit: ISTIO_1_30_COMMIT,
+    config: { ...DEFAULT_CAPTURE_CONFIG, istioVersion: '1.30' },
+    image: 'docker.io/istio/proxyv2:1.30.3',
+    cliConfig: "istioVersion: 'auto'\n",
+  };
+  it.each(CASES_1_30.map((c) => [name(c.golden), c] as const))('%s', async (_n, c) => {
+    await conforms(c, `1.30-${CASES_1_30.indexOf(c)}`, release);
   });
 });
