@@ -16,6 +16,7 @@ import { KeyedLock } from './keyed-lock.js';
 import { createMetrics, type AgentMetrics } from './metrics.js';
 import { INDEX_FILE_NAME, writeReadyMarker } from './pod-index.js';
 import { PodIndexSync } from './pod-index-sync.js';
+import { KubePodEvents, type PodEvents } from './pod-events.js';
 import { DirPodSource } from './pods/dir.js';
 import { KubeNodeLifecycle, type NodeLifecycle } from './node-lifecycle.js';
 import { KubePodSource } from './pods/kube.js';
@@ -42,6 +43,8 @@ export interface AgentDeps {
   };
   /** Injected node lifecycle (tests); otherwise built in Kubernetes mode from the settings. */
   lifecycle?: NodeLifecycle;
+  /** Injected Kubernetes Events sink (tests); otherwise built in Kubernetes mode. */
+  events?: PodEvents;
   /** Injected plan worker pool (tests, with its test hooks); otherwise one for the capture settings. */
   planPool?: PlanPool;
 }
@@ -124,6 +127,8 @@ export class Agent {
   private readonly lock = new KeyedLock();
   readonly podIndex: PodIndexSync;
   private readonly lifecycle?: NodeLifecycle;
+  /** Kubernetes Events on pods (Kubernetes mode, or injected). */
+  readonly events?: PodEvents;
   private readonly excludeNamespaces: readonly string[];
   adminPort = 0;
   scrapePort = 0;
@@ -139,7 +144,9 @@ export class Agent {
     this.planPool = deps.planPool ?? new PlanPool(capture);
     this.state = new PodStateStore(settings.stateDir);
     this.pods = deps.pods ?? Agent.podSourceFor(settings, log);
+    this.events = deps.events ?? (this.pods instanceof KubePodSource ? new KubePodEvents(this.pods.kc, settings.nodeName ?? process.env.NODE_NAME ?? '', log) : undefined);
     const handler = createCniHandler({
+      ...(this.events ? { events: this.events } : {}),
       excludeNamespaces: capture.excludeNamespaces,
       pods: this.pods,
       planPod: this.planAnyPod,
@@ -261,6 +268,7 @@ export class Agent {
         applyPlan,
         policy: this.settings.repairPolicy,
         procRoot: this.settings.procRoot,
+        ...(this.events ? { events: this.events } : {}),
         lock: this.lock,
         excludeNamespaces: this.excludeNamespaces,
         metrics: this.metrics,

@@ -10,6 +10,7 @@ import type { PodKey, PodSource } from './pods/source.js';
 import type { KeyedLock } from './keyed-lock.js';
 import { findPodNetns, releaseNetns, type NetnsLookup, type PodNetnsQuery } from './pod-netns.js';
 import type { PodRecord } from './state.js';
+import type { PodEvents } from './pod-events.js';
 import type { PodStateStore } from './state.js';
 
 type CapturePlan = Extract<PodPlan, { capture: true }>;
@@ -32,6 +33,8 @@ export interface ReconcileDeps {
   excludeNamespaces?: readonly string[];
   metrics: AgentMetrics;
   log: Logger;
+  /** Kubernetes Events on the pod for each action (absent in standalone mode). */
+  events?: PodEvents;
   /** The CNI handler's per-container lock: a pod is never checked while its ADD or DEL runs. */
   lock?: KeyedLock;
 }
@@ -169,11 +172,13 @@ async function act(deps: ReconcileDeps, report: ReconcileReport, key: PodKey, ne
     report.repaired.push(podName(key));
     deps.metrics.repairs.inc({ result: 'repaired' });
     deps.log.warn(base, 'reconcile: rules were missing or changed; re-applied in place');
+    deps.events?.emit(key, 'Warning', 'RulesRepaired', `meshcni re-applied the traffic redirect rules in place: ${diffs.length} difference(s), first: ${diffs[0]}`);
   } else if (deps.policy === 'delete' && deps.deletePod) {
     await deps.deletePod(key);
     report.deleted.push(podName(key));
     deps.metrics.repairs.inc({ result: 'deleted' });
     deps.log.warn(base, 'reconcile: rules were missing or changed; deleted the pod so it restarts captured');
+    deps.events?.emit(key, 'Warning', 'DeletedForCapture', `meshcni deleted the pod so it restarts captured: its redirect rules were missing or changed (first: ${diffs[0]})`);
   } else {
     report.reported.push(podName(key));
     deps.metrics.repairs.inc({ result: 'reported' });
@@ -220,6 +225,7 @@ async function findUncaptured(deps: ReconcileDeps, report: ReconcileReport, know
         report.deleted.push(podName(key));
         deps.metrics.repairs.inc({ result: 'deleted' });
         deps.log.warn({ namespace: key.namespace, pod: key.name }, 'reconcile: pod started before meshcni; deleted it so it restarts captured');
+        deps.events?.emit(key, 'Warning', 'DeletedForCapture', 'meshcni deleted the pod so it restarts captured: it started before meshcni was on the node');
       } catch (e) {
         report.errors.push(`${podName(key)}: ${(e as Error).message}`);
       }
@@ -250,6 +256,7 @@ async function captureEach(deps: ReconcileDeps, report: ReconcileReport, todo: {
       report.errors.push(`${name}: ${problem}`);
       deps.metrics.repairs.inc({ result: 'error' });
       deps.log.warn({ ...base, err: problem }, 'reconcile: cannot find the netns of a pod started before meshcni; it stays uncaptured');
+      deps.events?.emit(key, 'Warning', 'CaptureInPlaceRefused', `meshcni did not capture this running pod in place: ${problem}`);
       continue;
     }
     let plan: PodPlan | undefined;
@@ -272,6 +279,7 @@ async function captureEach(deps: ReconcileDeps, report: ReconcileReport, todo: {
       });
       report.captured.push(name);
       deps.metrics.repairs.inc({ result: 'captured' });
+      deps.events?.emit(key, 'Normal', 'CapturedInPlace', `meshcni captured this pod in place (it started before meshcni): netns ${where.id}, found by process ${where.pid}`);
       deps.log.warn({ ...base, netnsId: where.id, pid: where.pid, ...plan.summary }, 'reconcile: pod started before meshcni; captured it in place');
     } catch (e) {
       // One transaction: a netns that vanished (pod gone mid-repair) holds nothing half-applied.
