@@ -42,7 +42,8 @@ describe('every manifest', () => {
       expect(d.apiVersion, file).toBeTruthy();
       expect(d.kind, file).toBeTruthy();
       expect(d.metadata.name, file).toMatch(/^[a-z0-9-]+$/);
-      if (!d.kind.startsWith('Cluster')) expect(d.metadata.namespace, `${file} ${d.kind}`).toBe('kube-system');
+      const clusterScoped = d.kind.startsWith('Cluster') || d.kind.startsWith('ValidatingAdmissionPolicy');
+      if (!clusterScoped) expect(d.metadata.namespace, `${file} ${d.kind}`).toBe('kube-system');
     }
   });
 
