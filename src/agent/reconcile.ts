@@ -80,19 +80,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
       try {
         const obj = await deps.pods.lookup({ namespace: rec.namespace, name: rec.name, ...(rec.uid ? { uid: rec.uid } : {}) }, { timeoutMs: 0 });
         if (!obj) return; // deleted in the API; its DEL is on the way
-        const plan = await deps.planPod(obj);
-        if (!plan.capture) return;
-        try {
-          const diffs = await planDiff(plan, rec.netns, deps.readTables);
-          if (diffs.length === 0) {
-            report.intact++;
-            return;
-          }
-          await act(deps, report, { namespace: rec.namespace, name: rec.name }, rec.netns, plan, diffs);
-          if (inPlace(deps.policy)) await state.put({ ...rec, rulesDigest: planDigest(plan), capturedAt: new Date().toISOString() });
-        } finally {
-          releasePlan(plan);
-        }
+        await checkPod(deps, report, rec, obj, rec.netns);
       } catch (e) {
         report.errors.push(`${name}: ${(e as Error).message}`);
         metrics.repairs.inc({ result: 'error' });
@@ -103,6 +91,23 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
   }
   await findUncaptured(deps, report, known);
   return report;
+}
+
+/** Compares a recorded pod's netns with its plan and acts on drift by policy. */
+async function checkPod(deps: ReconcileDeps, report: ReconcileReport, rec: PodRecord, obj: Record<string, unknown>, netns: string): Promise<void> {
+  const plan = await deps.planPod(obj);
+  if (!plan.capture) return;
+  try {
+    const diffs = await planDiff(plan, netns, deps.readTables);
+    if (diffs.length === 0) {
+      report.intact++;
+      return;
+    }
+    await act(deps, report, { namespace: rec.namespace, name: rec.name }, netns, plan, diffs);
+    if (inPlace(deps.policy)) await deps.state.put({ ...rec, rulesDigest: planDigest(plan), capturedAt: new Date().toISOString() });
+  } finally {
+    releasePlan(plan);
+  }
 }
 
 /** A record of a pod captured in place: no path, the netns identity found by scanning. */
@@ -143,19 +148,7 @@ async function checkScanned(deps: ReconcileDeps, report: ReconcileReport, rec: P
     if (found.id !== rec.netnsId) return forget(`the pod's netns is now ${found.id}, not the recorded ${rec.netnsId}`);
     known.add(name);
     report.checked++;
-    const plan = await deps.planPod(obj);
-    if (!plan.capture) return;
-    try {
-      const diffs = await planDiff(plan, found.netns, deps.readTables);
-      if (diffs.length === 0) {
-        report.intact++;
-        return;
-      }
-      await act(deps, report, { namespace: rec.namespace, name: rec.name }, found.netns, plan, diffs);
-      if (inPlace(deps.policy)) await deps.state.put({ ...rec, rulesDigest: planDigest(plan), capturedAt: new Date().toISOString() });
-    } finally {
-      releasePlan(plan);
-    }
+    await checkPod(deps, report, rec, obj, found.netns);
   } catch (e) {
     report.errors.push(`${name}: ${(e as Error).message}`);
     deps.metrics.repairs.inc({ result: 'error' });
