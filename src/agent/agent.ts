@@ -1,5 +1,6 @@
 // The node agent as one object with a lifetime: pod source, state, CNI socket, admin endpoint,
 // installer and reconcile loop, started in order and stopped gracefully in reverse.
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { parseCaptureConfig, type CaptureConfig } from '../capture/config.js';
@@ -14,7 +15,7 @@ import type { AgentSettings } from './config.js';
 import { createCniHandler, errFields, type LocalPlan, type PodPlan } from './handler.js';
 import { KeyedLock } from './keyed-lock.js';
 import { createMetrics, type AgentMetrics } from './metrics.js';
-import { INDEX_FILE_NAME, writeReadyMarker } from './pod-index.js';
+import { INDEX_FILE_NAME, READY_MARKER_SUFFIX, writeReadyMarker } from './pod-index.js';
 import { PodIndexSync } from './pod-index-sync.js';
 import { KubePodEvents, type PodEvents } from './pod-events.js';
 import { DirPodSource } from './pods/dir.js';
@@ -306,7 +307,10 @@ export class Agent {
     await this.server.close();
     await this.reconciling?.catch(() => undefined);
     this.lifecycle?.stop();
-    if (this.deps.installer) await this.deps.installer.stop({ uninstall: await this.unchainOnStop() });
+    const unchain = this.deps.installer ? await this.unchainOnStop() : false;
+    if (this.deps.installer) await this.deps.installer.stop({ uninstall: unchain });
+    // Leaving the node: a later install starts behind the STATUS bootstrap gate again.
+    if (unchain) rmSync(join(this.settings.stateDir, `${INDEX_FILE_NAME}${READY_MARKER_SUFFIX}`), { force: true });
     await this.podIndex.stop();
     await this.planPool.close();
     await this.pods.stop();

@@ -215,6 +215,8 @@ describe('SIGTERM: upgrade or removal', () => {
     const entries = (JSON.parse(readFileSync(join(confDir, '10-bridge.conflist'), 'utf8')).plugins as MeshcniEntry[]).filter((p) => (p as { type?: string }).type === 'meshcni');
     expect(entries).toHaveLength(1);
     expect(existsSync(join(binDir, 'meshcni'))).toBe(true);
+    // Still chained: STATUS stays ready through the outage.
+    expect(existsSync(join(w.stateDir, 'pod-index.ready'))).toBe(true);
     const s = sandboxFromNode(w, confDir, binDir, 1);
     const e = await s.add().then(() => null, (x: unknown) => x);
     expect(e).toBeInstanceOf(CniPluginError);
@@ -254,6 +256,8 @@ describe('SIGTERM: upgrade or removal', () => {
     await stop();
     expect(readFileSync(join(confDir, '10-bridge.conflist'), 'utf8')).toBe(primary);
     expect(existsSync(join(binDir, 'meshcni'))).toBe(false);
+    // A later install starts behind the STATUS bootstrap gate again.
+    expect(existsSync(join(w.stateDir, 'pod-index.ready'))).toBe(false);
     const s = sandboxFromNode(w, confDir, binDir, 2);
     await s.add();
     expect(s.address()).toMatch(/^10\.249\./);
