@@ -1,5 +1,6 @@
 // The node agent as one object with a lifetime: pod source, state, CNI socket, admin endpoint,
 // installer and reconcile loop, started in order and stopped gracefully in reverse.
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { parseCaptureConfig, type CaptureConfig } from '../capture/config.js';
@@ -15,8 +16,9 @@ import { createCniHandler, errFields } from './handler.js';
 import type { LocalPlan, PodPlan } from './plan/types.js';
 import { KeyedLock } from './keyed-lock.js';
 import { createMetrics, type AgentMetrics } from './metrics.js';
-import { INDEX_FILE_NAME, writeReadyMarker } from './pod-index.js';
+import { INDEX_FILE_NAME, READY_MARKER_SUFFIX, writeReadyMarker } from './pod-index.js';
 import { PodIndexSync } from './pod-index-sync.js';
+import { KubePodEvents, type PodEvents } from './pod-events.js';
 import { DirPodSource } from './pods/dir.js';
 import { KubeNodeLifecycle, type NodeLifecycle } from './node-lifecycle.js';
 import { KubePodSource } from './pods/kube.js';
@@ -43,6 +45,8 @@ export interface AgentDeps {
   };
   /** Injected node lifecycle (tests); otherwise built in Kubernetes mode from the settings. */
   lifecycle?: NodeLifecycle;
+  /** Injected Kubernetes Events sink (tests); otherwise built in Kubernetes mode. */
+  events?: PodEvents;
   /** Injected plan worker pool (tests, with its test hooks); otherwise one for the capture settings. */
   planPool?: PlanPool;
 }
@@ -125,6 +129,8 @@ export class Agent {
   private readonly lock = new KeyedLock();
   readonly podIndex: PodIndexSync;
   private readonly lifecycle?: NodeLifecycle;
+  /** Kubernetes Events on pods (Kubernetes mode, or injected). */
+  readonly events?: PodEvents;
   private readonly excludeNamespaces: readonly string[];
   adminPort = 0;
   scrapePort = 0;
@@ -140,7 +146,9 @@ export class Agent {
     this.planPool = deps.planPool ?? new PlanPool(capture);
     this.state = new PodStateStore(settings.stateDir);
     this.pods = deps.pods ?? Agent.podSourceFor(settings, log);
+    this.events = deps.events ?? (this.pods instanceof KubePodSource ? new KubePodEvents(this.pods.kc, settings.nodeName ?? process.env.NODE_NAME ?? '', log) : undefined);
     const handler = createCniHandler({
+      ...(this.events ? { events: this.events } : {}),
       excludeNamespaces: capture.excludeNamespaces,
       pods: this.pods,
       planPod: this.planAnyPod,
@@ -262,6 +270,7 @@ export class Agent {
         applyPlan,
         policy: this.settings.repairPolicy,
         procRoot: this.settings.procRoot,
+        ...(this.events ? { events: this.events } : {}),
         lock: this.lock,
         excludeNamespaces: this.excludeNamespaces,
         metrics: this.metrics,
@@ -299,7 +308,10 @@ export class Agent {
     await this.server.close();
     await this.reconciling?.catch(() => undefined);
     this.lifecycle?.stop();
-    if (this.deps.installer) await this.deps.installer.stop({ uninstall: await this.unchainOnStop() });
+    const unchain = this.deps.installer ? await this.unchainOnStop() : false;
+    if (this.deps.installer) await this.deps.installer.stop({ uninstall: unchain });
+    // Leaving the node: a later install starts behind the STATUS bootstrap gate again.
+    if (unchain) rmSync(join(this.settings.stateDir, `${INDEX_FILE_NAME}${READY_MARKER_SUFFIX}`), { force: true });
     await this.podIndex.stop();
     await this.planPool.close();
     await this.pods.stop();

@@ -7,6 +7,7 @@ import { tableLabels } from '../nft/remove.js';
 import { CNI_ERR, CniError, convertResult, parseCniArgs, runtimeValueError, type CniRequest } from './cni.js';
 import { KeyedLock } from './keyed-lock.js';
 import { planDiff, planDigest, releasePlan, type CapturePlan, type PodPlan } from './plan/types.js';
+import type { PodEvents } from './pod-events.js';
 import type { AgentMetrics } from './metrics.js';
 import type { PodSource } from './pods/source.js';
 import { StateError, type PodRecord, type PodStateStore } from './state.js';
@@ -29,6 +30,8 @@ export interface HandlerDeps {
   /** How long a lookup may wait for the pod to show up. */
   podLookupTimeoutMs?: number;
   isReady: () => boolean;
+  /** Kubernetes Events on the pod: a refused ADD is one (absent in standalone mode). */
+  events?: PodEvents;
 }
 
 interface PodIdentity {
@@ -61,6 +64,23 @@ function kernelError(what: string, e: unknown): CniError {
   const code = (e as { code?: unknown }).code;
   const bad = typeof code === 'string' && BAD_NETNS_CODES.has(code);
   return new CniError(bad ? CNI_ERR.invalidEnv : CNI_ERR.internal, `${what}: ${(e as Error).message}`, '', bad ? 400 : 500);
+}
+
+/** A Warning on the pod naming why its ADD failed (what `kubectl describe pod` shows next to the kubelet's). */
+function refusedAddEvent(events: PodEvents | undefined, req: CniRequest, e: unknown): void {
+  if (!events) return;
+  let a: Map<string, string>;
+  try {
+    a = parseCniArgs(req.args);
+  } catch {
+    return; // no pod to put it on
+  }
+  const namespace = a.get('K8S_POD_NAMESPACE');
+  const name = a.get('K8S_POD_NAME');
+  if (!namespace || !name) return;
+  const uid = a.get('K8S_POD_UID');
+  const code = e instanceof CniError ? ` (CNI code ${e.code})` : '';
+  events.emit({ namespace, name, ...(uid ? { uid } : {}) }, 'Warning', 'CaptureRefused', `meshcni refused the pod's network ADD${code}: ${(e as Error).message}`);
 }
 
 /** namespace/pod/containerId for log lines, from whatever of the request is readable. */
@@ -274,6 +294,7 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
       metrics.requests.inc({ command: req.command, result: 'error' });
       if (req.command === 'ADD') metrics.addSeconds.observe({ result: 'error' }, (performance.now() - t0) / 1000);
       log.error({ command: req.command, ...logIdentity(req), netns: req.netns, err: errFields(e) }, 'CNI request failed');
+      if (req.command === 'ADD') refusedAddEvent(deps.events, req, e);
       throw e instanceof CniError ? e : new CniError(CNI_ERR.internal, `${req.command} of container ${req.containerId}: ${(e as Error).message}`);
     } finally {
       metrics.inFlight.dec();

@@ -10,6 +10,7 @@ import type { PodKey, PodSource } from './pods/source.js';
 import type { KeyedLock } from './keyed-lock.js';
 import { findPodNetns, releaseNetns, type NetnsLookup, type PodNetnsQuery } from './pod-netns.js';
 import type { PodRecord } from './state.js';
+import type { PodEvents } from './pod-events.js';
 import type { PodStateStore } from './state.js';
 
 type CapturePlan = Extract<PodPlan, { capture: true }>;
@@ -32,6 +33,8 @@ export interface ReconcileDeps {
   excludeNamespaces?: readonly string[];
   metrics: AgentMetrics;
   log: Logger;
+  /** Kubernetes Events on the pod for each action (absent in standalone mode). */
+  events?: PodEvents;
   /** The CNI handler's per-container lock: a pod is never checked while its ADD or DEL runs. */
   lock?: KeyedLock;
 }
@@ -77,19 +80,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
       try {
         const obj = await deps.pods.lookup({ namespace: rec.namespace, name: rec.name, ...(rec.uid ? { uid: rec.uid } : {}) }, { timeoutMs: 0 });
         if (!obj) return; // deleted in the API; its DEL is on the way
-        const plan = await deps.planPod(obj);
-        if (!plan.capture) return;
-        try {
-          const diffs = await planDiff(plan, rec.netns, deps.readTables);
-          if (diffs.length === 0) {
-            report.intact++;
-            return;
-          }
-          await act(deps, report, { namespace: rec.namespace, name: rec.name }, rec.netns, plan, diffs);
-          if (inPlace(deps.policy)) await state.put({ ...rec, rulesDigest: planDigest(plan), capturedAt: new Date().toISOString() });
-        } finally {
-          releasePlan(plan);
-        }
+        await checkPod(deps, report, rec, obj, rec.netns);
       } catch (e) {
         report.errors.push(`${name}: ${(e as Error).message}`);
         metrics.repairs.inc({ result: 'error' });
@@ -100,6 +91,23 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
   }
   await findUncaptured(deps, report, known);
   return report;
+}
+
+/** Compares a recorded pod's netns with its plan and acts on drift by policy. */
+async function checkPod(deps: ReconcileDeps, report: ReconcileReport, rec: PodRecord, obj: Record<string, unknown>, netns: string): Promise<void> {
+  const plan = await deps.planPod(obj);
+  if (!plan.capture) return;
+  try {
+    const diffs = await planDiff(plan, netns, deps.readTables);
+    if (diffs.length === 0) {
+      report.intact++;
+      return;
+    }
+    await act(deps, report, { namespace: rec.namespace, name: rec.name }, netns, plan, diffs);
+    if (inPlace(deps.policy)) await deps.state.put({ ...rec, rulesDigest: planDigest(plan), capturedAt: new Date().toISOString() });
+  } finally {
+    releasePlan(plan);
+  }
 }
 
 /** A record of a pod captured in place: no path, the netns identity found by scanning. */
@@ -140,19 +148,7 @@ async function checkScanned(deps: ReconcileDeps, report: ReconcileReport, rec: P
     if (found.id !== rec.netnsId) return forget(`the pod's netns is now ${found.id}, not the recorded ${rec.netnsId}`);
     known.add(name);
     report.checked++;
-    const plan = await deps.planPod(obj);
-    if (!plan.capture) return;
-    try {
-      const diffs = await planDiff(plan, found.netns, deps.readTables);
-      if (diffs.length === 0) {
-        report.intact++;
-        return;
-      }
-      await act(deps, report, { namespace: rec.namespace, name: rec.name }, found.netns, plan, diffs);
-      if (inPlace(deps.policy)) await deps.state.put({ ...rec, rulesDigest: planDigest(plan), capturedAt: new Date().toISOString() });
-    } finally {
-      releasePlan(plan);
-    }
+    await checkPod(deps, report, rec, obj, found.netns);
   } catch (e) {
     report.errors.push(`${name}: ${(e as Error).message}`);
     deps.metrics.repairs.inc({ result: 'error' });
@@ -169,11 +165,13 @@ async function act(deps: ReconcileDeps, report: ReconcileReport, key: PodKey, ne
     report.repaired.push(podName(key));
     deps.metrics.repairs.inc({ result: 'repaired' });
     deps.log.warn(base, 'reconcile: rules were missing or changed; re-applied in place');
+    deps.events?.emit(key, 'Warning', 'RulesRepaired', `meshcni re-applied the traffic redirect rules in place: ${diffs.length} difference(s), first: ${diffs[0]}`);
   } else if (deps.policy === 'delete' && deps.deletePod) {
     await deps.deletePod(key);
     report.deleted.push(podName(key));
     deps.metrics.repairs.inc({ result: 'deleted' });
     deps.log.warn(base, 'reconcile: rules were missing or changed; deleted the pod so it restarts captured');
+    deps.events?.emit(key, 'Warning', 'DeletedForCapture', `meshcni deleted the pod so it restarts captured: its redirect rules were missing or changed (first: ${diffs[0]})`);
   } else {
     report.reported.push(podName(key));
     deps.metrics.repairs.inc({ result: 'reported' });
@@ -220,6 +218,7 @@ async function findUncaptured(deps: ReconcileDeps, report: ReconcileReport, know
         report.deleted.push(podName(key));
         deps.metrics.repairs.inc({ result: 'deleted' });
         deps.log.warn({ namespace: key.namespace, pod: key.name }, 'reconcile: pod started before meshcni; deleted it so it restarts captured');
+        deps.events?.emit(key, 'Warning', 'DeletedForCapture', 'meshcni deleted the pod so it restarts captured: it started before meshcni was on the node');
       } catch (e) {
         report.errors.push(`${podName(key)}: ${(e as Error).message}`);
       }
@@ -250,6 +249,7 @@ async function captureEach(deps: ReconcileDeps, report: ReconcileReport, todo: {
       report.errors.push(`${name}: ${problem}`);
       deps.metrics.repairs.inc({ result: 'error' });
       deps.log.warn({ ...base, err: problem }, 'reconcile: cannot find the netns of a pod started before meshcni; it stays uncaptured');
+      deps.events?.emit(key, 'Warning', 'CaptureInPlaceRefused', `meshcni did not capture this running pod in place: ${problem}`);
       continue;
     }
     let plan: PodPlan | undefined;
@@ -272,6 +272,7 @@ async function captureEach(deps: ReconcileDeps, report: ReconcileReport, todo: {
       });
       report.captured.push(name);
       deps.metrics.repairs.inc({ result: 'captured' });
+      deps.events?.emit(key, 'Normal', 'CapturedInPlace', `meshcni captured this pod in place (it started before meshcni): netns ${where.id}, found by process ${where.pid}`);
       deps.log.warn({ ...base, netnsId: where.id, pid: where.pid, ...plan.summary }, 'reconcile: pod started before meshcni; captured it in place');
     } catch (e) {
       // One transaction: a netns that vanished (pod gone mid-repair) holds nothing half-applied.

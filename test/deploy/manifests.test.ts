@@ -43,7 +43,8 @@ describe('every manifest', () => {
       expect(d.apiVersion, file).toBeTruthy();
       expect(d.kind, file).toBeTruthy();
       expect(d.metadata.name, file).toMatch(/^[a-z0-9-]+$/);
-      if (!d.kind.startsWith('Cluster')) expect(d.metadata.namespace, `${file} ${d.kind}`).toBe('kube-system');
+      const clusterScoped = d.kind.startsWith('Cluster') || d.kind.startsWith('ValidatingAdmissionPolicy');
+      if (!clusterScoped) expect(d.metadata.namespace, `${file} ${d.kind}`).toBe('kube-system');
     }
   });
 
@@ -211,11 +212,12 @@ describe('rbac.yaml and rbac-repair-delete.yaml', () => {
   const roles = [...load('rbac.yaml'), ...load('rbac-repair-delete.yaml')].filter((d) => d.kind === 'ClusterRole');
   const bindings = [...load('rbac.yaml'), ...load('rbac-repair-delete.yaml')].filter((d) => d.kind === 'ClusterRoleBinding');
 
-  it('grants the agent only get/list/watch on pods, get/patch on nodes (its taint) and get on daemonsets by default', () => {
+  it('grants the agent only get/list/watch on pods, get/patch on nodes (its taint), create on events and get on daemonsets by default', () => {
     expect(load('rbac.yaml').map((d) => `${d.kind}/${d.metadata.name}`)).toEqual(['ClusterRole/meshcni-agent', 'ClusterRoleBinding/meshcni-agent']);
     expect(one('rbac.yaml', 'ClusterRole', 'meshcni-agent').rules).toEqual([
       { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'patch'] },
+      { apiGroups: [''], resources: ['events'], verbs: ['create'] },
       { apiGroups: ['apps'], resources: ['daemonsets'], verbs: ['get'] },
     ]);
   });
@@ -229,10 +231,10 @@ describe('rbac.yaml and rbac-repair-delete.yaml', () => {
     expect(readFileSync(DEPLOY + 'rbac-repair-delete.yaml', 'utf8')).toMatch(/OPTIONAL.*repairPolicy: delete/s);
   });
 
-  it('has no wildcards and no resources beyond pods, nodes and daemonsets', () => {
+  it('has no wildcards and no resources beyond pods, nodes, events and daemonsets', () => {
     for (const r of roles) {
       for (const rule of r.rules) {
-        expect([['pods'], ['nodes'], ['daemonsets']]).toContainEqual(rule.resources);
+        expect([['pods'], ['nodes'], ['events'], ['daemonsets']]).toContainEqual(rule.resources);
         expect([...rule.apiGroups, ...rule.resources, ...rule.verbs]).not.toContain('*');
       }
     }

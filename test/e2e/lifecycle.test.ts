@@ -14,14 +14,19 @@ import { KubeNodeLifecycle } from '../../src/agent/node-lifecycle.js';
 import { CniInstaller } from '../../src/install/installer.js';
 import { CniPluginError } from '../../src/runtime/cni-exec.js';
 import { Sandbox, podConfList, type MeshcniEntry } from '../../src/runtime/sandbox.js';
+import { admit, loadPolicy } from '../helpers/admission-policy.js';
 import { until } from '../helpers/wait.js';
-import { SHIM, World, nftRuleset } from './helpers.js';
+import { ROOT, SHIM, World, nftRuleset } from './helpers.js';
 import { fakeKubeConfig } from './fake-kube.js';
 
 const silent = pino({ level: process.env.KUBE_TEST_LOG ?? 'silent' });
 const TAINT = 'meshcni.io/agent-not-ready';
 /** What deploy/rbac.yaml grants the agent for its lifecycle, as verb + resource. */
 const ALLOWED = new Set(['get nodes', 'patch nodes', 'get pods', 'get daemonsets']);
+
+const NODE_POLICY = loadPolicy(join(ROOT, 'deploy/node-taint-policy.yaml'), 'meshcni-agent-node-taint');
+/** The agent's bound ServiceAccount token, as the API server authenticates it on node-1. */
+const AGENT_USER = { username: 'system:serviceaccount:kube-system:meshcni-agent', extra: { 'authentication.kubernetes.io/node-name': ['node-1'] } };
 
 type Obj = Record<string, unknown> & { metadata: Record<string, unknown> };
 
@@ -78,6 +83,14 @@ class FakeApi {
             const ok = (op.op === 'test' && op.path === '/metadata/resourceVersion') || (op.op === 'replace' && op.path === '/spec/taints');
             if (!ok) return json(422, { kind: 'Status', code: 422, message: `unexpected ${op.op} ${op.path}` });
             if (op.op === 'test' && op.value !== this.node.metadata.resourceVersion) return json(422, { kind: 'Status', code: 422, message: 'test failed' });
+          }
+          // deploy/node-taint-policy.yaml, as the API server's admission runs it for the agent's token.
+          const next = structuredClone(this.node);
+          for (const op of ops) if (op.op === 'replace') (next.spec as { taints?: unknown }).taints = op.value;
+          const verdict = admit(NODE_POLICY, { operation: 'UPDATE', resource: 'nodes', userInfo: AGENT_USER, object: next, oldObject: this.node });
+          if (!verdict.allowed || !verdict.applied) {
+            this.denied.push(`admission ${path}: ${verdict.allowed ? 'policy did not apply' : verdict.message}`);
+            return json(422, { kind: 'Status', code: 422, reason: 'Invalid', message: verdict.allowed ? 'policy did not apply' : verdict.message });
           }
           for (const op of ops) if (op.op === 'replace') spec.taints = op.value;
           this.node.metadata.resourceVersion = String(Number(this.node.metadata.resourceVersion) + 1);
@@ -202,6 +215,8 @@ describe('SIGTERM: upgrade or removal', () => {
     const entries = (JSON.parse(readFileSync(join(confDir, '10-bridge.conflist'), 'utf8')).plugins as MeshcniEntry[]).filter((p) => (p as { type?: string }).type === 'meshcni');
     expect(entries).toHaveLength(1);
     expect(existsSync(join(binDir, 'meshcni'))).toBe(true);
+    // Still chained: STATUS stays ready through the outage.
+    expect(existsSync(join(w.stateDir, 'pod-index.ready'))).toBe(true);
     const s = sandboxFromNode(w, confDir, binDir, 1);
     const e = await s.add().then(() => null, (x: unknown) => x);
     expect(e).toBeInstanceOf(CniPluginError);
@@ -245,6 +260,8 @@ describe('SIGTERM: upgrade or removal', () => {
     // The shim stays (istio/istio#59846): its DEL, with the config it was added with, succeeds without an agent.
     expect(existsSync(join(binDir, 'meshcni'))).toBe(true);
     await addedWhileChained.destroy();
+    // A later install starts behind the STATUS bootstrap gate again.
+    expect(existsSync(join(w.stateDir, 'pod-index.ready'))).toBe(false);
     const s = sandboxFromNode(w, confDir, binDir, 2);
     await s.add();
     expect(s.address()).toMatch(/^10\.249\./);

@@ -270,11 +270,13 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     };
     for (const p of procs) if (shims.has(p.ppid)) kill(p.pid);
     for (const pid of shims) kill(pid);
-    // runc removes each sandbox's cgroup, not the parent it made in every hierarchy.
+    // runc removes each sandbox's cgroup, not the parents (`<parent>/pod<uid>`) it made in every hierarchy.
     const hierarchies = readdirSync('/sys/fs/cgroup').map((h) => join('/sys/fs/cgroup', h));
     for (const h of ['/sys/fs/cgroup', ...hierarchies]) {
       const d = join(h, this.cgroupParent);
-      if (existsSync(d)) spawnSync('rmdir', [d]);
+      if (!existsSync(d)) continue;
+      for (const pod of readdirSync(d).filter((f) => f.startsWith('pod'))) spawnSync('rmdir', [join(d, pod)]);
+      spawnSync('rmdir', [d]);
     }
     // Unmount whatever the snapshotter and the shims left under our root before the dir goes.
     if (this.node.running) spawnSync('sh', ['-c', `grep -o " ${this.dir}/[^ ]*" /proc/${this.node.pid}/mounts | sort -r | while read m; do nsenter -t ${this.node.pid} -m umount -l "$m"; done`]);

@@ -55,7 +55,8 @@ export class CriClient {
       hostname: pod.name,
       labels: { 'io.kubernetes.pod.name': pod.name, 'io.kubernetes.pod.namespace': pod.namespace, 'io.kubernetes.pod.uid': pod.uid },
       annotations: {},
-      linux: { cgroupParent: this.cgroupParent },
+      // As a kubelet does: one `pod<uid>` cgroup per pod under the parent (what capture in place finds).
+      linux: { cgroupParent: this.cgroupParent ? `${this.cgroupParent}/pod${pod.uid}` : '' },
     };
     const r = await this.call('RunPodSandbox', { config });
     return String(r.podSandboxId);

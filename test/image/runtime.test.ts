@@ -39,7 +39,9 @@ const pods: Record<string, PodRef & { spec: PodSpec }> = {
   plain: { namespace: 'shop', name: 'plain', uid: `uid-plain-${tag}`, spec: { namespace: 'shop', name: 'plain', containers: ['app', 'logger'] } },
   coredns: { namespace: 'kube-system', name: 'coredns', uid: `uid-dns-${tag}`, spec: { namespace: 'kube-system', name: 'coredns', annotations: DOCUMENTED } },
   late: { namespace: 'shop', name: 'late', uid: `uid-late-${tag}`, spec: { namespace: 'shop', name: 'late', annotations: DOCUMENTED } },
+  early: { namespace: 'shop', name: 'early', uid: `uid-early-${tag}`, spec: { namespace: 'shop', name: 'early', annotations: DOCUMENTED } },
 };
+let early: { id: string; pid: number; ip: string };
 
 const podman = (args: string[], timeoutMs = 120_000): string => node.exec('podman', ['--network-config-dir', join(node.dir, 'podman-net'), ...args], { timeoutMs });
 const agentLog = (): string => {
@@ -81,7 +83,8 @@ beforeAll(async () => {
   expect(template.containers[0]!.image).toBe(image);
   for (const hp of hostPaths(template)) {
     if (hp.type !== 'DirectoryOrCreate' && hp.type !== 'Directory') throw new Error(`hostPath ${hp.path}: type ${hp.type} is not mapped`);
-    node.remap(hp.path);
+    // The node shares this machine's pid namespace: its /proc already is the node's processes.
+    if (hp.path !== '/proc') node.remap(hp.path);
   }
   // The node before meshcni: a bridge primary network and the upstream plug-ins.
   writeFileSync(join(confDir(), '10-primary.conflist'), primaryConfList('mcnitest0', '10.88.0.0/24', join(node.dir, 'ipam')));
@@ -94,6 +97,10 @@ beforeAll(async () => {
   const data = configMapData(CONFIGMAP, 'meshcni-config');
   agentConfig = parseYaml(data['config.yaml']!) as Record<string, unknown>;
   const configMaps = { 'meshcni-config': { ...data, 'config.yaml': `${data['config.yaml']!}podsDir: ${PODS_MOUNT}\n` } };
+  // A pod that predates the agent: made through CRI on the bare primary network, before meshcni runs.
+  containerd = new Containerd(node, { cniConfDir: confDir(), cniBinDir: binDir() });
+  cri = await containerd.start();
+  early = await runSandbox(pods.early!);
   const args = podmanRunArgs(template, {
     container: 'agent',
     image,
@@ -109,8 +116,6 @@ beforeAll(async () => {
     if (Date.now() > deadline) throw new Error(`the agent container did not become ready and chain itself in:\n${agentLog()}`);
     await sleep(250);
   }
-  containerd = new Containerd(node, { cniConfDir: confDir(), cniBinDir: binDir() });
-  cri = await containerd.start();
 }, 45 * 60_000);
 
 afterAll(async () => {
@@ -172,6 +177,21 @@ describe('the meshcni image under containerd CRI, run as deploy/daemonset.yaml s
     expect(existsSync(state)).toBe(true);
     await removeSandbox(s.id);
     expect(existsSync(state)).toBe(false);
+  });
+
+  it('captured a sandbox made through CRI before the agent started, in place (host /proc at procRoot)', async () => {
+    expect(agentConfig.procRoot).toBe('/host/proc');
+    expect(early.ip).toMatch(/^10\.88\.0\./);
+    const oracle = pool.create();
+    inNetns(oracle, 'iptables-nft-restore', [], fixture);
+    const want = normaliseSave(inNetns(oracle, 'iptables-nft-save', ['-t', 'nat']));
+    const deadline = Date.now() + 30_000;
+    while (normaliseSave(inSandbox(early.pid, 'iptables-nft-save', ['-t', 'nat'])) !== want && Date.now() < deadline) await sleep(250);
+    expect(normaliseSave(inSandbox(early.pid, 'iptables-nft-save', ['-t', 'nat']))).toBe(want);
+    expect(agentLog()).toMatch(/captured it in place/);
+    const recs = readdirSync(join(node.hostDir('/var/run/meshcni'), 'pods')).map((f) => readFileSync(join(node.hostDir('/var/run/meshcni'), 'pods', f), 'utf8'));
+    const rec = recs.map((t) => JSON.parse(t) as { name: string; netns: string; netnsId?: string }).find((r) => r.name === 'early')!;
+    expect(rec).toMatchObject({ netns: '', netnsId: expect.stringMatching(/^\d+:\d+$/) });
   });
 
   it('leaves a pod without an istio-proxy container untouched', async () => {
