@@ -239,6 +239,7 @@ function installerOptions(settings: AgentSettings, log: pino.Logger) {
     cniConfDir: settings.cniConfDir,
     cniBinDir: settings.cniBinDir,
     cniConfFileName: settings.cniConfFileName,
+    ownedConfigFileName: settings.ownedConfigFileName,
     socketPath: settings.socketPath,
     podIndexPath: join(settings.stateDir, INDEX_FILE_NAME),
     excludeNamespaces: [...parseCaptureConfig(settings.capture).excludeNamespaces],

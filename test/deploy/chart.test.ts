@@ -147,6 +147,9 @@ describe('values', () => {
     ['readinessTaint.key', ['--set', 'readinessTaint.key=example.com/cni'], (s: AgentSettings) => s.readinessTaintKey, 'example.com/cni'],
     ['reconcileIntervalSeconds', ['--set', 'reconcileIntervalSeconds=0'], (s: AgentSettings) => s.reconcileIntervalSeconds, 0],
     ['uninstallOnShutdown', ['--set', 'uninstallOnShutdown=true'], (s: AgentSettings) => s.uninstallOnShutdown, true],
+    ['ownedConfig', ['--set', 'ownedConfig=true'], (s: AgentSettings) => s.ownedConfigFileName, '02-meshcni.conflist'],
+    ['ownedConfigFileName', ['--set', 'ownedConfig=true', '--set', 'ownedConfigFileName=00-mesh.conflist'], (s: AgentSettings) => s.ownedConfigFileName, '00-mesh.conflist'],
+    ['ownedConfig left false', [], (s: AgentSettings) => s.ownedConfigFileName, ''],
   ])('%s lands in the agent config', (_name, extra, read, want) => {
     expect(read(render({}, extra).settings)).toEqual(want);
   });
@@ -190,7 +193,7 @@ describe('values the agent cannot honour', () => {
     ['chained=false', { chained: 'false' }, /chained false with provider "default": standalone/],
     ['provider=multus', { provider: 'multus' }, /chained true with provider "multus": standalone/],
     ['an unknown provider', { provider: 'calico' }, /provider "calico": want default or multus/],
-    ['ownedConfig=true', { ownedConfig: 'true' }, /ownedConfig true: an owned conflist is not implemented/],
+    ['an ownedConfigFileName that is no .conflist', { ownedConfig: 'true', ownedConfigFileName: '02-meshcni.conf' }, /ownedConfigFileName "02-meshcni.conf": want a .conflist/],
     ['a relative cniBinDir', { cniBinDir: 'opt/cni/bin' }, /cniBinDir "opt\/cni\/bin": want an absolute host path/],
     ['a relative cniNetnsDir', { cniNetnsDir: 'run/netns' }, /cniNetnsDir "run\/netns": want an absolute host path/],
     ['a path as cniConfFileName', { cniConfFileName: '/etc/cni/net.d/10.conflist' }, /cniConfFileName "\/etc\/cni\/net.d\/10.conflist": want a file name/],

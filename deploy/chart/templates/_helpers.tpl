@@ -39,8 +39,8 @@ defaults; all the others are plain values. Use: include "meshcni.values" . | fro
 {{- if or (ne (toString .chained) "true") (eq .provider "multus") -}}
 {{- fail (printf "chained %v with provider %q: standalone (Multus) mode is not implemented by this agent yet; use chained: true, provider: default" .chained .provider) -}}
 {{- end -}}
-{{- if ne (toString .ownedConfig) "false" -}}
-{{- fail (printf "ownedConfig %v: an owned conflist is not implemented by this agent yet; leave it false" .ownedConfig) -}}
+{{- if and .ownedConfig (not (regexMatch "^[A-Za-z0-9][A-Za-z0-9_.-]*\\.conflist$" (toString .ownedConfigFileName))) -}}
+{{- fail (printf "ownedConfigFileName %q: want a .conflist file name inside cniConfDir" .ownedConfigFileName) -}}
 {{- end -}}
 {{- if not (has .layout (list "iptables" "nft")) -}}
 {{- fail (printf "layout %q: want iptables or nft" .layout) -}}
