@@ -37,6 +37,8 @@ export interface AgentSettings {
    * istioOwnedCNIConfig).
    */
   ownedConfigFileName: string;
+  /** false: standalone (Multus) mode, meshcni's own network in cniConfFileName (a .conf); see src/install. */
+  chained: boolean;
   /** Chain into the node's CNI config on start (serve). */
   install: boolean;
   uninstallOnShutdown: boolean;
@@ -68,6 +70,7 @@ export const DEFAULT_SETTINGS: Omit<AgentSettings, 'capture'> = {
   cniBinDir: '/opt/cni/bin',
   cniConfFileName: '',
   ownedConfigFileName: '',
+  chained: true,
   install: false,
   uninstallOnShutdown: false,
   uninstallOnRemoval: true,
@@ -126,6 +129,7 @@ const CHECKS: Record<Exclude<keyof AgentSettings, 'capture'>, Checker> = {
   cniBinDir: isAbsPath,
   cniConfFileName: (v) => (v === '' || (typeof v === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.-]*\.(conflist|conf|json)$/.test(v)) ? null : 'must be a file name in cniConfDir ending in .conflist, .conf or .json (or empty)'),
   ownedConfigFileName: (v) => (v === '' || (typeof v === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.-]*\.conflist$/.test(v)) ? null : 'must be a file name in cniConfDir ending in .conflist (or empty)'),
+  chained: isBool,
   install: isBool,
   uninstallOnShutdown: isBool,
   uninstallOnRemoval: isBool,

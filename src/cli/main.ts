@@ -240,6 +240,7 @@ function installerOptions(settings: AgentSettings, log: pino.Logger) {
     cniBinDir: settings.cniBinDir,
     cniConfFileName: settings.cniConfFileName,
     ownedConfigFileName: settings.ownedConfigFileName,
+    chained: settings.chained,
     socketPath: settings.socketPath,
     podIndexPath: join(settings.stateDir, INDEX_FILE_NAME),
     excludeNamespaces: [...parseCaptureConfig(settings.capture).excludeNamespaces],

@@ -45,6 +45,11 @@ export interface InstallerOptions {
    * when it goes. '' (default) = chain into the primary's own file.
    */
   ownedConfigFileName?: string;
+  /**
+   * false: standalone (Multus) mode. meshcni is its own network, cniConfFileName (a .conf) in cniConfDir, that
+   * Multus runs for pods which ask for it through a NetworkAttachmentDefinition; no other file is touched.
+   */
+  chained?: boolean;
   /** Periodic re-check on top of fs.watch (which can miss events on some filesystems). */
   recheckIntervalMs?: number;
   /** Coalesces bursts of directory events into one check. */
@@ -62,6 +67,10 @@ export function resolveOptions(o: InstallerOptions): Resolved {
   if (named && (named.includes('/') || named.startsWith('.') || !(CONFIG_EXTENSIONS as readonly string[]).includes(extname(named)))) {
     throw new Error(`cniConfFileName ${JSON.stringify(named)} must be a file name in cniConfDir ending in ${CONFIG_EXTENSIONS.join(', ')}`);
   }
+  const chained = o.chained ?? true;
+  if (!chained && (!named || extname(named) !== '.conf' || o.ownedConfigFileName)) {
+    throw new Error(`chained false: cniConfFileName ${JSON.stringify(named)} must name meshcni's own .conf (e.g. meshcni.conf), and ownedConfigFileName must be empty`);
+  }
   const owned = o.ownedConfigFileName ?? '';
   if (owned && (owned.includes('/') || owned.startsWith('.') || extname(owned) !== '.conflist' || owned === named)) {
     throw new Error(`ownedConfigFileName ${JSON.stringify(owned)} must be a .conflist file name in cniConfDir other than cniConfFileName`);
@@ -78,6 +87,7 @@ export function resolveOptions(o: InstallerOptions): Resolved {
     podIndexPath: o.podIndexPath ?? '/var/run/meshcni/pod-index',
     cniConfFileName: o.cniConfFileName ?? '',
     ownedConfigFileName: owned,
+    chained,
     recheckIntervalMs: o.recheckIntervalMs ?? 5000,
     debounceMs: o.debounceMs ?? 100,
     onInstallState: o.onInstallState ?? (() => undefined),
@@ -329,6 +339,7 @@ export class CniInstaller {
     const { cniConfDir, cniBinDir, shimPath } = this.opts;
     const shim = await installShim(shimPath, cniBinDir);
     if (shim.changed) this.log.info({ path: shim.path, from: shimPath }, 'installed the meshcni shim');
+    if (!this.opts.chained) return this.tryInstallStandalone();
     if (this.opts.ownedConfigFileName) return this.tryInstallOwned();
 
     const primary = await this.targetConfig();
@@ -421,6 +432,25 @@ export class CniInstaller {
     return { state: 'installed', file: ownedPath, wrote: true };
   }
 
+  /** Standalone mode: meshcni's own single-plug-in network config, named for its file (Multus finds it by name). */
+  private async tryInstallStandalone(): Promise<CheckOutcome> {
+    const { cniConfDir, cniConfFileName: name } = this.opts;
+    const path = join(cniConfDir, name);
+    // Multus's own CNI versions vary by release; 0.3.1 is the one every Multus accepts for a delegate.
+    const text = `${JSON.stringify({ cniVersion: '0.3.1', name: basename(name, '.conf'), ...this.entry }, null, 2)}\n`;
+    const current = await readOrNull(path);
+    if (current?.toString('utf8') === text) {
+      this.installedFile = name;
+      return { state: 'installed', file: path, wrote: false };
+    }
+    if (current && !isStandaloneMeshcni(current)) throw new CniConfigError(path, 'exists and is not a meshcni config; refusing to overwrite it');
+    await mkdir(cniConfDir, { recursive: true });
+    await atomicWrite(path, text, 0o644);
+    this.installedFile = name;
+    this.log.info({ file: path, action: current ? 'updated' : 'written' }, 'meshcni wrote its standalone network config');
+    return { state: 'installed', file: path, wrote: true };
+  }
+
   /** Deletes our owned config if it is ours (holds a meshcni entry). */
   private async removeOwned(why: string): Promise<void> {
     const owned = this.opts.ownedConfigFileName;
@@ -446,6 +476,14 @@ export class CniInstaller {
     const { cniConfDir, cniBinDir, backupDir } = this.opts;
     for (const record of await this.readRecords()) await this.restore(record);
     await this.removeOwned('uninstall');
+    if (!this.opts.chained) {
+      const path = join(cniConfDir, this.opts.cniConfFileName);
+      const current = await readOrNull(path);
+      if (current && isStandaloneMeshcni(current)) {
+        await unlinkIfPresent(path);
+        this.log.info({ file: path }, "removed meshcni's standalone network config");
+      }
+    }
     // A file with our entry but no record (backup dir lost): take out just the entry.
     const primary = await this.targetConfig();
     if (primary) {
@@ -542,6 +580,16 @@ function parseRecord(path: string, text: string): BackupRecord {
 }
 
 /** hasEntry, but a file we cannot parse simply has no entry of ours to remove. */
+/** A lone network config whose plug-in is meshcni (what standalone mode writes). */
+function isStandaloneMeshcni(bytes: Buffer): boolean {
+  try {
+    const doc = JSON.parse(bytes.toString('utf8')) as unknown;
+    return typeof doc === 'object' && doc !== null && (doc as { type?: unknown }).type === SHIM_NAME;
+  } catch {
+    return false;
+  }
+}
+
 function hasEntryLenient(path: string, bytes: Buffer): boolean {
   try {
     return hasEntry(path, bytes.toString('utf8'));

@@ -1,5 +1,6 @@
-// The installer's owned-config mode on real temporary directories: meshcni's own first-sorting conflist holds
-// the primary's plug-ins plus meshcni; the primary's file is never written, and uninstall removes only ours.
+// The installer's modes that never write the primary's file, on real temporary directories: the owned config
+// (meshcni's own first-sorting conflist, the primary's plug-ins plus meshcni) and standalone (Multus) mode
+// (meshcni's own network); uninstall removes only meshcni's file.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -109,5 +110,40 @@ describe('owned config', () => {
 
   it.each([['a path', 'x/02.conflist'], ['a .conf', '02-meshcni.conf'], ['a hidden name', '.02.conflist']])('rejects %s as ownedConfigFileName', (_what, name) => {
     expect(() => new CniInstaller({ ownedConfigFileName: name })).toThrow(`ownedConfigFileName ${JSON.stringify(name)} must be a .conflist file name`);
+  });
+});
+
+describe('standalone (chained: false)', () => {
+  const standalone = (extra: InstallerOptions = {}): CniInstaller => installer({ ownedConfigFileName: '', chained: false, cniConfFileName: 'meshcni.conf', ...extra });
+
+  it("writes meshcni's own network named for its file, touches no other file, and uninstall removes only it", async () => {
+    writeFileSync(join(confDir, '00-multus.conf'), LONE_CONF);
+    const i = standalone();
+    await i.start();
+    expect(JSON.parse(readFileSync(join(confDir, 'meshcni.conf'), 'utf8'))).toMatchObject({ cniVersion: '0.3.1', name: 'meshcni', type: 'meshcni' });
+    expect(readFileSync(join(confDir, '00-multus.conf'), 'utf8')).toBe(LONE_CONF);
+    expect(visible()).toEqual(['00-multus.conf', 'meshcni.conf']);
+    await i.stop({ uninstall: true });
+    expect(visible()).toEqual(['00-multus.conf']);
+  });
+
+  it("needs no primary config (Multus's own may come later)", async () => {
+    await standalone().start();
+    expect(visible()).toEqual(['meshcni.conf']);
+  });
+
+  it('refuses to overwrite a file of that name that is not meshcni\'s', async () => {
+    writeFileSync(join(confDir, 'meshcni.conf'), LONE_CONF);
+    const outcome = await standalone().check();
+    expect(outcome.state === 'error' && outcome.error.message).toMatch(/meshcni\.conf: exists and is not a meshcni config/);
+    expect(readFileSync(join(confDir, 'meshcni.conf'), 'utf8')).toBe(LONE_CONF);
+  });
+
+  it.each([
+    ['no cniConfFileName', { cniConfFileName: '' }],
+    ['a .conflist', { cniConfFileName: 'meshcni.conflist' }],
+    ['an owned config too', { ownedConfigFileName: OWNED }],
+  ])('rejects %s', (_what, extra) => {
+    expect(() => new CniInstaller({ chained: false, cniConfFileName: 'meshcni.conf', ...extra })).toThrow(/chained false: cniConfFileName .* must name meshcni's own \.conf/);
   });
 });

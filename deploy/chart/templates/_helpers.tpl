@@ -36,8 +36,15 @@ defaults; all the others are plain values. Use: include "meshcni.values" . | fro
 {{- if not (has .provider (list "default" "multus")) -}}
 {{- fail (printf "provider %q: want default or multus" .provider) -}}
 {{- end -}}
-{{- if or (ne (toString .chained) "true") (eq .provider "multus") -}}
-{{- fail (printf "chained %v with provider %q: standalone (Multus) mode is not implemented by this agent yet; use chained: true, provider: default" .chained .provider) -}}
+{{- $chained := eq (toString .chained) "true" -}}
+{{- if ne $chained (eq .provider "default") -}}
+{{- fail (printf "chained %v with provider %q: want chained: true with provider: default, or chained: false with provider: multus (standalone, a NetworkAttachmentDefinition)" .chained .provider) -}}
+{{- end -}}
+{{- if and (not $chained) (not (regexMatch "^[A-Za-z0-9][A-Za-z0-9_.-]*\\.conf$" (toString .cniConfFileName))) -}}
+{{- fail (printf "cniConfFileName %q: chained: false needs the name of meshcni's own .conf (e.g. meshcni.conf)" .cniConfFileName) -}}
+{{- end -}}
+{{- if and (not $chained) .ownedConfig -}}
+{{- fail "ownedConfig true with chained: false: an owned conflist is for the chained mode only" -}}
 {{- end -}}
 {{- if and .ownedConfig (not (regexMatch "^[A-Za-z0-9][A-Za-z0-9_.-]*\\.conflist$" (toString .ownedConfigFileName))) -}}
 {{- fail (printf "ownedConfigFileName %q: want a .conflist file name inside cniConfDir" .ownedConfigFileName) -}}
