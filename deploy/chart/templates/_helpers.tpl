@@ -38,10 +38,12 @@ defaults; all the others are plain values. Use: include "meshcni.values" . | fro
 {{- end -}}
 {{- $chained := eq (toString .chained) "true" -}}
 {{- if ne $chained (eq .provider "default") -}}
-{{- fail (printf "chained %v with provider %q: want chained: true with provider: default, or chained: false with provider: multus (standalone, a NetworkAttachmentDefinition)" .chained .provider) -}}
+{{- $want := "want chained: true with provider: default, or chained: false with provider: multus" -}}
+{{- fail (printf "chained %v with provider %q: %s" .chained .provider $want) -}}
 {{- end -}}
 {{- if and (not $chained) (not (regexMatch "^[A-Za-z0-9][A-Za-z0-9_.-]*\\.conf$" (toString .cniConfFileName))) -}}
-{{- fail (printf "cniConfFileName %q: chained: false needs the name of meshcni's own .conf (e.g. meshcni.conf)" .cniConfFileName) -}}
+{{- $want := "chained: false needs the name of meshcni's own .conf (e.g. meshcni.conf)" -}}
+{{- fail (printf "cniConfFileName %q: %s" .cniConfFileName $want) -}}
 {{- end -}}
 {{- if and (not $chained) .ownedConfig -}}
 {{- fail "ownedConfig true with chained: false: an owned conflist is for the chained mode only" -}}
