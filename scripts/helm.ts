@@ -64,7 +64,9 @@ export function helmBinary(): string {
 /** Runs helm with args; stdout on success, an Error carrying helm's stderr otherwise. */
 export function helm(args: string[]): string {
   try {
-    return execFileSync(helmBinary(), args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HELM_CACHE_HOME: '/nonexistent', HELM_CONFIG_HOME: '/nonexistent', HELM_DATA_HOME: '/nonexistent' } });
+    // No repositories, plug-ins or registry logins of this machine's user: the chart is all Helm sees.
+    const env = { ...process.env, HELM_CACHE_HOME: '/nonexistent', HELM_CONFIG_HOME: '/nonexistent', HELM_DATA_HOME: '/nonexistent' };
+    return execFileSync(helmBinary(), args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env });
   } catch (e) {
     const err = e as { stderr?: string; message: string };
     throw new Error(`helm ${args.join(' ')}: ${(err.stderr ?? err.message).trim()}`);

@@ -31,6 +31,14 @@ export interface AgentSettings {
   cniBinDir: string;
   /** Chain into this file of cniConfDir (e.g. a Multus delegate) instead of the runtime's first; '' = first. */
   cniConfFileName: string;
+  /**
+   * '' (default): chain into the primary's own file. A .conflist name: write this file of cniConfDir instead,
+   * the primary's plug-ins plus meshcni, sorting first, and never touch the primary's file (istio-cni's
+   * istioOwnedCNIConfig).
+   */
+  ownedConfigFileName: string;
+  /** false: standalone (Multus) mode, meshcni's own network in cniConfFileName (a .conf); see src/install. */
+  chained: boolean;
   /** Chain into the node's CNI config on start (serve). */
   install: boolean;
   uninstallOnShutdown: boolean;
@@ -63,6 +71,8 @@ export const DEFAULT_SETTINGS: Omit<AgentSettings, 'capture'> = {
   cniConfDir: '/etc/cni/net.d',
   cniBinDir: '/opt/cni/bin',
   cniConfFileName: '',
+  ownedConfigFileName: '',
+  chained: true,
   install: false,
   uninstallOnShutdown: false,
   uninstallOnRemoval: true,
@@ -121,6 +131,8 @@ const CHECKS: Record<Exclude<keyof AgentSettings, 'capture'>, Checker> = {
   cniConfDir: isAbsPath,
   cniBinDir: isAbsPath,
   cniConfFileName: (v) => (v === '' || (typeof v === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.-]*\.(conflist|conf|json)$/.test(v)) ? null : 'must be a file name in cniConfDir ending in .conflist, .conf or .json (or empty)'),
+  ownedConfigFileName: (v) => (v === '' || (typeof v === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.-]*\.conflist$/.test(v)) ? null : 'must be a file name in cniConfDir ending in .conflist (or empty)'),
+  chained: isBool,
   install: isBool,
   uninstallOnShutdown: isBool,
   uninstallOnRemoval: isBool,

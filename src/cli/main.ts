@@ -239,6 +239,8 @@ function installerOptions(settings: AgentSettings, log: pino.Logger) {
     cniConfDir: settings.cniConfDir,
     cniBinDir: settings.cniBinDir,
     cniConfFileName: settings.cniConfFileName,
+    ownedConfigFileName: settings.ownedConfigFileName,
+    chained: settings.chained,
     socketPath: settings.socketPath,
     podIndexPath: join(settings.stateDir, INDEX_FILE_NAME),
     excludeNamespaces: [...parseCaptureConfig(settings.capture).excludeNamespaces],

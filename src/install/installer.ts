@@ -39,6 +39,17 @@ export interface InstallerOptions {
    * the runtime would load: e.g. a Multus delegate conflist in /etc/cni/multus/net.d. '' = first.
    */
   cniConfFileName?: string;
+  /**
+   * Owned config: write this .conflist of cniConfDir (the primary's plug-ins plus meshcni; it must sort before
+   * the primary's file) and never touch the primary's file; rewritten whenever the primary's changes, removed
+   * when it goes. '' (default) = chain into the primary's own file.
+   */
+  ownedConfigFileName?: string;
+  /**
+   * false: standalone (Multus) mode. meshcni is its own network, cniConfFileName (a .conf) in cniConfDir, that
+   * Multus runs for pods which ask for it through a NetworkAttachmentDefinition; no other file is touched.
+   */
+  chained?: boolean;
   /** Periodic re-check on top of fs.watch (which can miss events on some filesystems). */
   recheckIntervalMs?: number;
   /** Coalesces bursts of directory events into one check. */
@@ -56,6 +67,14 @@ export function resolveOptions(o: InstallerOptions): Resolved {
   if (named && (named.includes('/') || named.startsWith('.') || !(CONFIG_EXTENSIONS as readonly string[]).includes(extname(named)))) {
     throw new Error(`cniConfFileName ${JSON.stringify(named)} must be a file name in cniConfDir ending in ${CONFIG_EXTENSIONS.join(', ')}`);
   }
+  const chained = o.chained ?? true;
+  if (!chained && (!named || extname(named) !== '.conf' || o.ownedConfigFileName)) {
+    throw new Error(`chained false: cniConfFileName ${JSON.stringify(named)} must name meshcni's own .conf (e.g. meshcni.conf), and ownedConfigFileName must be empty`);
+  }
+  const owned = o.ownedConfigFileName ?? '';
+  if (owned && (owned.includes('/') || owned.startsWith('.') || extname(owned) !== '.conflist' || owned === named)) {
+    throw new Error(`ownedConfigFileName ${JSON.stringify(owned)} must be a .conflist file name in cniConfDir other than cniConfFileName`);
+  }
   return {
     cniConfDir,
     cniBinDir: o.cniBinDir ?? '/opt/cni/bin',
@@ -67,6 +86,8 @@ export function resolveOptions(o: InstallerOptions): Resolved {
     timeoutSeconds: o.timeoutSeconds ?? 5,
     podIndexPath: o.podIndexPath ?? '/var/run/meshcni/pod-index',
     cniConfFileName: o.cniConfFileName ?? '',
+    ownedConfigFileName: owned,
+    chained,
     recheckIntervalMs: o.recheckIntervalMs ?? 5000,
     debounceMs: o.debounceMs ?? 100,
     onInstallState: o.onInstallState ?? (() => undefined),
@@ -137,7 +158,7 @@ export async function removeShim(binDir: string): Promise<boolean> {
  * (byte order, as libcni sorts). Our temp files and backup directory never qualify. Null when the
  * directory is missing or holds no config yet.
  */
-export async function selectPrimaryConfig(confDir: string): Promise<string | null> {
+export async function selectPrimaryConfig(confDir: string, exclude = ''): Promise<string | null> {
   let entries;
   try {
     entries = await readdir(confDir, { withFileTypes: true });
@@ -146,7 +167,7 @@ export async function selectPrimaryConfig(confDir: string): Promise<string | nul
     throw e;
   }
   const names = entries
-    .filter((d) => (d.isFile() || d.isSymbolicLink()) && !d.name.startsWith(TEMP_PREFIX))
+    .filter((d) => (d.isFile() || d.isSymbolicLink()) && !d.name.startsWith(TEMP_PREFIX) && d.name !== exclude)
     .map((d) => d.name)
     .filter((n) => (CONFIG_EXTENSIONS as readonly string[]).includes(extname(n)))
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
@@ -318,6 +339,8 @@ export class CniInstaller {
     const { cniConfDir, cniBinDir, shimPath } = this.opts;
     const shim = await installShim(shimPath, cniBinDir);
     if (shim.changed) this.log.info({ path: shim.path, from: shimPath }, 'installed the meshcni shim');
+    if (!this.opts.chained) return this.tryInstallStandalone();
+    if (this.opts.ownedConfigFileName) return this.tryInstallOwned();
 
     const primary = await this.targetConfig();
     if (!primary) {
@@ -376,10 +399,74 @@ export class CniInstaller {
     return { state: 'installed', file: join(cniConfDir, written), wrote: true };
   }
 
+  /**
+   * Owned mode: our own file holds the primary's config with meshcni chained in; the primary's file is only
+   * read. Written again whenever the primary's content changes, removed when the primary goes (the node then
+   * has no CNI config, as it would have without meshcni).
+   */
+  private async tryInstallOwned(): Promise<CheckOutcome> {
+    const { cniConfDir, ownedConfigFileName: owned } = this.opts;
+    const ownedPath = join(cniConfDir, owned);
+    // Chained into the primary's own file by an earlier install: put its exact bytes back first.
+    for (const record of await this.readRecords()) await this.restore(record);
+    const primary = await this.targetConfig();
+    const bytes = primary ? await readOrNull(join(cniConfDir, primary)) : null;
+    if (!primary || !bytes) {
+      await this.removeOwned('the primary CNI config is gone');
+      return { state: 'waiting', reason: `no primary CNI config in ${cniConfDir} yet` };
+    }
+    const primaryPath = join(cniConfDir, primary);
+    if (!this.opts.cniConfFileName && primary < owned) {
+      throw new CniConfigError(primaryPath, `sorts before ${owned}, so the runtime would load it and not meshcni's own config; choose an ownedConfigFileName that sorts first`);
+    }
+    const { text } = insertEntry(primaryPath, bytes.toString('utf8'), this.entry);
+    const current = await readOrNull(ownedPath);
+    if (current?.toString('utf8') === text) {
+      this.installedFile = owned;
+      return { state: 'installed', file: ownedPath, wrote: false };
+    }
+    if (current && !hasEntryLenient(ownedPath, current)) throw new CniConfigError(ownedPath, 'exists and is not a meshcni config; refusing to overwrite it');
+    await atomicWrite(ownedPath, text, (await stat(primaryPath)).mode & 0o777);
+    this.installedFile = owned;
+    this.log.info({ file: ownedPath, from: primaryPath, action: current ? 'updated' : 'written' }, 'meshcni wrote its own CNI config');
+    return { state: 'installed', file: ownedPath, wrote: true };
+  }
+
+  /** Standalone mode: meshcni's own single-plug-in network config, named for its file (Multus finds it by name). */
+  private async tryInstallStandalone(): Promise<CheckOutcome> {
+    const { cniConfDir, cniConfFileName: name } = this.opts;
+    const path = join(cniConfDir, name);
+    // Multus's own CNI versions vary by release; 0.3.1 is the one every Multus accepts for a delegate.
+    const text = `${JSON.stringify({ cniVersion: '0.3.1', name: basename(name, '.conf'), ...this.entry }, null, 2)}\n`;
+    const current = await readOrNull(path);
+    if (current?.toString('utf8') === text) {
+      this.installedFile = name;
+      return { state: 'installed', file: path, wrote: false };
+    }
+    if (current && !isStandaloneMeshcni(current)) throw new CniConfigError(path, 'exists and is not a meshcni config; refusing to overwrite it');
+    await mkdir(cniConfDir, { recursive: true });
+    await atomicWrite(path, text, 0o644);
+    this.installedFile = name;
+    this.log.info({ file: path, action: current ? 'updated' : 'written' }, 'meshcni wrote its standalone network config');
+    return { state: 'installed', file: path, wrote: true };
+  }
+
+  /** Deletes our owned config if it is ours (holds a meshcni entry). */
+  private async removeOwned(why: string): Promise<void> {
+    const owned = this.opts.ownedConfigFileName;
+    if (!owned) return;
+    const path = join(this.opts.cniConfDir, owned);
+    const current = await readOrNull(path);
+    if (!current || !hasEntryLenient(path, current)) return;
+    await unlinkIfPresent(path);
+    if (this.installedFile === owned) this.installedFile = null;
+    this.log.info({ file: path, why }, "removed meshcni's own CNI config");
+  }
+
   /** The file to chain into: the named one when configured (if present), else the runtime's first. */
   private async targetConfig(): Promise<string | null> {
     const named = this.opts.cniConfFileName;
-    if (!named) return selectPrimaryConfig(this.opts.cniConfDir);
+    if (!named) return selectPrimaryConfig(this.opts.cniConfDir, this.opts.ownedConfigFileName);
     // A converted lone config lives on as <stem>.conflist: follow it there.
     for (const name of [named, listFileName(named)]) if (await readOrNull(join(this.opts.cniConfDir, name))) return name;
     return null;
@@ -388,6 +475,15 @@ export class CniInstaller {
   private async uninstallOnce(purge: boolean): Promise<void> {
     const { cniConfDir, cniBinDir, backupDir } = this.opts;
     for (const record of await this.readRecords()) await this.restore(record);
+    await this.removeOwned('uninstall');
+    if (!this.opts.chained) {
+      const path = join(cniConfDir, this.opts.cniConfFileName);
+      const current = await readOrNull(path);
+      if (current && isStandaloneMeshcni(current)) {
+        await unlinkIfPresent(path);
+        this.log.info({ file: path }, "removed meshcni's standalone network config");
+      }
+    }
     // A file with our entry but no record (backup dir lost): take out just the entry.
     const primary = await this.targetConfig();
     if (primary) {
@@ -484,6 +580,16 @@ function parseRecord(path: string, text: string): BackupRecord {
 }
 
 /** hasEntry, but a file we cannot parse simply has no entry of ours to remove. */
+/** A lone network config whose plug-in is meshcni (what standalone mode writes). */
+function isStandaloneMeshcni(bytes: Buffer): boolean {
+  try {
+    const doc = JSON.parse(bytes.toString('utf8')) as unknown;
+    return typeof doc === 'object' && doc !== null && (doc as { type?: unknown }).type === SHIM_NAME;
+  } catch {
+    return false;
+  }
+}
+
 function hasEntryLenient(path: string, bytes: Buffer): boolean {
   try {
     return hasEntry(path, bytes.toString('utf8'));

@@ -37,9 +37,15 @@ function render(set: Record<string, string> = {}, extra: string[] = []): Render 
 }
 
 const PROFILES = readdirSync(`${CHART_DIR}/files`).map((f) => /^profile-(.+)\.yaml$/.exec(f)?.[1]).filter((p) => p !== undefined);
-// Profiles whose mode the agent does not implement yet: the chart refuses them (see the refusals below).
-const REFUSED_PROFILES = ['openshift'];
-const RENDERED_PROFILES = ['', ...PROFILES.filter((p) => !REFUSED_PROFILES.includes(p))];
+const RENDERED_PROFILES = ['', ...PROFILES];
+/** The Multus CRD is no built-in API type: its known shape, checked by hand. */
+function validateNad(d: Doc): string[] {
+  const { apiVersion, kind, metadata, ...rest } = d;
+  const problems = validateObject({ apiVersion: 'v1', kind: 'ConfigMap', metadata }); // V1ObjectMeta's fields
+  if (apiVersion !== 'k8s.cni.cncf.io/v1') problems.push(`apiVersion ${apiVersion}`);
+  for (const k of Object.keys(rest)) if (k !== 'spec') problems.push(`unknown field ${k}`);
+  return problems;
+}
 
 describe('helm lint', () => {
   it.each(RENDERED_PROFILES)('passes for profile %j', (profile) => {
@@ -54,13 +60,27 @@ describe('helm template', () => {
 
   it.each(RENDERED_PROFILES)('renders profile %j into valid Kubernetes objects in the release namespace', (profile) => {
     const { docs } = render({ profile });
+    const nad = profile === 'openshift' ? ['NetworkAttachmentDefinition/meshcni'] : [];
     expect(docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual(
-      ['ClusterRole/meshcni-agent', 'ClusterRoleBinding/meshcni-agent', 'ConfigMap/meshcni-config', 'DaemonSet/meshcni-agent', 'ServiceAccount/meshcni-agent'],
+      ['ClusterRole/meshcni-agent', 'ClusterRoleBinding/meshcni-agent', 'ConfigMap/meshcni-config', 'DaemonSet/meshcni-agent', ...nad, 'ServiceAccount/meshcni-agent'],
     );
     for (const d of docs) {
-      expect(validateObject(d)).toEqual([]);
-      if (!d.kind.startsWith('Cluster')) expect(d.metadata.namespace).toBe('kube-system');
+      if (d.kind === 'NetworkAttachmentDefinition') {
+        expect(validateNad(d)).toEqual([]);
+        expect(d.metadata.namespace).toBe('default'); // referable from every namespace under Multus isolation
+      } else {
+        expect(validateObject(d)).toEqual([]);
+        if (!d.kind.startsWith('Cluster')) expect(d.metadata.namespace).toBe('kube-system');
+      }
     }
+  });
+
+  it('openshift: a standalone meshcni network in the Multus conf dir, its NetworkAttachmentDefinition, SELinux spc_t', () => {
+    const { settings, docs, agent } = render({ profile: 'openshift' });
+    expect(settings).toMatchObject({ chained: false, cniConfDir: '/etc/cni/multus/net.d', cniConfFileName: 'meshcni.conf', cniBinDir: '/var/lib/cni/bin' });
+    expect(docs.find((d) => d.kind === 'NetworkAttachmentDefinition')?.metadata.name).toBe('meshcni');
+    expect(agent.securityContext.seLinuxOptions).toEqual({ type: 'spc_t' });
+    expect(render().agent.securityContext.seLinuxOptions).toBeUndefined();
   });
 
   it.each(RENDERED_PROFILES)('profile %j mounts each host directory where the agent config says it is', (profile) => {
@@ -77,6 +97,7 @@ describe('platform profiles', () => {
     ['k3s', '/var/lib/rancher/k3s/data/cni', '/var/lib/rancher/k3s/agent/etc/cni/net.d', '/var/run/netns'],
     ['k3d', '/bin', '/var/lib/rancher/k3s/agent/etc/cni/net.d', '/var/run/netns'],
     ['microk8s', '/var/snap/microk8s/current/opt/cni/bin', '/var/snap/microk8s/current/args/cni-network', '/var/run/netns'],
+    ['openshift', '/var/lib/cni/bin', '/etc/cni/multus/net.d', '/var/run/netns'],
     ['minikube', '/opt/cni/bin', '/etc/cni/net.d', '/var/run/docker/netns'],
   ])('profile %j: bin %s, conf %s, netns %s in the hostPaths and the agent config', (profile, bin, conf, netns) => {
     const { settings, hostPaths } = render({ profile });
@@ -147,6 +168,9 @@ describe('values', () => {
     ['readinessTaint.key', ['--set', 'readinessTaint.key=example.com/cni'], (s: AgentSettings) => s.readinessTaintKey, 'example.com/cni'],
     ['reconcileIntervalSeconds', ['--set', 'reconcileIntervalSeconds=0'], (s: AgentSettings) => s.reconcileIntervalSeconds, 0],
     ['uninstallOnShutdown', ['--set', 'uninstallOnShutdown=true'], (s: AgentSettings) => s.uninstallOnShutdown, true],
+    ['ownedConfig', ['--set', 'ownedConfig=true'], (s: AgentSettings) => s.ownedConfigFileName, '02-meshcni.conflist'],
+    ['ownedConfigFileName', ['--set', 'ownedConfig=true', '--set', 'ownedConfigFileName=00-mesh.conflist'], (s: AgentSettings) => s.ownedConfigFileName, '00-mesh.conflist'],
+    ['ownedConfig left false', [], (s: AgentSettings) => s.ownedConfigFileName, ''],
   ])('%s lands in the agent config', (_name, extra, read, want) => {
     expect(read(render({}, extra).settings)).toEqual(want);
   });
@@ -186,11 +210,12 @@ describe('values', () => {
 describe('values the agent cannot honour', () => {
   it.each([
     ['an unknown profile', { profile: 'eks' }, /profile "eks": no such profile/],
-    ['the openshift profile (Multus mode)', { profile: 'openshift' }, /chained false with provider "multus": standalone \(Multus\) mode is not implemented/],
-    ['chained=false', { chained: 'false' }, /chained false with provider "default": standalone/],
-    ['provider=multus', { provider: 'multus' }, /chained true with provider "multus": standalone/],
+    ['chained=false with the default provider', { chained: 'false' }, /chained false with provider "default": want chained: true with provider: default, or chained: false with provider: multus/],
+    ['provider=multus while chained', { provider: 'multus' }, /chained true with provider "multus": want/],
+    ['standalone without its own .conf', { chained: 'false', provider: 'multus' }, /cniConfFileName "": chained: false needs the name of meshcni's own .conf/],
+    ['an owned conflist in standalone mode', { profile: 'openshift', ownedConfig: 'true' }, /ownedConfig true with chained: false/],
     ['an unknown provider', { provider: 'calico' }, /provider "calico": want default or multus/],
-    ['ownedConfig=true', { ownedConfig: 'true' }, /ownedConfig true: an owned conflist is not implemented/],
+    ['an ownedConfigFileName that is no .conflist', { ownedConfig: 'true', ownedConfigFileName: '02-meshcni.conf' }, /ownedConfigFileName "02-meshcni.conf": want a .conflist/],
     ['a relative cniBinDir', { cniBinDir: 'opt/cni/bin' }, /cniBinDir "opt\/cni\/bin": want an absolute host path/],
     ['a relative cniNetnsDir', { cniNetnsDir: 'run/netns' }, /cniNetnsDir "run\/netns": want an absolute host path/],
     ['a path as cniConfFileName', { cniConfFileName: '/etc/cni/net.d/10.conflist' }, /cniConfFileName "\/etc\/cni\/net.d\/10.conflist": want a file name/],

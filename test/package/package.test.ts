@@ -119,7 +119,8 @@ describe('installed from the tarball without a compiler', () => {
     const bin = join(work, 'cni-bin');
     mkdirSync(conf);
     writeFileSync(join(conf, '10-bridge.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'podnet', plugins: [{ type: 'bridge', bridge: 'cni0' }] }));
-    ok(npx('install', '--cni-conf-dir', conf, '--cni-bin-dir', bin, '--socket', join(work, 'agent.sock')), 'install');
+    // No agent serves here: --without-agent (install refuses otherwise; test/install covers the refusal).
+    ok(npx('install', '--cni-conf-dir', conf, '--cni-bin-dir', bin, '--socket', join(work, 'agent.sock'), '--without-agent'), 'install');
     const shim = join(bin, 'meshcni');
     expect(readFileSync(shim).equals(readFileSync(join(pkg, 'build', 'Release', 'meshcni')))).toBe(true);
     expect(statSync(shim).mode & 0o777).toBe(0o755);
@@ -135,7 +136,7 @@ describe('installed from the tarball without a compiler', () => {
   it('npx meshcni-agent install gives up after --wait-timeout with one line when no primary config appears', () => {
     const conf = join(work, 'empty.d');
     mkdirSync(conf);
-    const r = npx('install', '--cni-conf-dir', conf, '--cni-bin-dir', join(work, 'cni-bin2'), '--wait-timeout', '1');
+    const r = npx('install', '--cni-conf-dir', conf, '--cni-bin-dir', join(work, 'cni-bin2'), '--wait-timeout', '1', '--without-agent');
     expect(r.status).toBe(1);
     expect(r.stderr.trim().split('\n')).toEqual([`meshcni-agent: no valid primary CNI config in ${conf} after 1000 ms (last check: no .conflist/.conf/.json in ${conf} yet)`]);
   });

@@ -36,11 +36,20 @@ defaults; all the others are plain values. Use: include "meshcni.values" . | fro
 {{- if not (has .provider (list "default" "multus")) -}}
 {{- fail (printf "provider %q: want default or multus" .provider) -}}
 {{- end -}}
-{{- if or (ne (toString .chained) "true") (eq .provider "multus") -}}
-{{- fail (printf "chained %v with provider %q: standalone (Multus) mode is not implemented by this agent yet; use chained: true, provider: default" .chained .provider) -}}
+{{- $chained := eq (toString .chained) "true" -}}
+{{- if ne $chained (eq .provider "default") -}}
+{{- $want := "want chained: true with provider: default, or chained: false with provider: multus" -}}
+{{- fail (printf "chained %v with provider %q: %s" .chained .provider $want) -}}
 {{- end -}}
-{{- if ne (toString .ownedConfig) "false" -}}
-{{- fail (printf "ownedConfig %v: an owned conflist is not implemented by this agent yet; leave it false" .ownedConfig) -}}
+{{- if and (not $chained) (not (regexMatch "^[A-Za-z0-9][A-Za-z0-9_.-]*\\.conf$" (toString .cniConfFileName))) -}}
+{{- $want := "chained: false needs the name of meshcni's own .conf (e.g. meshcni.conf)" -}}
+{{- fail (printf "cniConfFileName %q: %s" .cniConfFileName $want) -}}
+{{- end -}}
+{{- if and (not $chained) .ownedConfig -}}
+{{- fail "ownedConfig true with chained: false: an owned conflist is for the chained mode only" -}}
+{{- end -}}
+{{- if and .ownedConfig (not (regexMatch "^[A-Za-z0-9][A-Za-z0-9_.-]*\\.conflist$" (toString .ownedConfigFileName))) -}}
+{{- fail (printf "ownedConfigFileName %q: want a .conflist file name inside cniConfDir" .ownedConfigFileName) -}}
 {{- end -}}
 {{- if not (has .layout (list "iptables" "nft")) -}}
 {{- fail (printf "layout %q: want iptables or nft" .layout) -}}
