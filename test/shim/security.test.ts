@@ -2,7 +2,7 @@
 // what a damaged pod index means, one reading of every input the agent reads too, error text that is
 // always valid UTF-8 JSON, and exclusion in linear time. Each case failed on the shim before the fix.
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -239,4 +239,24 @@ describe('namespace exclusion', () => {
     expect(r.code, r.stdout.toString() + r.stderr).toBe(0); // excluded: nothing to check, no agent
     expect(r.ms).toBeLessThan(2000);
   });
+});
+
+describe('pod index directory', () => {
+  const cases = [
+    { name: 'world-writable', mode: 0o777, uid: 0 },
+    { name: 'sticky world-writable', mode: 0o1777, uid: 0 },
+    { name: 'group-writable', mode: 0o770, uid: 0 },
+    { name: 'owned by another user', mode: 0o755, uid: NOBODY },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: the index in it is not trusted, and the error names the directory`, async () => {
+      const dir = join(tempDir(), 'index');
+      const podIndexPath = podIndex((mkdirSync(dir), dir), ['S shop cart-7d9 u-1']);
+      chmodSync(dir, c.mode);
+      chownSync(dir, c.uid, c.uid);
+      const r = await runShim(podEnv('ADD'), JSON.stringify(conf({ socketPath: join(dir, 'gone.sock'), podIndexPath })));
+      expect(cniError(r).code).toBe(11);
+      expect(r.stderr).toContain(`pod index directory ${dir} is not root's`);
+    });
+  }
 });
