@@ -197,7 +197,8 @@ export class CniSocketServer {
     for (const c of this.conns) this.drop(c);
     await closed;
     try {
-      if (this.boundIno !== undefined && lstatSync(this.opts.socketPath).ino === this.boundIno) unlinkSync(this.opts.socketPath);
+      const path = this.opts.socketPath;
+      if (this.boundIno !== undefined && lstatSync(path).ino === this.boundIno) unlinkSync(path);
     } catch (e) {
       if (!isEnoent(e)) throw e;
     }

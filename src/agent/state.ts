@@ -61,14 +61,16 @@ export function trustedDirProblem(path: string, what: string): string | null {
   if (!st.isDirectory()) return `${what} ${dir} is not a directory`;
   if (!owned(st.uid)) return `${what} ${dir} is owned by uid ${st.uid}, not by root or the agent (uid ${uid})`;
   if ((st.mode & 0o022) !== 0) {
-    return `${what} ${dir} has mode ${(st.mode & 0o7777).toString(8)}: writable by group or others; make it 0700 or 0755`;
+    const mode = (st.mode & 0o7777).toString(8);
+    return `${what} ${dir} has mode ${mode}: writable by group or others; make it 0700 or 0755`;
   }
   while (dir !== dirname(dir)) {
     dir = dirname(dir);
     const up = statSync(dir);
     if (!owned(up.uid)) return `${what} ${path}: its parent ${dir} is owned by uid ${up.uid}, not by root or the agent`;
     if ((up.mode & 0o022) !== 0 && (up.mode & 0o1000) === 0) {
-      return `${what} ${path}: its parent ${dir} has mode ${(up.mode & 0o7777).toString(8)}, writable by others and not sticky`;
+      const mode = (up.mode & 0o7777).toString(8);
+      return `${what} ${path}: its parent ${dir} has mode ${mode}, writable by others and not sticky`;
     }
   }
   return null;
@@ -97,7 +99,8 @@ export class PodStateStore {
     } catch (e) {
       throw new StateError(errnoOf(e), this.dir, 'creating or writing', e);
     }
-    const problem = trustedDirProblem(dirname(this.dir), 'state directory') ?? trustedDirProblem(this.dir, 'state directory');
+    const problem =
+      trustedDirProblem(dirname(this.dir), 'state directory') ?? trustedDirProblem(this.dir, 'state directory');
     if (problem) throw new Error(problem);
     const problems: string[] = [];
     let removedTemp = 0;

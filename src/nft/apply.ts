@@ -113,7 +113,8 @@ export async function readTables(netnsPath: string, opts: { maxDumpBytes?: numbe
       throw Object.assign(err, { code: 'E2BIG' });
     }
   };
-  const replies = await bounded((['GETTABLE', 'GETCHAIN', 'GETSET', 'GETRULE'] as const).map((k) => dumpRequest(k)), limit);
+  const kinds = ['GETTABLE', 'GETCHAIN', 'GETSET', 'GETRULE'] as const;
+  const replies = await bounded(kinds.map((k) => dumpRequest(k)), limit);
   const tables = assembleRuleset(replies);
   const sets = tables.flatMap((t) => t.sets);
   if (sets.length === 0) return tables;

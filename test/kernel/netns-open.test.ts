@@ -24,7 +24,8 @@ async function fifoWithWriter(): Promise<{ fifo: string; opened: () => boolean }
   const fifo = join(dir, 'ns');
   const marker = join(dir, 'opened');
   execFileSync('mkfifo', [fifo]);
-  const writer: ChildProcess = spawn('sh', ['-c', 'exec 3>"$0"; : > "$1"; sleep 30', fifo, marker], { stdio: 'ignore' });
+  const script = 'exec 3>"$0"; : > "$1"; sleep 30';
+  const writer: ChildProcess = spawn('sh', ['-c', script, fifo, marker], { stdio: 'ignore' });
   cleanups.push(() => {
     writer.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });

@@ -82,7 +82,8 @@ describe('agent inputs', () => {
   }
 
   it('refuses a CNI_ARGS key given twice, and reads each key once otherwise', () => {
-    expect(() => parseCniArgs('K8S_POD_NAME=a;K8S_POD_NAME=b')).toThrow("CNI_ARGS names key 'K8S_POD_NAME' more than once");
+    const twice = () => parseCniArgs('K8S_POD_NAME=a;K8S_POD_NAME=b');
+    expect(twice).toThrow("CNI_ARGS names key 'K8S_POD_NAME' more than once");
     expect(parseCniArgs('K8S_POD_NAMESPACE=shop;K8S_POD_NAME=cart;').get('K8S_POD_NAME')).toBe('cart');
   });
 
