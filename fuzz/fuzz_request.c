@@ -11,15 +11,6 @@ static void check(int ok) {
   if (!ok) abort();
 }
 
-static int valid_utf8_text(const char *s) {
-  for (const unsigned char *p = (const unsigned char *)s; *p;) {
-    size_t n = json_utf8_len(p, strnlen((const char *)p, 4));
-    if (!n) return 0;
-    p += n;
-  }
-  return 1;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char *copy = malloc(size + 1);
   if (!copy) return 0;
@@ -46,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int i = 0; !b.failed && i < 6; i++) {
       char *s = json_string(&out, json_get(&out, 0, keys[i]));
       check(s != NULL);
-      if (valid_utf8_text(part[i])) check(!strcmp(s, part[i]));
+      if (json_valid_utf8(part[i])) check(!strcmp(s, part[i]));
       free(s);
     }
     if (!b.failed) json_free(&out);

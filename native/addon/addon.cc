@@ -62,7 +62,10 @@ int PodSocket(const std::string &path, int protocol, size_t batchBytes, SysError
   if (nsfd < 0) return -1;
   int sock = NetlinkSocketIn(nsfd, protocol, e);
   close(nsfd);
-  if (sock >= 0) PrepareNetlinkSocket(sock, batchBytes);
+  if (sock >= 0 && !PrepareNetlinkSocket(sock, batchBytes, e)) {
+    close(sock);
+    return -1;
+  }
   return sock;
 }
 
@@ -174,14 +177,17 @@ class ApplyWorker : public PodNetlinkWorker {
 /** dump(path, [requests], protocol?) → Promise<Buffer[]>: each request's replies, DONE excluded. */
 class DumpWorker : public PodNetlinkWorker {
  public:
-  DumpWorker(Napi::Env env, std::string path, std::vector<std::vector<uint8_t>> requests, int protocol)
-      : PodNetlinkWorker(env, "meshcni.dump", std::move(path), protocol, 0), requests_(std::move(requests)) {}
+  DumpWorker(Napi::Env env, std::string path, std::vector<std::vector<uint8_t>> requests, int protocol, size_t maxBytes)
+      : PodNetlinkWorker(env, "meshcni.dump", std::move(path), protocol, 0), requests_(std::move(requests)),
+        maxBytes_(maxBytes) {}
 
  protected:
   bool Run(int sock) override {
     replies_.resize(requests_.size());
+    size_t used = 0;  // the bound covers all the requests of one call together
     for (size_t i = 0; i < requests_.size(); i++) {
-      if (!DumpWithRetry(sock, i)) return false;
+      if (!DumpWithRetry(sock, i, maxBytes_ - used)) return false;
+      used += replies_[i].size();
     }
     return true;
   }
@@ -196,11 +202,11 @@ class DumpWorker : public PodNetlinkWorker {
 
  private:
   // A dump interrupted by a concurrent change is inconsistent: throw it away and ask again.
-  bool DumpWithRetry(int sock, size_t i) {
+  bool DumpWithRetry(int sock, size_t i, size_t maxBytes) {
     for (int attempt = 0; attempt < kDumpRetries; attempt++) {
       bool interrupted = false;
       replies_[i].clear();
-      if (!Dump(sock, requests_[i], kTimeoutMs, &replies_[i], &interrupted, &error_)) return false;
+      if (!Dump(sock, requests_[i], kTimeoutMs, maxBytes, &replies_[i], &interrupted, &error_)) return false;
       if (!interrupted) return true;
     }
     error_ = {EAGAIN, "EAGAIN", "netlink dump kept being interrupted by concurrent changes"};
@@ -209,6 +215,7 @@ class DumpWorker : public PodNetlinkWorker {
 
   std::vector<std::vector<uint8_t>> requests_;
   std::vector<std::vector<uint8_t>> replies_;
+  size_t maxBytes_;
 };
 
 Napi::Value ApplyBatch(const Napi::CallbackInfo &info) {
@@ -246,7 +253,12 @@ Napi::Value DumpRequests(const Napi::CallbackInfo &info) {
   Napi::Array arr = info[1].As<Napi::Array>();
   std::vector<std::vector<uint8_t>> requests;
   for (uint32_t i = 0; i < arr.Length(); i++) requests.push_back(BytesOf(arr.Get(i), "dump request"));
-  auto *w = new DumpWorker(info.Env(), std::move(path), std::move(requests), ProtocolOf(info[2]));
+  if (!info[3].IsNumber() || info[3].As<Napi::Number>().DoubleValue() < 1 ||
+      info[3].As<Napi::Number>().DoubleValue() > double(1u << 30)) {
+    throw Napi::RangeError::New(info.Env(), "maxBytes must be a number of bytes from 1 to 1 GiB");
+  }
+  size_t maxBytes = size_t(info[3].As<Napi::Number>().DoubleValue());
+  auto *w = new DumpWorker(info.Env(), std::move(path), std::move(requests), ProtocolOf(info[2]), maxBytes);
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;

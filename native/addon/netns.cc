@@ -44,26 +44,33 @@ int OpenNetns(const std::string &path, NsIdentity *id, SysError *e) {
     Refuse(e, EINVAL, "EINVAL", "network namespace path must be absolute, got '" + path + "'");
     return -1;
   }
-  // O_NONBLOCK: a FIFO (or a device) given as the netns must not park this worker thread in open()
-  // waiting for a writer; it opens at once and is refused below. nsfs files ignore the flag.
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-  if (fd < 0) {
+  // O_PATH first: it names the file without opening it for I/O, so a device node, FIFO or socket
+  // given as CNI_NETNS is never really opened (no driver open(), no writer woken on a FIFO).
+  int pathFd = open(path.c_str(), O_PATH | O_CLOEXEC);
+  if (pathFd < 0) {
     Fail(e, "cannot open network namespace", path);
     return -1;
   }
-  // Only files of the nsfs pseudo file system are namespaces; checked before any ioctl is sent to
-  // a file of some other driver.
+  // Only files of the nsfs pseudo file system are namespaces; checked before the file is opened
+  // for real and before any ioctl is sent to a file of some other driver.
   struct statfs fs;
-  if (fstatfs(fd, &fs) != 0) {
+  if (fstatfs(pathFd, &fs) != 0) {
     Fail(e, "cannot statfs network namespace", path);
-    close(fd);
+    close(pathFd);
     return -1;
   }
   if (fs.f_type != NSFS_MAGIC) {
     Refuse(e, EINVAL, "ENOTNETNS", path + " is not a network namespace (not an nsfs file)");
-    close(fd);
+    close(pathFd);
     return -1;
   }
+  // The same inode, opened for real through the O_PATH descriptor (not the path again, which could
+  // have been replaced meanwhile).
+  std::string self = "/proc/self/fd/" + std::to_string(pathFd);
+  int fd = open(self.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) Fail(e, "cannot open network namespace", path);
+  close(pathFd);
+  if (fd < 0) return -1;
   struct stat st;
   if (fstat(fd, &st) != 0) {
     Fail(e, "cannot stat network namespace", path);

@@ -52,12 +52,25 @@ bool WaitReadable(int sock, int64_t deadline, SysError *e) {
   }
 }
 
-/** Receives one datagram into `buf`; returns its length or -1 with `e` set. */
+/** Receives one datagram from the kernel into `buf`; returns its length or -1 with `e` set. */
 ssize_t ReceiveOne(int sock, std::vector<uint8_t> *buf, int64_t deadline, SysError *e) {
   // The kernel handles a batch inside send(), so its answers are usually queued already: try first,
   // wait (bounded by the deadline) only when nothing is there yet.
   for (;;) {
-    ssize_t n = recv(sock, buf->data(), buf->size(), MSG_DONTWAIT);
+    struct sockaddr_nl from = {};
+    socklen_t fromLen = sizeof from;
+    ssize_t n = recvfrom(sock, buf->data(), buf->size(), MSG_DONTWAIT | MSG_TRUNC,
+                         reinterpret_cast<struct sockaddr *>(&from), &fromLen);
+    // The socket is connected to the kernel, which refuses other senders; a datagram from anyone
+    // else (port id not 0) is dropped all the same.
+    if (n >= 0 && (fromLen != sizeof from || from.nl_family != AF_NETLINK || from.nl_pid != 0)) continue;
+    if (n > ssize_t(buf->size())) {
+      e->err = EMSGSIZE;
+      e->code = "EMSGSIZE";
+      e->message = "a netlink reply of " + std::to_string(n) + " bytes did not fit the " + std::to_string(buf->size()) +
+                   "-byte receive buffer";
+      return -1;
+    }
     if (n >= 0) return n;
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -73,7 +86,10 @@ std::string ExtackMessage(const struct nlmsghdr *h) {
   const auto *err = static_cast<const struct nlmsgerr *>(NLMSG_DATA(h));
   // With NETLINK_CAP_ACK the echoed request is only its header, so TLVs start right after nlmsgerr.
   size_t offset = NLMSG_HDRLEN + sizeof(struct nlmsgerr);
-  if (!(h->nlmsg_flags & NLM_F_CAPPED)) offset += err->msg.nlmsg_len - NLMSG_HDRLEN;
+  if (!(h->nlmsg_flags & NLM_F_CAPPED)) {
+    if (err->msg.nlmsg_len < NLMSG_HDRLEN || err->msg.nlmsg_len > h->nlmsg_len) return "";
+    offset += NLMSG_ALIGN(err->msg.nlmsg_len) - NLMSG_HDRLEN;
+  }
   const uint8_t *base = reinterpret_cast<const uint8_t *>(h);
   while (offset + NLA_HDRLEN <= h->nlmsg_len) {
     const auto *a = reinterpret_cast<const struct nlattr *>(base + offset);
@@ -88,7 +104,8 @@ std::string ExtackMessage(const struct nlmsghdr *h) {
 }
 
 /** Collects the seqs of the messages that asked for an ACK; counts messages and first seq. */
-bool ScanBatch(const uint8_t *batch, size_t size, std::set<uint32_t> *wanted, TransactResult *out, SysError *e) {
+bool ScanBatch(const uint8_t *batch, size_t size, std::set<uint32_t> *wanted, std::set<uint32_t> *ours,
+               TransactResult *out, SysError *e) {
   size_t offset = 0;
   while (offset < size) {
     if (size - offset < NLMSG_HDRLEN) break;
@@ -97,6 +114,7 @@ bool ScanBatch(const uint8_t *batch, size_t size, std::set<uint32_t> *wanted, Tr
     if (out->messages == 0) out->firstSeq = h->nlmsg_seq;
     out->messages++;
     if (h->nlmsg_flags & NLM_F_ACK) wanted->insert(h->nlmsg_seq);
+    ours->insert(h->nlmsg_seq);
     offset += NLMSG_ALIGN(h->nlmsg_len);
   }
   if (offset != size || out->messages == 0) {
@@ -106,6 +124,16 @@ bool ScanBatch(const uint8_t *batch, size_t size, std::set<uint32_t> *wanted, Tr
     return false;
   }
   return true;
+}
+
+/** Whether `h` (already NLMSG_OK) is long enough for what its type says it carries. */
+bool LongEnough(const struct nlmsghdr *h, SysError *e) {
+  if (h->nlmsg_type != NLMSG_ERROR || h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct nlmsgerr))) return true;
+  e->err = EPROTO;
+  e->code = "EPROTO";
+  e->message = "the kernel sent a netlink error message of " + std::to_string(h->nlmsg_len) + " bytes, shorter than " +
+               std::to_string(NLMSG_LENGTH(sizeof(struct nlmsgerr)));
+  return false;
 }
 
 bool SendAll(int sock, const uint8_t *data, size_t size, SysError *e) {
@@ -122,8 +150,15 @@ bool SendAll(int sock, const uint8_t *data, size_t size, SysError *e) {
 
 }  // namespace
 
-void PrepareNetlinkSocket(int sock, size_t batchBytes) {
-  // Nothing here fails in a way the caller must handle: a refused option leaves the default. No bind(): the kernel binds a netlink socket on its first send. Buffers are enlarged only where
+bool PrepareNetlinkSocket(int sock, size_t batchBytes, SysError *e) {
+  // Connected to the kernel (port id 0): the kernel then refuses unicasts from any other socket, so
+  // nobody with NET_ADMIN in the pod's namespace can inject replies. connect() also binds.
+  struct sockaddr_nl kernel = {};
+  kernel.nl_family = AF_NETLINK;
+  if (connect(sock, reinterpret_cast<struct sockaddr *>(&kernel), sizeof kernel) != 0) {
+    return Fail(e, "cannot connect the netlink socket to", "the kernel");
+  }
+  // A refused option leaves the default. Buffers are enlarged only where
   // the defaults (about 200 KiB) may not do: dumps (batchBytes 0) and big batches; an ordinary pod's
   // batch and its ACKs fit, and each setsockopt is a syscall on every ADD.
   if (batchBytes == 0 || batchBytes > kDefaultRoom) {
@@ -135,11 +170,12 @@ void PrepareNetlinkSocket(int sock, size_t batchBytes) {
   // CAP_ACK keeps error messages small (no echoed request); EXT_ACK brings the kernel's reason.
   setsockopt(sock, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
   setsockopt(sock, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
+  return true;
 }
 
 bool Transact(int sock, const uint8_t *batch, size_t size, int timeoutMs, TransactResult *out, SysError *e) {
-  std::set<uint32_t> wanted;
-  if (!ScanBatch(batch, size, &wanted, out, e)) return false;
+  std::set<uint32_t> wanted, ours;
+  if (!ScanBatch(batch, size, &wanted, &ours, out, e)) return false;
   if (!SendAll(sock, batch, size, e)) return false;
   int64_t deadline = NowMs() + timeoutMs;
   // ACKs and errors (capped, no echoed request) are small: a per-thread buffer, not a fresh 256 KiB
@@ -151,6 +187,9 @@ bool Transact(int sock, const uint8_t *batch, size_t size, int timeoutMs, Transa
     int len = int(n);
     for (auto *h = reinterpret_cast<struct nlmsghdr *>(buf.data()); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
       if (h->nlmsg_type != NLMSG_ERROR) continue;
+      if (!LongEnough(h, e)) return false;
+      // Only answers to our own messages count: a seq outside the batch is not ours.
+      if (!ours.count(h->nlmsg_seq)) continue;
       const auto *err = static_cast<const struct nlmsgerr *>(NLMSG_DATA(h));
       bool asked = wanted.erase(h->nlmsg_seq) > 0;
       if (err->error == 0) {
@@ -166,9 +205,16 @@ bool Transact(int sock, const uint8_t *batch, size_t size, int timeoutMs, Transa
   return true;
 }
 
-bool Dump(int sock, const std::vector<uint8_t> &request, int timeoutMs, std::vector<uint8_t> *out, bool *interrupted,
-          SysError *e) {
+bool Dump(int sock, const std::vector<uint8_t> &request, int timeoutMs, size_t maxBytes, std::vector<uint8_t> *out,
+          bool *interrupted, SysError *e) {
   *interrupted = false;
+  if (request.size() < NLMSG_HDRLEN) {
+    e->err = EINVAL;
+    e->code = "EINVAL";
+    e->message = "a netlink dump request must hold a message header";
+    return false;
+  }
+  uint32_t seq = reinterpret_cast<const struct nlmsghdr *>(request.data())->nlmsg_seq;
   if (!SendAll(sock, request.data(), request.size(), e)) return false;
   int64_t deadline = NowMs() + timeoutMs;
   std::vector<uint8_t> buf(kRecvBuffer);
@@ -177,6 +223,8 @@ bool Dump(int sock, const std::vector<uint8_t> &request, int timeoutMs, std::vec
     if (n < 0) return false;
     int len = int(n);
     for (auto *h = reinterpret_cast<struct nlmsghdr *>(buf.data()); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+      if (!LongEnough(h, e)) return false;
+      if (h->nlmsg_seq != seq) continue;  // not an answer to this request
       if (h->nlmsg_flags & NLM_F_DUMP_INTR) *interrupted = true;
       if (h->nlmsg_type == NLMSG_DONE) return true;
       if (h->nlmsg_type == NLMSG_ERROR) {
@@ -186,6 +234,13 @@ bool Dump(int sock, const std::vector<uint8_t> &request, int timeoutMs, std::vec
         return Fail(e, "netlink dump failed:", ExtackMessage(h));
       }
       const uint8_t *p = reinterpret_cast<const uint8_t *>(h);
+      if (out->size() + NLMSG_ALIGN(h->nlmsg_len) > maxBytes) {
+        e->err = E2BIG;
+        e->code = "E2BIG";
+        e->message = "netlink dump is larger than " + std::to_string(maxBytes) +
+                     " bytes, the limit per network namespace: refusing to read it";
+        return false;
+      }
       out->insert(out->end(), p, p + h->nlmsg_len);
       out->resize(NLMSG_ALIGN(out->size()), 0);
     }

@@ -24,8 +24,11 @@ struct TransactResult {
   std::vector<MessageError> errors;
 };
 
-/** Sizes the buffers where a batch of `batchBytes` (0: a dump) needs it, and asks for capped, extended ACKs. */
-void PrepareNetlinkSocket(int sock, size_t batchBytes);
+/**
+ * Connects the socket to the kernel (so only the kernel can answer on it), sizes the buffers where a
+ * batch of `batchBytes` (0: a dump) needs it, and asks for capped, extended ACKs. False with `e` set.
+ */
+bool PrepareNetlinkSocket(int sock, size_t batchBytes, SysError *e);
 
 /**
  * Sends `batch` (one or more netlink messages) in one sendmsg and reads until every message that
@@ -35,10 +38,11 @@ void PrepareNetlinkSocket(int sock, size_t batchBytes);
 bool Transact(int sock, const uint8_t *batch, size_t size, int timeoutMs, TransactResult *out, SysError *e);
 
 /**
- * Sends one dump request and appends every reply message up to NLMSG_DONE to `out`.
+ * Sends one dump request and appends every reply message with the request's seq up to NLMSG_DONE to
+ * `out`, which may not grow beyond `maxBytes` (E2BIG: the dump is refused, not read to its end).
  * Sets `*interrupted` when the kernel flagged NLM_F_DUMP_INTR (the caller retries).
  */
-bool Dump(int sock, const std::vector<uint8_t> &request, int timeoutMs, std::vector<uint8_t> *out, bool *interrupted,
-          SysError *e);
+bool Dump(int sock, const std::vector<uint8_t> &request, int timeoutMs, size_t maxBytes, std::vector<uint8_t> *out,
+          bool *interrupted, SysError *e);
 
 }  // namespace meshcni

@@ -29,8 +29,28 @@ static unsigned fnv1a32(const char *p, size_t n) {
   return h;
 }
 
+/* The index's directory must be ours (or root's) and writable by nobody else, as the agent requires
+ * of the directories it trusts (state.ts): otherwise anyone could swap the file. 0 fine, -1 + why. */
+static int directory_trusted(const char *path, char *why, size_t why_len) {
+  char dir[4097];
+  const char *slash = strrchr(path, '/');
+  size_t n = slash ? (size_t)(slash - path) : 0;
+  if (!slash || n >= sizeof dir)
+    return say(why, why_len, INDEX_UNUSABLE, "pod index path %.128s has no directory", path), -1;
+  memcpy(dir, path, n);
+  dir[n ? n : 1] = '\0';
+  if (!n) dir[0] = '/';
+  struct stat st;
+  if (stat(dir, &st)) return say(why, why_len, INDEX_UNUSABLE, "cannot stat %.128s: %s", dir, strerror(errno)), -1;
+  if (S_ISDIR(st.st_mode) && (st.st_uid == geteuid() || st.st_uid == 0) && !(st.st_mode & 022)) return 0;
+  say(why, why_len, INDEX_UNUSABLE, "pod index directory %.128s is not root's with mode 0700 or 0755 (mode %o, uid %u)",
+      dir, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid);
+  return -1;
+}
+
 /* Reads the file into a malloc'd NUL-terminated buffer after checking what it is; NULL + why. */
 static char *read_index(const char *path, size_t *len, char *why, size_t why_len) {
+  if (directory_trusted(path, why, why_len)) return NULL;
   int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return say(why, why_len, INDEX_UNUSABLE, "cannot open pod index %.128s: %s", path, strerror(errno)), NULL;
   struct stat st;

@@ -73,6 +73,15 @@ size_t json_utf8_len(const unsigned char *s, size_t left) {
   return n;
 }
 
+int json_valid_utf8(const char *s) {
+  for (const unsigned char *p = (const unsigned char *)s; *p;) {
+    size_t n = json_utf8_len(p, strnlen((const char *)p, 4));
+    if (!n) return 0;
+    p += n;
+  }
+  return 1;
+}
+
 static int parse_string(struct parser *p) {
   int i = push(p, J_STRING);
   if (i < 0) return -1;

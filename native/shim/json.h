@@ -56,6 +56,8 @@ void jbuf_raw(struct jbuf *b, const char *s, size_t n);
 void jbuf_str(struct jbuf *b, const char *s); /* raw, NUL-terminated */
 /* Length of the valid UTF-8 sequence at s (at most `left` bytes), or 0 if it is not one. */
 size_t json_utf8_len(const unsigned char *s, size_t left);
+/* Whether the NUL-terminated s is valid UTF-8 throughout. */
+int json_valid_utf8(const char *s);
 /* `s` as a JSON string literal, quoted and escaped; a byte that starts no valid UTF-8 sequence (a
  * character cut by a %.Ns, say) becomes U+FFFD, so the output is always valid UTF-8 and JSON. */
 void jbuf_quote(struct jbuf *b, const char *s);

@@ -91,17 +91,6 @@ static int check_required(const struct cni_env *e) {
   return 0;
 }
 
-/* Whether s is valid UTF-8 throughout: the agent reads the request as UTF-8, and must see the bytes
- * the shim saw. */
-static int valid_utf8(const char *s) {
-  for (const unsigned char *p = (const unsigned char *)s; *p;) {
-    size_t n = json_utf8_len(p, strnlen((const char *)p, 4));
-    if (!n) return 0;
-    p += n;
-  }
-  return 1;
-}
-
 /* CNI_ARGS as both sides read it: ';'-separated KEY=VALUE elements (empty ones skipped), each key at
  * most once, so that the first and the last of two cannot name different pods. NULL or the problem. */
 static const char *args_problem(const char *args, char *msg, size_t len) {
@@ -126,7 +115,7 @@ static int check_values(const struct cni_env *e) {
   const char *names[] = {"CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH"};
   const char *values[] = {e->container_id, e->netns, e->ifname, e->args, e->path};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-    if (valid_utf8(values[i])) continue;
+    if (json_valid_utf8(values[i])) continue; /* the agent decodes strictly: it must see what we saw */
     snprintf(msg, sizeof msg, "%s is not valid UTF-8", names[i]);
     return cni_error(NULL, CNI_ERR_INVALID_ENV, msg, "");
   }

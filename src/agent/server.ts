@@ -124,6 +124,8 @@ interface Conn {
   pod?: { namespace?: string; pod?: string; containerId: string; command: string };
 }
 
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 /** A parse problem answered with an HTTP status and CNI error JSON. */
 const reject = (status: number, msg: string, code: number = CNI_ERR.decode): CniError => new CniError(code, msg, '', status);
 
@@ -195,7 +197,8 @@ export class CniSocketServer {
     for (const c of this.conns) this.drop(c);
     await closed;
     try {
-      if (this.boundIno !== undefined && lstatSync(this.opts.socketPath).ino === this.boundIno) unlinkSync(this.opts.socketPath);
+      const path = this.opts.socketPath;
+      if (this.boundIno !== undefined && lstatSync(path).ino === this.boundIno) unlinkSync(path);
     } catch (e) {
       if (!isEnoent(e)) throw e;
     }
@@ -288,7 +291,7 @@ export class CniSocketServer {
       if (this.opts.onTiming) c.receivedAt = monotonicMs();
       const all = c.chunks.length === 1 ? c.chunks[0]! : Buffer.concat(c.chunks);
       c.chunks = [];
-      void this.run(c, all.toString('utf8', c.bodyAt, c.bodyAt + c.contentLength));
+      void this.run(c, all.subarray(c.bodyAt, c.bodyAt + c.contentLength));
     } catch (e) {
       this.answerError(c, e as CniError, '1.1.0');
     }
@@ -323,11 +326,19 @@ export class CniSocketServer {
     if (c.contentLength > this.maxBody) throw reject(413, `request body of ${c.contentLength} bytes exceeds the limit of ${this.maxBody}`);
   }
 
-  private async run(c: Conn, body: string): Promise<void> {
+  private async run(c: Conn, bytes: Buffer): Promise<void> {
     this.inFlight++;
     let cniVersion = '1.1.0';
     try {
       let parsed: unknown;
+      let body: string;
+      try {
+        // Strict: a lossy decode would turn bytes the shim saw into U+FFFD the agent sees, and the two
+        // would read different values (a CNI_NETNS, say). The shim sends only valid UTF-8.
+        body = STRICT_UTF8.decode(bytes);
+      } catch {
+        throw reject(400, 'request body is not valid UTF-8');
+      }
       try {
         parsed = JSON.parse(body);
       } catch (e) {

@@ -1,8 +1,19 @@
 // What the agent did, per attachment, kept on disk so a restarted agent still knows: one small JSON
 // file per container, written atomically (write + rename). A failed write leaves no file behind
 // and no record in memory; the error names the state directory and the errno.
-import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { containerIdProblem } from './cni.js';
 
 export interface PodRecord {
@@ -38,6 +49,36 @@ export class StateError extends Error {
 
 const errnoOf = (e: unknown): string => (e as NodeJS.ErrnoException).code ?? 'EIO';
 
+/**
+ * Why a directory the agent trusts (its state, the pods directory) could be swapped by someone else,
+ * or null. The directory must be owned by root or by the agent's user and writable by nobody else;
+ * each directory above it must be owned by root or the agent's user and, if others may write it, be
+ * sticky (like /tmp), so nobody else can rename what it holds. The shim checks the pod index's
+ * directory by the same rule (index.c).
+ */
+export function trustedDirProblem(path: string, what: string): string | null {
+  const uid = process.getuid?.() ?? 0;
+  const owned = (u: number): boolean => u === 0 || u === uid;
+  let dir = resolve(path);
+  const st = statSync(dir);
+  if (!st.isDirectory()) return `${what} ${dir} is not a directory`;
+  if (!owned(st.uid)) return `${what} ${dir} is owned by uid ${st.uid}, not by root or the agent (uid ${uid})`;
+  if ((st.mode & 0o022) !== 0) {
+    const mode = (st.mode & 0o7777).toString(8);
+    return `${what} ${dir} has mode ${mode}: writable by group or others; make it 0700 or 0755`;
+  }
+  while (dir !== dirname(dir)) {
+    dir = dirname(dir);
+    const up = statSync(dir);
+    if (!owned(up.uid)) return `${what} ${path}: its parent ${dir} is owned by uid ${up.uid}, not by root or the agent`;
+    if ((up.mode & 0o022) !== 0 && (up.mode & 0o1000) === 0) {
+      const mode = (up.mode & 0o7777).toString(8);
+      return `${what} ${path}: its parent ${dir} has mode ${mode}, writable by others and not sticky`;
+    }
+  }
+  return null;
+}
+
 export class PodStateStore {
   private readonly records = new Map<string, PodRecord>();
   private readonly dir: string;
@@ -61,6 +102,9 @@ export class PodStateStore {
     } catch (e) {
       throw new StateError(errnoOf(e), this.dir, 'creating or writing', e);
     }
+    const problem =
+      trustedDirProblem(dirname(this.dir), 'state directory') ?? trustedDirProblem(this.dir, 'state directory');
+    if (problem) throw new Error(problem);
     const problems: string[] = [];
     let removedTemp = 0;
     for (const f of readdirSync(this.dir)) {

@@ -16,7 +16,7 @@ interface NetlinkErrorDetail {
 interface Addon {
   applyBatch(path: string, batch: Buffer, protocol?: number): Promise<{ messages: number; acked: number }>;
   applyBatchInline(path: string, batch: Buffer, protocol?: number): { messages: number; acked: number };
-  dump(path: string, requests: Buffer[], protocol?: number): Promise<Buffer[]>;
+  dump(path: string, requests: Buffer[], protocol: number, maxBytes: number): Promise<Buffer[]>;
   netnsIdentity(path: string): { dev: bigint; ino: bigint };
   checkPodNetns(path: string): void;
   netnsOwner(path: string): { dev: bigint; ino: bigint };
@@ -137,9 +137,24 @@ export function applyNetlinkBatchInline(netnsPath: string, batch: Buffer, protoc
   }
 }
 
-/** Runs dump requests in the namespace, one after another on one socket; returns each one's replies. */
-export function netlinkDumps(netnsPath: string, requests: Buffer[], protocol: number = NETLINK_NETFILTER): Promise<Buffer[]> {
-  return native().dump(netnsPath, requests, protocol);
+/**
+ * The most reply bytes read from one network namespace by one netlinkDumps call (all its requests
+ * together). A namespace whose tables dump to more (600 k set elements cost about 145 MB of heap)
+ * fails with E2BIG instead of growing the agent towards its memory limit.
+ */
+export const MAX_DUMP_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Runs dump requests in the namespace, one after another on one socket; returns each one's replies.
+ * Rejects with code E2BIG once the replies would exceed `maxBytes` together.
+ */
+export function netlinkDumps(
+  netnsPath: string,
+  requests: Buffer[],
+  protocol: number = NETLINK_NETFILTER,
+  maxBytes: number = MAX_DUMP_BYTES,
+): Promise<Buffer[]> {
+  return native().dump(netnsPath, requests, protocol, maxBytes);
 }
 
 /** Runs one dump request in the namespace; resolves with every reply message (NLMSG_DONE excluded). */

@@ -1,6 +1,14 @@
 // Programs tables into a network namespace as one transaction, and reads a namespace's tables back.
 // The only file of src/nft that does I/O, through src/kernel.
-import { applyNetlinkBatch, applyNetlinkBatchInline, netlinkDumps, NetlinkBatchError, NETLINK_ROUTE } from '../kernel/index.js';
+import {
+  applyNetlinkBatch,
+  applyNetlinkBatchInline,
+  MAX_DUMP_BYTES,
+  netlinkDumps,
+  NetlinkBatchError,
+  NETLINK_NETFILTER,
+  NETLINK_ROUTE,
+} from '../kernel/index.js';
 import { routingBatch, type RoutingPlan } from './route.js';
 import type { TableContents, Table } from './model.js';
 import { NetlinkWriter } from './netlink.js';
@@ -88,13 +96,30 @@ function dumpRequest(kind: Parameters<typeof writeDumpRequest>[1], set?: { famil
   return w.toBuffer();
 }
 
-/** Reads every table, chain, set (with elements) and rule in the namespace. */
-export async function readTables(netnsPath: string): Promise<TableContents[]> {
-  const replies = await netlinkDumps(netnsPath, (['GETTABLE', 'GETCHAIN', 'GETSET', 'GETRULE'] as const).map((k) => dumpRequest(k)));
+/**
+ * Reads every table, chain, set (with elements) and rule in the namespace, at most `maxDumpBytes` of
+ * netlink replies in all (MAX_DUMP_BYTES by default): a namespace holding more fails with an error
+ * naming the path and the limit, rather than growing the agent's heap.
+ */
+export async function readTables(netnsPath: string, opts: { maxDumpBytes?: number } = {}): Promise<TableContents[]> {
+  const limit = opts.maxDumpBytes ?? MAX_DUMP_BYTES;
+  const bounded = async (requests: Buffer[], left: number): Promise<Buffer[]> => {
+    try {
+      return await netlinkDumps(netnsPath, requests, NETLINK_NETFILTER, left);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'E2BIG') throw e;
+      const err = new Error(`nftables of network namespace ${netnsPath} dump to more than ${limit} bytes, the limit ` +
+        'per namespace: not read', { cause: e });
+      throw Object.assign(err, { code: 'E2BIG' });
+    }
+  };
+  const kinds = ['GETTABLE', 'GETCHAIN', 'GETSET', 'GETRULE'] as const;
+  const replies = await bounded(kinds.map((k) => dumpRequest(k)), limit);
   const tables = assembleRuleset(replies);
   const sets = tables.flatMap((t) => t.sets);
   if (sets.length === 0) return tables;
-  const elems = await netlinkDumps(netnsPath, sets.map((s) => dumpRequest('GETSETELEM', s)));
+  const used = replies.reduce((n, b) => n + b.length, 0);
+  const elems = await bounded(sets.map((s) => dumpRequest('GETSETELEM', s)), Math.max(1, limit - used));
   return assembleRuleset([...replies, ...elems]);
 }
 

@@ -15,7 +15,9 @@ const FUZZ_SECONDS = Number(process.env.MESHCNI_FUZZ_SECONDS ?? 20);
 const logs = mkdtempSync(join(tmpdir(), 'mcni-san-'));
 afterAll(() => rmSync(logs, { recursive: true, force: true }));
 
-function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string }> {
+type Ran = { code: number | null; out: string };
+
+function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<Ran> {
   return new Promise((done, fail) => {
     const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -32,7 +34,9 @@ describe.skipIf(process.env.MESHCNI_SHIM !== undefined)('sanitizers', () => {
   }, async () => {
     const r = await run('bash', ['fuzz/run.sh'], { FUZZ_SECONDS: String(FUZZ_SECONDS) });
     expect(r.code, r.out.slice(-4000)).toBe(0);
-    for (const name of ['json', 'pod_index', 'http_answer', 'request']) expect(r.out).toContain(`fuzz_${name}: ${FUZZ_SECONDS}s`);
+    for (const name of ['json', 'pod_index', 'http_answer', 'request']) {
+      expect(r.out).toContain(`fuzz_${name}: ${FUZZ_SECONDS}s`);
+    }
     expect(r.out.match(/^Done \d+ runs/gm)).toHaveLength(4);
   });
 
@@ -42,7 +46,8 @@ describe.skipIf(process.env.MESHCNI_SHIM !== undefined)('sanitizers', () => {
     const build = await run('make', ['-s', '-C', 'fuzz', '../build/fuzz/meshcni-asan']);
     expect(build.code, build.out).toBe(0);
     const san = `log_path=${join(logs, 'san')}`;
-    const r = await run('npx', ['vitest', 'run', 'test/shim/shim.test.ts', 'test/shim/security.test.ts', 'test/shim/fuzz.test.ts'], {
+    const files = ['test/shim/shim.test.ts', 'test/shim/security.test.ts', 'test/shim/fuzz.test.ts'];
+    const r = await run('npx', ['vitest', 'run', ...files], {
       MESHCNI_SHIM: join(ROOT, 'build/fuzz/meshcni-asan'),
       ASAN_OPTIONS: `${san}:detect_leaks=1`,
       UBSAN_OPTIONS: `${san}:print_stacktrace=1:halt_on_error=1`,

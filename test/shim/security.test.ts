@@ -2,7 +2,7 @@
 // what a damaged pod index means, one reading of every input the agent reads too, error text that is
 // always valid UTF-8 JSON, and exclusion in linear time. Each case failed on the shim before the fix.
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -46,7 +46,13 @@ function run(argv: string[], env: Record<string, string>, stdin: string): Promis
     child.stdin.on('error', () => {});
     child.on('error', fail);
     child.on('close', (code, signal) =>
-      done({ code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString(), ms: performance.now() - t0 }),
+      done({
+        code,
+        signal,
+        stdout: Buffer.concat(out),
+        stderr: Buffer.concat(err).toString(),
+        ms: performance.now() - t0,
+      }),
     );
     child.stdin.end(stdin);
   });
@@ -64,7 +70,12 @@ const podEnv = (command: string, extra: Record<string, string> = {}) => ({
   ...extra,
 });
 
-const conf = (extra: Record<string, unknown> = {}) => ({ cniVersion: '1.1.0', name: 'k8s-pod-network', type: 'meshcni', ...extra });
+const conf = (extra: Record<string, unknown> = {}) => ({
+  cniVersion: '1.1.0',
+  name: 'k8s-pod-network',
+  type: 'meshcni',
+  ...extra,
+});
 
 /** The CNI error the shim printed: the bytes must be valid UTF-8 and one JSON object. */
 function cniError(r: Run): { code: number; msg: string; details?: string } {
@@ -107,9 +118,14 @@ async function nobodyAgent(dir: string): Promise<string> {
   const script = `
     const net = require('node:net');
     const body = ${JSON.stringify(FORGED)};
-    net.createServer((s) => s.on('data', () => s.end('HTTP/1.1 200 OK\\r\\nContent-Length: ' + body.length + '\\r\\n\\r\\n' + body)))
+    const answer = 'HTTP/1.1 200 OK\\r\\nContent-Length: ' + body.length + '\\r\\n\\r\\n' + body;
+    net.createServer((s) => s.on('data', () => s.end(answer)))
       .listen(${JSON.stringify(socketPath)}, () => console.log('ready'));`;
-  const child = spawn(process.execPath, ['-e', script], { uid: NOBODY, gid: NOBODY, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['-e', script], {
+    uid: NOBODY,
+    gid: NOBODY,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   cleanups.push(
     () =>
       new Promise<void>((ok) => {
@@ -171,7 +187,8 @@ describe('pod index: a pod listed twice fails closed', () => {
     it(`${c.name}: ADD during an outage is refused (code 11), not passed`, async () => {
       const dir = tempDir();
       const podIndexPath = podIndex(dir, c.records);
-      const r = await runShim(podEnv('ADD'), JSON.stringify(conf({ socketPath: join(dir, 'gone.sock'), podIndexPath })));
+      const text = JSON.stringify(conf({ socketPath: join(dir, 'gone.sock'), podIndexPath }));
+      const r = await runShim(podEnv('ADD'), text);
       expect(cniError(r).code).toBe(11);
       expect(r.stderr).toMatch(/lists a pod twice/);
     });
@@ -234,9 +251,31 @@ describe('error text', () => {
 describe('namespace exclusion', () => {
   it('takes linear time: 60,000 excluded namespaces cost well under 2 s per exec', async () => {
     const names = Array.from({ length: 60_000 }, (_, i) => `ns-${i}`);
-    const text = JSON.stringify(conf({ socketPath: join(tempDir(), 'gone.sock'), excludeNamespaces: [...names, 'shop'] }));
+    const socketPath = join(tempDir(), 'gone.sock');
+    const text = JSON.stringify(conf({ socketPath, excludeNamespaces: [...names, 'shop'] }));
     const r = await runShim(podEnv('CHECK'), text);
     expect(r.code, r.stdout.toString() + r.stderr).toBe(0); // excluded: nothing to check, no agent
     expect(r.ms).toBeLessThan(2000);
   });
+});
+
+describe('pod index directory', () => {
+  const cases = [
+    { name: 'world-writable', mode: 0o777, uid: 0 },
+    { name: 'sticky world-writable', mode: 0o1777, uid: 0 },
+    { name: 'group-writable', mode: 0o770, uid: 0 },
+    { name: 'owned by another user', mode: 0o755, uid: NOBODY },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: the index in it is not trusted, and the error names the directory`, async () => {
+      const dir = join(tempDir(), 'index');
+      const podIndexPath = podIndex((mkdirSync(dir), dir), ['S shop cart-7d9 u-1']);
+      chmodSync(dir, c.mode);
+      chownSync(dir, c.uid, c.uid);
+      const text = JSON.stringify(conf({ socketPath: join(dir, 'gone.sock'), podIndexPath }));
+      const r = await runShim(podEnv('ADD'), text);
+      expect(cniError(r).code).toBe(11);
+      expect(r.stderr).toContain(`pod index directory ${dir} is not root's`);
+    });
+  }
 });

@@ -4,6 +4,7 @@ import { readdirSync, readFileSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { parseAllDocuments } from 'yaml';
+import { trustedDirProblem } from '../state.js';
 import { keyString, podKeyOf, uidMatches, type PodKey, type PodSource } from './source.js';
 
 const MANIFEST = /\.(ya?ml|json)$/;
@@ -26,6 +27,9 @@ export class DirPodSource implements PodSource {
     const next = new Map<string, Record<string, unknown>>();
     let files: string[];
     try {
+      // Someone who can write the directory could name any pod's labels: such a directory is not read.
+      const problem = trustedDirProblem(this.dir, 'pods directory');
+      if (problem) throw new Error(problem);
       files = readdirSync(this.dir).filter((f) => MANIFEST.test(f)).sort();
     } catch (e) {
       this.log.error({ dir: this.dir, err: (e as Error).message }, 'cannot read the pods directory');
@@ -58,6 +62,13 @@ export class DirPodSource implements PodSource {
   }
 
   async start(): Promise<void> {
+    let problem: string | null = null;
+    try {
+      problem = trustedDirProblem(this.dir, 'pods directory');
+    } catch {
+      // a directory that is not there (yet): reload logs it, and nothing is read from it
+    }
+    if (problem) throw new Error(problem);
     this.reload();
     try {
       this.watcher = watch(this.dir, () => {
