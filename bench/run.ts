@@ -1,7 +1,7 @@
 // The benchmark suite: pod-startup latency against the iptables way (interleaved, one run), churn
 // against one agent, and rule-list scale for both layouts. Prints tables, writes
-// bench/results/latest.json and an SVG of the latency distributions, and refreshes the README's
-// results table. Never fails on timing. `--quick` keeps it under two minutes (CI).
+// bench/results/latest.json and an SVG of the latency distributions, and refreshes the
+// results tables in bench/README.md. Never fails on timing. `--quick` keeps it under two minutes (CI).
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { applyTables, createBatch } from '../src/nft/apply.js';
 import { Driver, type JobResult } from './driver.js';
 import { phases } from './phases.js';
+import { loadAverage, updateBenchReadme } from './readme.js';
 import { rulesForBench, scalePlan, writePod } from './rules.js';
 import { benchTempDir, buildNoop, cpuMs, systemBusyMs, NetnsGroup, openFds, PodNetns, ROOT, rssKiB, SHIM, shimAdd, startAgent, stopAgent } from './harness.js';
 import { latencySvg } from './plot.js';
@@ -260,22 +261,12 @@ function machine(): Record<string, string> {
   };
 }
 
-function updateReadme(text: string): void {
-  const path = join(ROOT, 'README.md');
-  const readme = readFileSync(path, 'utf8');
-  const begin = '<!-- bench:begin -->';
-  const end = '<!-- bench:end -->';
-  const a = readme.indexOf(begin);
-  const b = readme.indexOf(end);
-  if (a < 0 || b < a) return;
-  writeFileSync(path, `${readme.slice(0, a + begin.length)}\n${text}\n${readme.slice(b)}`);
-}
-
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('benchmarks program network namespaces: run as root');
   const dir = benchTempDir('mcni-bench-');
   try {
     const m = machine();
+    const loadBefore = loadAverage();
     console.log(`meshcni benchmarks (${quick ? 'quick' : 'full'}): ${m.cpus}, ${m.memory_gib} GiB, kernel ${m.kernel}, node ${m.node}, commit ${m.commit}\n`);
     const driver = new Driver();
     const samples = await latency(join(dir, 'lat'), driver);
@@ -329,11 +320,13 @@ async function main(): Promise<void> {
     writeFileSync(join(ROOT, 'bench/results/latest.json'), JSON.stringify(result, null, 2) + '\n');
     writeFileSync(join(ROOT, 'bench/results/latency.svg'), latencySvg(samples, `pod-startup latency (${m.date}, ${m.commit}, ${ITER} iterations)`));
     if (!quick) {
-      updateReadme(
-        `Machine: ${m.cpus}, ${m.memory_gib} GiB, kernel ${m.kernel}, Node ${m.node}; ${m.date}, commit ${m.commit}.\n\n` +
+      updateBenchReadme(
+        'bench',
+        `\`npm run bench\` — machine: ${m.cpus}, ${m.memory_gib} GiB, kernel ${m.kernel}, Node ${m.node}; ` +
+          `${m.date}, commit ${m.commit}; load average (1/5/15 min) ${loadBefore} before, ${loadAverage()} after.\n\n` +
           '```\n' + latTable + '\n\n' + figTable + '\n\n' + ph.table + '\n\n' + churnTable + '\n\n' + scaleTable + '\n' + scaleRatio + '\n```\n\n' +
           (ch.soak.pods ? `Soak: ${ch.soak.pods} pods added and deleted: agent RSS ${ch.soak.rss_kib_before} → ${ch.soak.rss_kib_after} KiB, open fds ${ch.soak.fds_before} → ${ch.soak.fds_after}.\n\n` : '') +
-          '![latency](bench/results/latency.svg)',
+          '![latency](results/latency.svg)',
       );
     }
     console.log('wrote bench/results/latest.json and bench/results/latency.svg');

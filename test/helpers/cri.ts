@@ -1,4 +1,4 @@
-// A minimal CRI client: what a kubelet sends a container runtime to make and remove a pod sandbox,
+// A minimal CRI client: what a kubelet sends a container runtime to make and remove a pod sandbox and its containers,
 // over the runtime's unix socket. Shared by the image e2e test and bench/cri.ts.
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -19,6 +19,23 @@ export interface SandboxStatus {
   ip: string;
   /** The sandbox's pause process (host pid namespace), from containerd's verbose info. */
   pid: number;
+}
+
+/** A container as the kubelet describes it to CreateContainer (the slice meshcni's bench needs). */
+export interface ContainerSpec {
+  name: string;
+  /** An image already in the runtime's store (imported, not pulled). */
+  image: string;
+  command?: string[];
+  args?: string[];
+  capabilities?: string[];
+}
+
+export interface ContainerState {
+  state: 'CONTAINER_CREATED' | 'CONTAINER_RUNNING' | 'CONTAINER_EXITED' | 'CONTAINER_UNKNOWN';
+  exitCode: number;
+  reason: string;
+  message: string;
 }
 
 type Unary = (req: object, opts: { deadline: Date }, cb: (err: grpc.ServiceError | null, res: Record<string, unknown>) => void) => void;
@@ -50,7 +67,12 @@ export class CriClient {
 
   /** RunPodSandbox as a kubelet sends it (metadata, hostname, labels naming the pod); returns the id. */
   async runPodSandbox(pod: PodRef, attempt = 0): Promise<string> {
-    const config = {
+    const r = await this.call('RunPodSandbox', { config: this.sandboxConfig(pod, attempt) });
+    return String(r.podSandboxId);
+  }
+
+  private sandboxConfig(pod: PodRef, attempt = 0): object {
+    return {
       metadata: { name: pod.name, namespace: pod.namespace, uid: pod.uid, attempt },
       hostname: pod.name,
       labels: { 'io.kubernetes.pod.name': pod.name, 'io.kubernetes.pod.namespace': pod.namespace, 'io.kubernetes.pod.uid': pod.uid },
@@ -58,8 +80,40 @@ export class CriClient {
       // As a kubelet does: one `pod<uid>` cgroup per pod under the parent (what capture in place finds).
       linux: { cgroupParent: this.cgroupParent ? `${this.cgroupParent}/pod${pod.uid}` : '' },
     };
-    const r = await this.call('RunPodSandbox', { config });
-    return String(r.podSandboxId);
+  }
+
+  /** CreateContainer in a sandbox (sharing its netns, as every pod container does); returns the id.
+   * `capabilities` are added to the runtime's default set (istio-init's NET_ADMIN, NET_RAW). */
+  async createContainer(sandboxId: string, pod: PodRef, c: ContainerSpec): Promise<string> {
+    const config = {
+      metadata: { name: c.name, attempt: 0 },
+      image: { image: c.image },
+      command: c.command ?? [],
+      args: c.args ?? [],
+      labels: { 'io.kubernetes.container.name': c.name, 'io.kubernetes.pod.uid': pod.uid },
+      annotations: {},
+      linux: { securityContext: { capabilities: { addCapabilities: c.capabilities ?? [], dropCapabilities: [] } } },
+    };
+    const r = await this.call('CreateContainer', { podSandboxId: sandboxId, config, sandboxConfig: this.sandboxConfig(pod) });
+    return String(r.containerId);
+  }
+
+  async startContainer(id: string): Promise<void> {
+    await this.call('StartContainer', { containerId: id });
+  }
+
+  async stopContainer(id: string, timeoutSeconds = 0): Promise<void> {
+    await this.call('StopContainer', { containerId: id, timeout: String(timeoutSeconds) });
+  }
+
+  async removeContainer(id: string): Promise<void> {
+    await this.call('RemoveContainer', { containerId: id });
+  }
+
+  async containerStatus(id: string): Promise<ContainerState> {
+    const r = await this.call('ContainerStatus', { containerId: id });
+    const s = r.status as { state: ContainerState['state']; exitCode: number; reason: string; message: string };
+    return { state: s.state, exitCode: s.exitCode, reason: s.reason, message: s.message };
   }
 
   async stopPodSandbox(id: string): Promise<void> {
