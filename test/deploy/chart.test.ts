@@ -53,6 +53,8 @@ describe('helm lint', () => {
   });
 });
 
+const CLUSTER_SCOPED = new Set(['ClusterRole', 'ClusterRoleBinding', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']);
+
 describe('helm template', () => {
   it('knows the platforms the issue lists, one file each', () => {
     expect(PROFILES.sort()).toEqual(['gke', 'k3d', 'k3s', 'microk8s', 'minikube', 'openshift']);
@@ -62,7 +64,8 @@ describe('helm template', () => {
     const { docs } = render({ profile });
     const nad = profile === 'openshift' ? ['NetworkAttachmentDefinition/meshcni'] : [];
     expect(docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual(
-      ['ClusterRole/meshcni-agent', 'ClusterRoleBinding/meshcni-agent', 'ConfigMap/meshcni-config', 'DaemonSet/meshcni-agent', ...nad, 'ServiceAccount/meshcni-agent'],
+      ['ClusterRole/meshcni-agent', 'ClusterRoleBinding/meshcni-agent', 'ConfigMap/meshcni-config', 'DaemonSet/meshcni-agent', ...nad, 'ServiceAccount/meshcni-agent',
+        'ValidatingAdmissionPolicy/meshcni-agent-node-taint', 'ValidatingAdmissionPolicyBinding/meshcni-agent-node-taint'],
     );
     for (const d of docs) {
       if (d.kind === 'NetworkAttachmentDefinition') {
@@ -70,7 +73,7 @@ describe('helm template', () => {
         expect(d.metadata.namespace).toBe('default'); // referable from every namespace under Multus isolation
       } else {
         expect(validateObject(d)).toEqual([]);
-        if (!d.kind.startsWith('Cluster')) expect(d.metadata.namespace).toBe('kube-system');
+        if (!CLUSTER_SCOPED.has(d.kind)) expect(d.metadata.namespace).toBe('kube-system');
       }
     }
   });
@@ -102,7 +105,7 @@ describe('platform profiles', () => {
   ])('profile %j: bin %s, conf %s, netns %s in the hostPaths and the agent config', (profile, bin, conf, netns) => {
     const { settings, hostPaths } = render({ profile });
     expect({ bin: settings.cniBinDir, conf: settings.cniConfDir }).toEqual({ bin, conf });
-    expect(hostPaths).toEqual({ [conf]: conf, [bin]: bin, [netns]: netns, '/var/run/meshcni': '/var/run/meshcni' });
+    expect(hostPaths).toEqual({ [conf]: conf, [bin]: bin, [netns]: netns, '/var/run/meshcni': '/var/run/meshcni', '/host/proc': '/proc' });
   });
 
   it('set only the platform-dependent values', () => {
@@ -122,6 +125,16 @@ describe('platform profiles', () => {
 });
 
 describe('values', () => {
+  it('renders the node-taint admission policy for the configured taint key, and leaves it out when asked', () => {
+    const policy = (r: Render) => r.docs.find((d) => d.kind === 'ValidatingAdmissionPolicy');
+    const keyed = policy(render({ 'readinessTaint.key': 'example.com/mesh-not-ready' }))!;
+    expect(JSON.stringify(keyed.spec.validations)).toContain("t.key != 'example.com/mesh-not-ready'");
+    expect(keyed.spec.matchConditions[0].expression).toContain("'system:serviceaccount:kube-system:meshcni-agent'");
+    const off = render({ 'readinessTaint.admissionPolicy': 'false' });
+    expect(policy(off)).toBeUndefined();
+    expect(off.docs.some((d) => d.kind === 'ValidatingAdmissionPolicyBinding')).toBe(false);
+  });
+
   it('lands each pod-level value on the DaemonSet', () => {
     const { ds, pod, agent } = render({}, [
       '--set', 'image.repository=localhost/meshcni', '--set', 'image.tag=dev', '--set', 'image.pullPolicy=Never',
