@@ -2,8 +2,8 @@
 // istio-iptables' capture goldens) whose inputs are pod annotations, istio-proxy env or the proxy's
 // uid/gid, the pod and the rules Istio writes for it, as iptables-restore input in the order 1.30.3's
 // run.go writes them. Inputs transcribed from cni/pkg/plugin/plugin_dryrun_test.go and
-// tools/istio-iptables/pkg/capture/run_test.go (the same inputs as 1.17.8's); rules written for meshcni from run.go's semantics and checked
-// against the named golden; no Istio file is copied here.
+// tools/istio-iptables/pkg/capture/run_test.go (the same inputs as 1.17.8's); rules written for
+// meshcni from run.go's semantics and checked against the named golden; no Istio file is copied here.
 import { CASES, SKIPPED, TPROXY_CHAINS, type ConformanceCase, type SkippedGolden } from './cases.js';
 
 export const ISTIO_1_30_COMMIT = '56df41f63e513f834c9a3af33d8aed82d1d961f2';
