@@ -171,6 +171,8 @@ export class Containerd {
   private proc?: ChildProcess;
   log = '';
   cri?: CriClient;
+  /** The sandbox image's ref once start() imported it (also a container image: it runs forever). */
+  pauseImage = '';
 
   constructor(private readonly node: NodeRoot, private readonly opts: ContainerdOptions) {
     this.dir = join(node.dir, opts.name ?? 'containerd');
@@ -235,9 +237,22 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       await sleep(200);
     }
     cri.close();
-    run('ctr', ['--address', this.socket, '--namespace', 'k8s.io', 'images', 'import', '--snapshotter', 'native', pause.archive]);
+    this.importArchive(pause.archive);
+    this.pauseImage = pause.ref;
     this.cri = new CriClient(this.socket, 60_000, this.cgroupParent);
     return this.cri;
+  }
+
+  /** Imports a docker-archive into the CRI's image store (unpacked for the native snapshotter). */
+  importArchive(archive: string): void {
+    run('ctr', ['--address', this.socket, '--namespace', 'k8s.io', 'images', 'import', '--snapshotter', 'native', archive]);
+  }
+
+  /** Copies a podman image into this containerd (saved to a docker-archive under its dir, imported). */
+  importPodmanImage(ref: string): void {
+    const archive = join(this.dir, `image-${ref.replace(/[^A-Za-z0-9.-]/g, '_')}.tar`);
+    run('podman', ['save', '--format', 'docker-archive', '-o', archive, ref]);
+    this.importArchive(archive);
   }
 
   /** Stops containerd, then kills and reaps any sandbox it left (shims, pause processes). */
