@@ -1,18 +1,27 @@
-// What meshcni adds to a pod's start as a kubelet sees it: CRI RunPodSandbox on containerd with the
-// node's primary network alone vs with meshcni chained after it (the built agent capturing the pod),
-// interleaved round by round. Reports the median of the paired differences with a 95% interval and
-// writes bench/results/cri.json. Root. `npm run bench:cri [-- --rounds N]`. Never fails on timing.
+// Pod start as a kubelet drives CRI, three ways on private containerd + runc: plain (primary chain,
+// app container), meshcni (meshcni chained, same app container) and istio-init (primary chain, an
+// init container running iptables-restore with NET_ADMIN until it exits 0, then the app container).
+// Interleaved rounds; a round counts only if the captured pod's netns holds the documented rules.
+// Then churn: 32 pods at once each way. Prints the tables, writes bench/results/cri.json and the
+// cri section of bench/README.md. Root. `npm run bench:cri [-- --rounds N] [--quick]`.
+// Never fails on timing.
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { Containerd, NodeRoot, installUpstreamPlugins, primaryConfList } from '../test/helpers/containerd.js';
 import type { CriClient, PodRef } from '../test/helpers/cri.js';
 import { podManifest } from '../test/e2e/helpers.js';
 import { ROOT, SHIM } from './harness.js';
+import { loadAverage, updateBenchReadme } from './readme.js';
 import { nowMs, summarize, table } from './stats.js';
 
 const roundsArg = process.argv.indexOf('--rounds');
-const ROUNDS = roundsArg > 0 ? Number(process.argv[roundsArg + 1]) : 150;
+const QUICK = process.argv.includes('--quick');
+const ROUNDS = roundsArg > 0 ? Number(process.argv[roundsArg + 1]) : QUICK ? 10 : 120;
+const CHURN = 32;
+const CHURN_REPEATS = QUICK ? 1 : 3;
+const RULES_FILE = join(ROOT, 'bench/fixtures/istio-sidecar-default.v4.rules');
 if (!Number.isInteger(ROUNDS) || ROUNDS < 10) throw new Error(`--rounds ${process.argv[roundsArg + 1]}: must be an integer of at least 10`);
 const DOCUMENTED = { 'traffic.sidecar.istio.io/excludeInboundPorts': '22', 'traffic.sidecar.istio.io/excludeOutboundIPRanges': '192.168.0.1/32' };
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -30,17 +39,83 @@ export function medianInterval(diffs: readonly number[]): { median: number; lo: 
   return { median, lo: at(Math.floor(n / 2 - half) - 1), hi: at(Math.ceil(n / 2 + half) - 1) };
 }
 
-async function timedSandbox(cri: CriClient, pod: PodRef): Promise<number> {
+type Way = 'plain' | 'meshcni' | 'istio_init';
+const WAYS: readonly Way[] = ['plain', 'meshcni', 'istio_init'];
+
+/** The nat rules the documented file appends, as iptables-nft-save prints them. */
+const EXPECTED = readFileSync(RULES_FILE, 'utf8').split('\n').filter((l) => l.startsWith('-A '));
+
+interface Node3 {
+  cri: Record<Way, CriClient>;
+  initImage: string;
+  appImage: string;
+}
+
+/** One pod started the given way, timed from RunPodSandbox to the app container running. */
+async function startPod(n: Node3, way: Way, pod: PodRef): Promise<{ ms: number; sandbox: string }> {
+  const cri = n.cri[way];
   const t0 = nowMs();
-  const id = await cri.runPodSandbox(pod);
-  const ms = nowMs() - t0;
-  await cri.stopPodSandbox(id);
-  await cri.removePodSandbox(id);
-  return ms;
+  const sandbox = await cri.runPodSandbox(pod);
+  if (way === 'istio_init') {
+    const init = await cri.createContainer(sandbox, pod, { name: 'istio-init', image: n.initImage, capabilities: ['NET_ADMIN', 'NET_RAW'] });
+    await cri.startContainer(init);
+    // The kubelet learns of the exit from its PLEG; polling CRI back to back is the fastest it could.
+    for (;;) {
+      const st = await cri.containerStatus(init);
+      if (st.state === 'CONTAINER_EXITED') {
+        if (st.exitCode !== 0) throw new Error(`istio-init in ${pod.name} exited ${st.exitCode}: ${st.reason} ${st.message}`);
+        break;
+      }
+      if (st.state === 'CONTAINER_UNKNOWN') throw new Error(`istio-init in ${pod.name}: state unknown (${st.reason})`);
+    }
+  }
+  const app = await cri.createContainer(sandbox, pod, { name: 'app', image: n.appImage });
+  await cri.startContainer(app);
+  return { ms: nowMs() - t0, sandbox };
+}
+
+/** Whether the sandbox's netns holds the documented rules (captured ways) or no Istio chain (plain). */
+async function rulesHold(cri: CriClient, sandbox: string, captured: boolean): Promise<string | undefined> {
+  const { pid } = await cri.podSandboxStatus(sandbox);
+  const r = spawnSync('nsenter', ['-t', String(pid), '-n', 'iptables-nft-save', '-t', 'nat'], { encoding: 'utf8' });
+  const saved = new Set(r.stdout.split('\n'));
+  const missing = EXPECTED.filter((l) => !saved.has(l));
+  if (captured && missing.length) return `missing ${missing.length} rule(s), first: ${missing[0]}\n${r.stdout}${r.stderr}`;
+  if (!captured && r.stdout.includes('ISTIO_')) return `unexpected Istio chains:\n${r.stdout}`;
+  return undefined;
+}
+
+async function removePod(cri: CriClient, sandbox: string): Promise<void> {
+  await cri.stopPodSandbox(sandbox);
+  await cri.removePodSandbox(sandbox);
+}
+
+/** Busy and total jiffies of all CPUs (/proc/stat's first line). */
+function cpuJiffies(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - f[3]! - f[4]!, total };
+}
+
+/** CHURN pods started at once the given way: pods/s to the last app running, node CPU ms per pod. */
+async function churn(n: Node3, way: Way, pods: PodRef[]): Promise<{ pods_per_s: number; cpu_ms_per_pod: number }> {
+  const hz = 100; // USER_HZ
+  const c0 = cpuJiffies();
+  const t0 = nowMs();
+  const started = await Promise.all(pods.map((p) => startPod(n, way, p)));
+  const wall = nowMs() - t0;
+  const c1 = cpuJiffies();
+  for (const s of started) await removePod(n.cri[way], s.sandbox);
+  const r = (x: number): number => Math.round(x * 10) / 10;
+  return { pods_per_s: r((pods.length * 1000) / wall), cpu_ms_per_pod: r(((c1.busy - c0.busy) * 1000) / hz / pods.length) };
 }
 
 async function main(): Promise<void> {
   if (!existsSync(SHIM) || !existsSync(join(ROOT, 'dist/cli/main.js'))) throw new Error('build first: npm run build');
+  const loadBefore = loadAverage();
+  const built = spawnSync('bash', [join(ROOT, 'scripts/build-istio-init-image.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (built.status !== 0) throw new Error(`scripts/build-istio-init-image.sh failed (${built.status})`);
+  const initImage = built.stdout.trim().split('\n').at(-1)!;
   const node = new NodeRoot();
   const daemons: Containerd[] = [];
   let agent: ChildProcess | undefined;
@@ -58,11 +133,17 @@ async function main(): Promise<void> {
       writeFileSync(join(dir, '10-primary.conflist'), primaryConfList(bridge, `10.88.${net}.0/24`, join(node.dir, `ipam-${net}`)));
     }
 
-    // The built agent inside the node, chaining itself into meshConf only.
+    // The built agent inside the node, chaining itself into meshConf only. It knows the round pod and
+    // the churn pods (a manifest each).
     const pods = join(node.dir, 'pods');
     mkdirSync(pods);
-    const pod: PodRef = { namespace: 'shop', name: 'bench', uid: `uid-bench-${process.pid}` };
-    writeFileSync(join(pods, 'bench.yaml'), podManifest({ namespace: 'shop', name: 'bench', annotations: DOCUMENTED }).replace(/^( {2}namespace: .*)$/m, `$1\n  uid: ${pod.uid}`));
+    const podOf = (name: string): PodRef => ({ namespace: 'shop', name, uid: `uid-${name}-${process.pid}` });
+    const pod = podOf('bench');
+    const churnPods = Array.from({ length: CHURN }, (_, i) => podOf(`churn-${i}`));
+    for (const p of [pod, ...churnPods]) {
+      const manifest = podManifest({ namespace: p.namespace, name: p.name, annotations: DOCUMENTED });
+      writeFileSync(join(pods, `${p.name}.yaml`), manifest.replace(/^( {2}namespace: .*)$/m, `$1\n  uid: ${p.uid}`));
+    }
     const cfg = join(node.dir, 'agent.yaml');
     const settings = {
       podsDir: pods,
@@ -86,62 +167,109 @@ async function main(): Promise<void> {
       await sleep(100);
     }
 
-    const plain = new Containerd(node, { cniConfDir: plainConf, cniBinDir: bin, name: 'containerd-plain' });
-    const mesh = new Containerd(node, { cniConfDir: meshConf, cniBinDir: bin, name: 'containerd-mesh' });
+    // plain and istio-init share one containerd (primary chain only); meshcni has its own.
+    // overlayfs, as on a real node: the native snapshotter would copy the init image's 100 MB per pod.
+    const snapshotter = 'overlayfs';
+    const plain = new Containerd(node, { cniConfDir: plainConf, cniBinDir: bin, name: 'containerd-plain', snapshotter });
+    const mesh = new Containerd(node, { cniConfDir: meshConf, cniBinDir: bin, name: 'containerd-mesh', snapshotter });
     daemons.push(plain, mesh);
     const [criPlain, criMesh] = [await plain.start(), await mesh.start()];
+    plain.importPodmanImage(initImage);
+    const n: Node3 = { cri: { plain: criPlain, meshcni: criMesh, istio_init: criPlain }, initImage, appImage: plain.pauseImage };
     const version = await criMesh.version();
 
-    // Warm-up (page cache, first-use costs in containerd and the agent), then interleaved rounds;
-    // the order alternates so neither arm always runs second.
-    for (let i = 0; i < 5; i++) {
-      await timedSandbox(criPlain, pod);
-      await timedSandbox(criMesh, pod);
-    }
-    // The two arms differ in exactly one thing: meshcni captured the pod in one and not the other.
-    for (const [cri, captured] of [[criMesh, true], [criPlain, false]] as const) {
-      const id = await cri.runPodSandbox(pod);
-      const { pid } = await cri.podSandboxStatus(id);
-      const rules = spawnSync('nsenter', ['-t', String(pid), '-n', 'nft', 'list', 'ruleset'], { encoding: 'utf8' }).stdout;
-      await cri.stopPodSandbox(id);
-      await cri.removePodSandbox(id);
-      if (rules.includes('ISTIO_OUTPUT') !== captured) throw new Error(`sandbox via ${cri.socket}: capture ${captured ? 'missing' : 'unexpected'}:\n${rules}\n${agentLog}`);
-    }
-    const withMs: number[] = [];
-    const withoutMs: number[] = [];
-    for (let r = 0; r < ROUNDS; r++) {
-      if (r % 2) {
-        withMs.push(await timedSandbox(criMesh, pod));
-        withoutMs.push(await timedSandbox(criPlain, pod));
-      } else {
-        withoutMs.push(await timedSandbox(criPlain, pod));
-        withMs.push(await timedSandbox(criMesh, pod));
+    // Warm-up (images' first use, page cache, first-use costs in containerd and the agent), each
+    // way's rules checked once.
+    for (let i = 0; i < 3; i++) {
+      for (const way of WAYS) {
+        const s = await startPod(n, way, pod);
+        const bad = await rulesHold(n.cri[way], s.sandbox, way !== 'plain');
+        await removePod(n.cri[way], s.sandbox);
+        if (bad) throw new Error(`warm-up, ${way}: ${bad}\n${agentLog}`);
       }
-      if ((r + 1) % 25 === 0) process.stderr.write(`bench:cri ${r + 1}/${ROUNDS}\n`);
     }
-    // Every captured round reached the agent: its state dir is empty again (DEL ran), and the log
-    // holds no failure.
+    const ms: Record<Way, number[]> = { plain: [], meshcni: [], istio_init: [] };
+    let rejected = 0;
+    for (let r = 0; r < ROUNDS; r++) {
+      // The order rotates, so no way always runs first or last.
+      const order = WAYS.map((_, i) => WAYS[(i + r) % WAYS.length]!);
+      const round: Partial<Record<Way, number>> = {};
+      let ok = true;
+      for (const way of order) {
+        const s = await startPod(n, way, pod);
+        const bad = await rulesHold(n.cri[way], s.sandbox, way !== 'plain');
+        await removePod(n.cri[way], s.sandbox);
+        if (bad) {
+          ok = false;
+          process.stderr.write(`bench:cri round ${r + 1}, ${way}: not counted: ${bad}\n`);
+        }
+        round[way] = s.ms;
+      }
+      if (ok) for (const way of WAYS) ms[way].push(round[way]!);
+      else rejected++;
+      if ((r + 1) % 20 === 0) process.stderr.write(`bench:cri ${r + 1}/${ROUNDS}\n`);
+    }
+
+    const churnRuns: Record<Way, { pods_per_s: number; cpu_ms_per_pod: number }[]> = { plain: [], meshcni: [], istio_init: [] };
+    for (let i = 0; i < CHURN_REPEATS; i++) {
+      for (const way of WAYS.map((_, j) => WAYS[(j + i) % WAYS.length]!)) churnRuns[way].push(await churn(n, way, churnPods));
+    }
+
     const leftover = existsSync(join(settings.stateDir, 'pods')) ? readdirSync(join(settings.stateDir, 'pods')).length : 0;
-    const added = medianInterval(withMs.map((w, i) => w - withoutMs[i]!));
     const round3 = (x: number): number => Math.round(x * 1000) / 1000;
+    const over = (way: Way): { median: number; ci95: [number, number] } => {
+      const m = medianInterval(ms[way].map((x, i) => x - ms.plain[i]!));
+      return { median: round3(m.median), ci95: [round3(m.lo), round3(m.hi)] };
+    };
+    const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+    const added = { meshcni: over('meshcni'), istio_init: over('istio_init') };
     const result = {
       date: new Date().toISOString(),
       runtime: `${version.runtimeName} ${version.runtimeVersion}`,
+      machine: `${cpus().length} × ${cpus()[0]?.model.trim() ?? '?'}`,
+      load_average: { before: loadBefore, after: loadAverage() },
       rounds: ROUNDS,
-      cpus: spawnSync('nproc', { encoding: 'utf8' }).stdout.trim(),
-      without_meshcni: summarize(withoutMs),
-      with_meshcni: summarize(withMs),
-      added_ms: { median: round3(added.median), ci95: [round3(added.lo), round3(added.hi)] },
+      rounds_counted: ms.plain.length,
+      rounds_rejected: rejected,
+      init_image: initImage,
+      pod_start: Object.fromEntries(WAYS.map((w) => [w, summarize(ms[w])])),
+      added_over_plain_ms: added,
+      // A ratio of added times only means something when meshcni's is above zero beyond doubt.
+      istio_init_over_meshcni_added: added.meshcni.ci95[0] > 0 ? round3(added.istio_init.median / added.meshcni.median) : null,
+      churn: { pods: CHURN, repeats: CHURN_REPEATS, runs: churnRuns },
       agent_state_left: leftover,
-      samples: { with_ms: withMs.map(round3), without_ms: withoutMs.map(round3) },
+      samples: Object.fromEntries(WAYS.map((w) => [w, ms[w].map(round3)])),
     };
     mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
     writeFileSync(join(ROOT, 'bench/results/cri.json'), JSON.stringify(result, null, 2) + '\n');
-    const s = (x: ReturnType<typeof summarize>): (string | number)[] => [x.p50_ms, x.p90_ms, x.p99_ms];
-    console.log(`CRI RunPodSandbox on ${result.runtime}, ${ROUNDS} interleaved rounds (ms)`);
-    console.log(table(['', 'p50', 'p90', 'p99'], [['without meshcni', ...s(result.without_meshcni)], ['with meshcni', ...s(result.with_meshcni)]]));
-    console.log(`added by meshcni: median ${result.added_ms.median} ms, 95% interval [${result.added_ms.ci95.join(', ')}] ms`);
+
+    const ps = result.pod_start as Record<Way, ReturnType<typeof summarize>>;
+    const addedCell = (w: Way): string =>
+      w === 'plain' ? '—' : `${added[w].median >= 0 ? '+' : ''}${added[w].median} [${added[w].ci95.join(', ')}]`;
+    const startTable = table(
+      ['pod start to app running', 'n', 'p50 ms', 'p90 ms', 'p99 ms', 'over plain, median ms [95% interval]'],
+      WAYS.map((w) => [w, ps[w].n, ps[w].p50_ms, ps[w].p90_ms, ps[w].p99_ms, addedCell(w)]),
+    );
+    const churnTable = table(
+      [`churn, ${CHURN} pods at once`, 'pods/s (median)', 'node CPU ms/pod (median)', 'runs'],
+      WAYS.map((w) => [w, median(churnRuns[w].map((c) => c.pods_per_s)), median(churnRuns[w].map((c) => c.cpu_ms_per_pod)), churnRuns[w].length]),
+    );
+    const text =
+      `CRI on ${result.runtime} + runc, ${ROUNDS} interleaved rounds, ${result.rounds_counted} counted ` +
+      `(rules check passed), ${rejected} rejected\n\n${startTable}\n\n` +
+      (result.istio_init_over_meshcni_added === null
+        ? "istio-init's added time / meshcni's: not defined — meshcni's added time is not distinguishable from zero\n"
+        : `istio-init's added time / meshcni's: ${result.istio_init_over_meshcni_added}×\n`) +
+      `pod start p50, istio-init / meshcni: ${(ps.istio_init.p50_ms / ps.meshcni.p50_ms).toFixed(2)}×\n\n${churnTable}`;
+    console.log(text);
     if (leftover) console.log(`note: ${leftover} pod state file(s) left in the agent's state dir`);
+    if (!QUICK) {
+      updateBenchReadme(
+        'cri',
+        `\`npm run bench:cri\` — ${result.machine}, ${result.date.slice(0, 16)} UTC; load average (1/5/15 min) ` +
+          `${result.load_average.before} before, ${result.load_average.after} after.\n\n\`\`\`\n${text}\n\`\`\``,
+      );
+    }
   } finally {
     for (const d of daemons) await d.stop();
     if (agent && agent.exitCode === null) {

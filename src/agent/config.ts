@@ -60,7 +60,14 @@ export interface AgentSettings {
   capture: Record<string, unknown>;
 }
 
-export const CAPTURE_KEYS = ['excludeNamespaces', 'layout', 'nftSets', 'dualStack', 'requireSidecarStatus', 'istioVersion'] as const;
+export const CAPTURE_KEYS = [
+  'excludeNamespaces',
+  'layout',
+  'nftSets',
+  'dualStack',
+  'requireSidecarStatus',
+  'istioVersion',
+] as const;
 
 export const DEFAULT_SETTINGS: Omit<AgentSettings, 'capture'> = {
   socketPath: '/var/run/meshcni/cni.sock',

@@ -52,7 +52,9 @@ export function parseCaptureConfig(obj: Record<string, unknown>): CaptureConfig 
   if (obj.requireSidecarStatus !== undefined) c.requireSidecarStatus = bool('requireSidecarStatus', obj.requireSidecarStatus);
   if (obj.istioVersion !== undefined) {
     const v = obj.istioVersion;
-    if (!ISTIO_VERSIONS.includes(v as IstioVersionSetting)) throw new CaptureError('istioVersion', v, `must be one of ${ISTIO_VERSIONS.join(', ')} (a string)`);
+    if (!ISTIO_VERSIONS.includes(v as IstioVersionSetting)) {
+      throw new CaptureError('istioVersion', v, `must be one of ${ISTIO_VERSIONS.join(', ')} (a string)`);
+    }
     c.istioVersion = v as IstioVersionSetting;
   }
   return c;

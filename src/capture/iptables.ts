@@ -188,17 +188,15 @@ function buildFamily(s: RedirectSettings, family: XtFamily): XtRuleset {
     // Both releases skip port 53 here for the uid only, not for the gid. 1.30 also never sends the
     // proxy's own HBONE connections (to the tunnel port) back to the inbound listener.
     const dnsSkip = s.dnsCapture && kind === 'uid';
-    const skipPorts: XtMatch[] = v130
-      ? [dnsSkip ? { kind: 'multiport', direction: 'dports', ports: [53, s.inboundTunnelPort], invert: true } : dport('tcp', s.inboundTunnelPort, true)]
-      : dnsSkip
-        ? [dport('tcp', 53, true)]
-        : [];
-    b.append(
-      'nat',
-      CHAINS.output,
-      { destination: { value: localhost, invert: true }, outInterface: { value: 'lo' }, ...(skipPorts.length ? { protocol: tcp } : {}), matches: [...skipPorts, owner()] },
-      jump(CHAINS.inRedirect),
-    );
+    const tunnel = s.inboundTunnelPort;
+    const skip130: XtMatch = dnsSkip
+      ? { kind: 'multiport', direction: 'dports', ports: [53, tunnel], invert: true }
+      : dport('tcp', tunnel, true);
+    const skipPorts: XtMatch[] = v130 ? [skip130] : dnsSkip ? [dport('tcp', 53, true)] : [];
+    const toLocal: Opts = { destination: { value: localhost, invert: true }, outInterface: { value: 'lo' } };
+    const onlyTcp: Opts = skipPorts.length ? { protocol: tcp } : {};
+    const inbound = jump(CHAINS.inRedirect);
+    b.append('nat', CHAINS.output, { ...toLocal, ...onlyTcp, matches: [...skipPorts, owner()] }, inbound);
     // App → app over lo is not captured, unless some include range is a loopback address.
     if (!s.includeOutboundLoopback) {
       b.append('nat', CHAINS.output, { outInterface: { value: 'lo' }, ...(s.dnsCapture ? { ...notDns, matches: [...notDns.matches, owner(true)] } : { matches: [owner(true)] }) }, RETURN);
@@ -208,14 +206,15 @@ function buildFamily(s: RedirectSettings, family: XtFamily): XtRuleset {
   }
   // The CNI plug-in captures all DNS (no resolver list): TCP port 53 goes to the agent. 1.30 keeps all DNS
   // rules in ISTIO_OUTPUT_DNS; UDP reaches it through ISTIO_OUTPUT, past the proxy's owner RETURNs.
+  const toAgent: XtTarget = { kind: 'REDIRECT', toPort: s.dnsPort };
   if (s.dnsCapture && v130) {
     b.append('raw', 'OUTPUT', {}, jump(CHAINS.outputDns));
     b.append('nat', CHAINS.output, {}, jump(CHAINS.outputDns));
-    b.append('nat', CHAINS.outputDns, { protocol: tcp, matches: [dport('tcp', 53)] }, { kind: 'REDIRECT', toPort: s.dnsPort });
-    b.append('nat', CHAINS.outputDns, { protocol: udp, matches: [dport('udp', 53)] }, { kind: 'REDIRECT', toPort: s.dnsPort });
+    b.append('nat', CHAINS.outputDns, { protocol: tcp, matches: [dport('tcp', 53)] }, toAgent);
+    b.append('nat', CHAINS.outputDns, { protocol: udp, matches: [dport('udp', 53)] }, toAgent);
     dnsZones(b, s, CHAINS.outputDns, CHAINS.inbound);
   } else if (s.dnsCapture) {
-    b.append('nat', CHAINS.output, { protocol: tcp, matches: [dport('tcp', 53)] }, { kind: 'REDIRECT', toPort: s.dnsPort });
+    b.append('nat', CHAINS.output, { protocol: tcp, matches: [dport('tcp', 53)] }, toAgent);
   }
 
   // Envoy-aware apps and container-to-container traffic use localhost.

@@ -37,7 +37,8 @@ describe('istioVersion in the config file', () => {
     ['the wrong case', 'AUTO'],
     ['empty', ''],
   ])('rejects %s, naming the key and the value', (_what, v) => {
-    expect(() => parseCaptureConfig({ istioVersion: v })).toThrow(`istioVersion=${JSON.stringify(v)}: must be one of 1.17, 1.30, auto`);
+    const want = `istioVersion=${JSON.stringify(v)}: must be one of 1.17, 1.30, auto`;
+    expect(() => parseCaptureConfig({ istioVersion: v })).toThrow(want);
   });
 });
 

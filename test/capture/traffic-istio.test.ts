@@ -254,8 +254,10 @@ describe.each(LAYOUTS)('dual stack (%s layout)', (layout) => {
 
 // Where Istio 1.30.3's rules send traffic elsewhere than 1.17.8's, per layout; each row can only pass
 // under the rule set it names.
-describe.each(LAYOUTS.flatMap((l) => (['1.17', '1.30'] as const).map((v) => [l, v] as const)))('Istio %s layout, %s rules', (layout, v) => {
-  it(`the proxy's connection to its own pod IP on the HBONE port 15008 ${v === '1.30' ? 'is not' : 'is'} redirected`, async () => {
+const LAYOUT_RULES = LAYOUTS.flatMap((l) => (['1.17', '1.30'] as const).map((v) => [l, v] as const));
+describe.each(LAYOUT_RULES)('Istio %s layout, %s rules', (layout, v) => {
+  const not = v === '1.30' ? 'not ' : '';
+  it(`the proxy's connection to its own pod IP on the HBONE port 15008 is ${not}redirected`, async () => {
     const w = await capturedPod(layout, {}, {}, v);
     await w.program();
     await listen(w.pod, 'pod', ['tcp:15006', 'tcp:15008', 'tcp:9080']);
@@ -265,8 +267,10 @@ describe.each(LAYOUTS.flatMap((l) => (['1.17', '1.30'] as const).map((v) => [l, 
     expect(request(w.pod, 'tcp', w.podIp, 9080, { ids: 1337 })).toBe('pod:15006');
   });
 
-  it(`with DNS capture and outbound port 53 excluded, an app's UDP query ${v === '1.30' ? 'goes out' : 'still lands on 15053'}`, async () => {
-    const w = await capturedPod(layout, { 'traffic.sidecar.istio.io/excludeOutboundPorts': '53' }, { ISTIO_META_DNS_CAPTURE: 'true' }, v);
+  const where = v === '1.30' ? 'goes out' : 'still lands on 15053';
+  it(`with DNS capture and outbound port 53 excluded, an app's UDP query ${where}`, async () => {
+    const excluded = { 'traffic.sidecar.istio.io/excludeOutboundPorts': '53' };
+    const w = await capturedPod(layout, excluded, { ISTIO_META_DNS_CAPTURE: 'true' }, v);
     await w.program();
     await listen(w.pod, 'agent', ['udplo:15053', 'tcp:15053'], 1337);
     await listen(w.peer, 'dns', ['udp:53', 'tcp:53']);

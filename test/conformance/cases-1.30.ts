@@ -2,15 +2,14 @@
 // istio-iptables' capture goldens) whose inputs are pod annotations, istio-proxy env or the proxy's
 // uid/gid, the pod and the rules Istio writes for it, as iptables-restore input in the order 1.30.3's
 // run.go writes them. Inputs transcribed from cni/pkg/plugin/plugin_dryrun_test.go and
-// tools/istio-iptables/pkg/capture/run_test.go (the same inputs as 1.17.8's); rules written for meshcni from run.go's semantics and checked
-// against the named golden; no Istio file is copied here.
-import { CASES, SKIPPED, type ConformanceCase, type SkippedGolden } from './cases.js';
+// tools/istio-iptables/pkg/capture/run_test.go (the same inputs as 1.17.8's); rules written for
+// meshcni from run.go's semantics and checked against the named golden; no Istio file is copied here.
+import { CASES, SKIPPED, TPROXY_CHAINS, type ConformanceCase, type SkippedGolden } from './cases.js';
 
 export const ISTIO_1_30_COMMIT = '56df41f63e513f834c9a3af33d8aed82d1d961f2';
 
 const CNI = 'cni/pkg/plugin/testdata/';
 const TOOLS = 'tools/istio-iptables/pkg/capture/testdata/';
-const T = 'traffic.sidecar.istio.io/';
 const MODE = 'sidecar.istio.io/interceptionMode';
 /** plugin_dryrun_test.go's custom uid and gid (an OpenShift-style range). */
 const CUSTOM = { runAsUser: 1000670000, runAsGroup: 1000670001 };
@@ -56,13 +55,8 @@ const DEFAULT_NAT = (uid?: number, gid?: number): string[] => [
 /** TPROXY: inbound in mangle; nat keeps only the outbound rules. */
 const TPROXY_MANGLE = (uid = 1337, gid = 1337): string[] => [
   '*mangle',
-  '-N ISTIO_DIVERT',
-  '-N ISTIO_TPROXY',
-  '-N ISTIO_INBOUND',
-  '-A ISTIO_DIVERT -j MARK --set-mark 1337',
-  '-A ISTIO_DIVERT -j ACCEPT',
-  '-A ISTIO_TPROXY ! -d 127.0.0.1/32 -p tcp -j TPROXY --tproxy-mark 1337/0xffffffff --on-port 15006',
-  '-A PREROUTING -p tcp -j ISTIO_INBOUND',
+  // Unchanged since 1.17.8.
+  ...TPROXY_CHAINS,
   ...[15020, 15021, 15090].map((p) => `-A ISTIO_INBOUND -p tcp --dport ${p} -j RETURN`),
   '-A ISTIO_INBOUND -p tcp -m conntrack --ctstate RELATED,ESTABLISHED -j ISTIO_DIVERT',
   '-A ISTIO_INBOUND -p tcp -j ISTIO_TPROXY',
@@ -76,6 +70,17 @@ const TPROXY_MANGLE = (uid = 1337, gid = 1337): string[] => [
   '-I ISTIO_INBOUND 3 -p tcp -i lo -m mark ! --mark 1338 -j RETURN',
 ];
 const TPROXY_NAT = (uid?: number, gid?: number): string[] => [...NAT_HEAD, ...NAT_FIXED, ...OUTPUT_HEAD(), ...OWNERS(uid, gid), ...OUTPUT_TAIL];
+
+/**
+ * A golden's inputs where the _test.go's are the same at 1.30.3 as at 1.17.8 (run_test.go's all, and
+ * plugin_dryrun_test.go's for the goldens both releases have): the 1.17.8 case's pod.
+ */
+function sameInputs(name: string, v4: string, v6?: string): ConformanceCase {
+  const golden = name.includes('.') ? `${CNI}${name}` : `${TOOLS}${name}.golden`;
+  const c = CASES.find((x) => x.golden === golden);
+  if (!c) throw new Error(`no 1.17.8 case for ${golden}`);
+  return { golden, annotations: c.annotations, ...(c.proxyEnv ? { proxyEnv: c.proxyEnv } : {}), v4, ...(v6 ? { v6 } : {}) };
+}
 
 export const CASES_1_30: ConformanceCase[] = [
   { golden: `${CNI}basic.txt.golden`, annotations: {}, v4: text(DEFAULT_NAT()) },
@@ -125,12 +130,11 @@ export const CASES_1_30: ConformanceCase[] = [
       ],
     ),
   },
-  {
-    // A loopback include range: app → app over lo is captured, so no owner-negated lo RETURNs; and
-    // 1.30 writes no final RETURN after the include ranges.
-    golden: `${CNI}include-exclude-ip.txt.golden`,
-    annotations: { [`${T}includeOutboundIPRanges`]: '127.0.0.0/8', [`${T}excludeOutboundIPRanges`]: '10.0.0.0/8' },
-    v4: text([
+  // A loopback include range: app → app over lo is captured, so no owner-negated lo RETURNs; and
+  // 1.30 writes no final RETURN after the include ranges.
+  sameInputs(
+    'include-exclude-ip.txt.golden',
+    text([
       ...NAT_HEAD,
       ...NAT_FIXED,
       ...INBOUND_ALL,
@@ -140,11 +144,10 @@ export const CASES_1_30: ConformanceCase[] = [
       '-A ISTIO_OUTPUT -d 10.0.0.0/8 -j RETURN',
       '-A ISTIO_OUTPUT -d 127.0.0.0/8 -j ISTIO_REDIRECT',
     ]),
-  },
-  {
-    golden: `${CNI}include-exclude-ports.txt.golden`,
-    annotations: { [`${T}includeInboundPorts`]: '1111,2222', [`${T}excludeInboundPorts`]: '3333,4444', [`${T}excludeOutboundPorts`]: '5555,6666' },
-    v4: text([
+  ),
+  sameInputs(
+    'include-exclude-ports.txt.golden',
+    text([
       ...NAT_HEAD,
       ...NAT_FIXED,
       '-A PREROUTING -p tcp -j ISTIO_INBOUND',
@@ -154,7 +157,7 @@ export const CASES_1_30: ConformanceCase[] = [
       ...OWNERS(),
       ...OUTPUT_TAIL,
     ]),
-  },
+  ),
   {
     // 1.30 drops invalid packets through a chain of its own.
     golden: `${CNI}invalid-drop.txt.golden`,
@@ -181,14 +184,6 @@ const INBOUND_PORTS = (...ports: number[]): string[] => [
 ];
 const VIRT_RETURN = (...ifs: string[]): string[] => ifs.map((i) => `-I PREROUTING 1 -i ${i} -j RETURN`);
 const REDIRECT_PORTS = ['-A ISTIO_OUTPUT -p tcp --dport 32000 -j ISTIO_REDIRECT', '-A ISTIO_OUTPUT -p tcp --dport 31000 -j ISTIO_REDIRECT'];
-
-/** A capture golden's inputs: run_test.go's are the same at 1.30.3 as at 1.17.8, so the 1.17.8 case's pod. */
-function sameInputs(name: string, v4: string, v6?: string): ConformanceCase {
-  const golden = `${TOOLS}${name}.golden`;
-  const c = CASES.find((x) => x.golden === golden);
-  if (!c) throw new Error(`no 1.17.8 case for ${golden}`);
-  return { golden, annotations: c.annotations, ...(c.proxyEnv ? { proxyEnv: c.proxyEnv } : {}), v4, ...(v6 ? { v6 } : {}) };
-}
 
 const PORTS_4000_5000 = (v6: boolean, virt: boolean): string => text(TOOLS_NAT(v6, virt ? VIRT_RETURN('eth0', 'eth1') : [], INBOUND_PORTS(4000, 5000)));
 

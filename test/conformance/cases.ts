@@ -98,7 +98,7 @@ const TPROXY_TAIL = [
   '-I ISTIO_INBOUND 2 -p tcp -s 127.0.0.6/32 -i lo -j RETURN',
   '-I ISTIO_INBOUND 3 -p tcp -i lo -m mark ! --mark 1338 -j RETURN',
 ];
-const TPROXY_CHAINS = [
+export const TPROXY_CHAINS = [
   '-N ISTIO_DIVERT',
   '-N ISTIO_TPROXY',
   '-N ISTIO_INBOUND',

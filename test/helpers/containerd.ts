@@ -160,9 +160,12 @@ export interface ContainerdOptions {
   cniBinDir: string;
   /** Several instances in one node need different names (their dir under the node's). */
   name?: string;
+  /** 'native' (default: copies each image per container) or 'overlayfs' (what a real node uses). */
+  snapshotter?: 'native' | 'overlayfs';
 }
 
-/** Our own containerd inside a NodeRoot: CRI with runc, the native snapshotter, the pause image imported. */
+/** Our own containerd inside a NodeRoot: CRI with runc, the native snapshotter unless told otherwise, the pause
+ * image imported. */
 export class Containerd {
   readonly dir: string;
   readonly socket: string;
@@ -171,6 +174,8 @@ export class Containerd {
   private proc?: ChildProcess;
   log = '';
   cri?: CriClient;
+  /** The sandbox image's ref once start() imported it (also a container image: it runs forever). */
+  pauseImage = '';
 
   constructor(private readonly node: NodeRoot, private readonly opts: ContainerdOptions) {
     this.dir = join(node.dir, opts.name ?? 'containerd');
@@ -179,6 +184,10 @@ export class Containerd {
   }
 
   private static count = 0;
+
+  private get snapshotter(): string {
+    return this.opts.snapshotter ?? 'native';
+  }
 
   private config(sandboxImage: string): string {
     const d = this.dir;
@@ -203,7 +212,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "native"
+    snapshotter = "${this.snapshotter}"
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
@@ -235,9 +244,22 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       await sleep(200);
     }
     cri.close();
-    run('ctr', ['--address', this.socket, '--namespace', 'k8s.io', 'images', 'import', '--snapshotter', 'native', pause.archive]);
+    this.importArchive(pause.archive);
+    this.pauseImage = pause.ref;
     this.cri = new CriClient(this.socket, 60_000, this.cgroupParent);
     return this.cri;
+  }
+
+  /** Imports a docker-archive into the CRI's image store (unpacked for this instance's snapshotter). */
+  importArchive(archive: string): void {
+    run('ctr', ['--address', this.socket, '--namespace', 'k8s.io', 'images', 'import', '--snapshotter', this.snapshotter, archive]);
+  }
+
+  /** Copies a podman image into this containerd (saved to a docker-archive under its dir, imported). */
+  importPodmanImage(ref: string): void {
+    const archive = join(this.dir, `image-${ref.replace(/[^A-Za-z0-9.-]/g, '_')}.tar`);
+    run('podman', ['save', '--format', 'docker-archive', '-o', archive, ref]);
+    this.importArchive(archive);
   }
 
   /** Stops containerd, then kills and reaps any sandbox it left (shims, pause processes). */
