@@ -57,13 +57,19 @@ async function startPod(n: Node3, way: Way, pod: PodRef): Promise<{ ms: number; 
   const t0 = nowMs();
   const sandbox = await cri.runPodSandbox(pod);
   if (way === 'istio_init') {
-    const init = await cri.createContainer(sandbox, pod, { name: 'istio-init', image: n.initImage, capabilities: ['NET_ADMIN', 'NET_RAW'] });
+    const init = await cri.createContainer(sandbox, pod, {
+      name: 'istio-init',
+      image: n.initImage,
+      capabilities: ['NET_ADMIN', 'NET_RAW'],
+    });
     await cri.startContainer(init);
     // The kubelet learns of the exit from its PLEG; polling CRI back to back is the fastest it could.
     for (;;) {
       const st = await cri.containerStatus(init);
       if (st.state === 'CONTAINER_EXITED') {
-        if (st.exitCode !== 0) throw new Error(`istio-init in ${pod.name} exited ${st.exitCode}: ${st.reason} ${st.message}`);
+        if (st.exitCode !== 0) {
+          throw new Error(`istio-init in ${pod.name} exited ${st.exitCode}: ${st.reason} ${st.message}`);
+        }
         break;
       }
       if (st.state === 'CONTAINER_UNKNOWN') throw new Error(`istio-init in ${pod.name}: state unknown (${st.reason})`);
@@ -80,7 +86,9 @@ async function rulesHold(cri: CriClient, sandbox: string, captured: boolean): Pr
   const r = spawnSync('nsenter', ['-t', String(pid), '-n', 'iptables-nft-save', '-t', 'nat'], { encoding: 'utf8' });
   const saved = new Set(r.stdout.split('\n'));
   const missing = EXPECTED.filter((l) => !saved.has(l));
-  if (captured && missing.length) return `missing ${missing.length} rule(s), first: ${missing[0]}\n${r.stdout}${r.stderr}`;
+  if (captured && missing.length) {
+    return `missing ${missing.length} rule(s), first: ${missing[0]}\n${r.stdout}${r.stderr}`;
+  }
   if (!captured && r.stdout.includes('ISTIO_')) return `unexpected Istio chains:\n${r.stdout}`;
   return undefined;
 }
@@ -107,13 +115,17 @@ async function churn(n: Node3, way: Way, pods: PodRef[]): Promise<{ pods_per_s: 
   const c1 = cpuJiffies();
   for (const s of started) await removePod(n.cri[way], s.sandbox);
   const r = (x: number): number => Math.round(x * 10) / 10;
-  return { pods_per_s: r((pods.length * 1000) / wall), cpu_ms_per_pod: r(((c1.busy - c0.busy) * 1000) / hz / pods.length) };
+  const cpuMs = ((c1.busy - c0.busy) * 1000) / hz;
+  return { pods_per_s: r((pods.length * 1000) / wall), cpu_ms_per_pod: r(cpuMs / pods.length) };
 }
 
 async function main(): Promise<void> {
   if (!existsSync(SHIM) || !existsSync(join(ROOT, 'dist/cli/main.js'))) throw new Error('build first: npm run build');
   const loadBefore = loadAverage();
-  const built = spawnSync('bash', [join(ROOT, 'scripts/build-istio-init-image.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const built = spawnSync('bash', [join(ROOT, 'scripts/build-istio-init-image.sh')], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   if (built.status !== 0) throw new Error(`scripts/build-istio-init-image.sh failed (${built.status})`);
   const initImage = built.stdout.trim().split('\n').at(-1)!;
   const node = new NodeRoot();
@@ -175,7 +187,8 @@ async function main(): Promise<void> {
     daemons.push(plain, mesh);
     const [criPlain, criMesh] = [await plain.start(), await mesh.start()];
     plain.importPodmanImage(initImage);
-    const n: Node3 = { cri: { plain: criPlain, meshcni: criMesh, istio_init: criPlain }, initImage, appImage: plain.pauseImage };
+    const cri = { plain: criPlain, meshcni: criMesh, istio_init: criPlain };
+    const n: Node3 = { cri, initImage, appImage: plain.pauseImage };
     const version = await criMesh.version();
 
     // Warm-up (images' first use, page cache, first-use costs in containerd and the agent), each
@@ -210,7 +223,8 @@ async function main(): Promise<void> {
       if ((r + 1) % 20 === 0) process.stderr.write(`bench:cri ${r + 1}/${ROUNDS}\n`);
     }
 
-    const churnRuns: Record<Way, { pods_per_s: number; cpu_ms_per_pod: number }[]> = { plain: [], meshcni: [], istio_init: [] };
+    type ChurnRun = { pods_per_s: number; cpu_ms_per_pod: number };
+    const churnRuns: Record<Way, ChurnRun[]> = { plain: [], meshcni: [], istio_init: [] };
     for (let i = 0; i < CHURN_REPEATS; i++) {
       for (const way of WAYS.map((_, j) => WAYS[(j + i) % WAYS.length]!)) churnRuns[way].push(await churn(n, way, churnPods));
     }
