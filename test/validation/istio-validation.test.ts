@@ -3,7 +3,7 @@
 // loopback, dials 127.0.0.6:15002 (::6 for IPv6) from 127.0.0.1 (::1) once a second, and passes only
 // if a listener accepts a connection whose SO_ORIGINAL_DST port is 15002 — within the probe timeout
 // (5 s), else it exits 126 and the pod never starts. Both layouts, REDIRECT and TPROXY, IPv4 and dual
-// stack, classic and native-sidecar pods, a custom proxy uid; and it must fail where meshcni did not
+// stack, classic and native-sidecar pods, Istio 1.17.8's and 1.30.3's rules, a custom proxy uid; and it must fail where meshcni did not
 // program. Root.
 import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -74,6 +74,7 @@ interface Case {
   mode: 'REDIRECT' | 'TPROXY';
   dual: boolean;
   shape: Shape;
+  rules: '1.17' | '1.30';
   uid?: number;
   gid?: number;
 }
@@ -99,7 +100,7 @@ function podFor(c: Case): Record<string, unknown> {
 
 /** A fresh namespace (lo up, as the loopback plug-in leaves it) programmed as meshcni programs a pod. */
 async function captured(c: Case): Promise<string> {
-  const plan = planPod(podFor(c), parseCaptureConfig({ layout: c.layout }));
+  const plan = planPod(podFor(c), parseCaptureConfig({ layout: c.layout, istioVersion: c.rules }));
   if (!plan.capture) throw new Error(`expected capture: ${plan.reason}`);
   const ns = pool.create();
   inNetns(ns, 'ip', ['link', 'set', 'lo', 'up']);
@@ -109,14 +110,15 @@ async function captured(c: Case): Promise<string> {
 }
 
 const CASES: Case[] = [];
-for (const layout of ['iptables', 'nft'] as const)
-  for (const mode of ['REDIRECT', 'TPROXY'] as const)
-    for (const dual of [false, true]) for (const shape of ['classic', 'native'] as const) CASES.push({ layout, mode, dual, shape });
-CASES.push({ layout: 'iptables', mode: 'REDIRECT', dual: true, shape: 'native', uid: 2001, gid: 2002 });
-CASES.push({ layout: 'nft', mode: 'TPROXY', dual: false, shape: 'classic', uid: 2001, gid: 2002 });
+for (const rules of ['1.17', '1.30'] as const)
+  for (const layout of ['iptables', 'nft'] as const)
+    for (const mode of ['REDIRECT', 'TPROXY'] as const)
+      for (const dual of [false, true]) for (const shape of ['classic', 'native'] as const) CASES.push({ layout, mode, dual, shape, rules });
+CASES.push({ layout: 'iptables', mode: 'REDIRECT', dual: true, shape: 'native', rules: '1.30', uid: 2001, gid: 2002 });
+CASES.push({ layout: 'nft', mode: 'TPROXY', dual: false, shape: 'classic', rules: '1.17', uid: 2001, gid: 2002 });
 
 const label = (c: Case): string =>
-  `${c.layout} layout, ${c.mode}, ${c.dual ? 'dual stack' : 'IPv4'}, ${c.shape === 'native' ? 'native sidecar' : 'classic pod'}${c.uid ? `, proxy ${c.uid}:${c.gid}` : ''}`;
+  `Istio ${c.rules} rules, ${c.layout} layout, ${c.mode}, ${c.dual ? 'dual stack' : 'IPv4'}, ${c.shape === 'native' ? 'native sidecar' : 'classic pod'}${c.uid ? `, proxy ${c.uid}:${c.gid}` : ''}`;
 
 describe('istio-validation in a namespace meshcni captured', () => {
   it.each(CASES.map((c) => [label(c), c] as const))('passes: %s', async (_l, c) => {
@@ -140,7 +142,7 @@ describe('istio-validation where meshcni did not program', () => {
   });
 
   it('fails (126) for a uid and gid the rules were not written for', async () => {
-    const ns = await captured({ layout: 'nft', mode: 'REDIRECT', dual: false, shape: 'native' });
+    const ns = await captured({ layout: 'nft', mode: 'REDIRECT', dual: false, shape: 'native', rules: '1.30' });
     const r = validate(ns, 4, 4242, 4242);
     expect(r.code).toBe(126);
   });
