@@ -6,32 +6,32 @@ import type { Logger } from 'pino';
 import { parseCaptureConfig, type CaptureConfig } from '../capture/config.js';
 import { planKey } from '../capture/plan.js';
 import { readTables } from '../nft/apply.js';
-import { removeTables } from '../nft/remove.js';
-import type { RoutingPlan } from '../nft/route.js';
+import { removeTables } from '../nft/apply.js';
+import type { RoutingPlan } from '../rtnetlink/route.js';
 import { loadAddon } from '../kernel/index.js';
 import type { TableContents } from '../nft/model.js';
 import { AdminServer } from './admin.js';
 import type { AgentSettings } from './config.js';
-import { createCniHandler, errFields } from './handler.js';
+import { createCniHandler, errFields } from './endpoint/handler.js';
 import type { LocalPlan, PodPlan } from './plan/types.js';
 import { KeyedLock } from './keyed-lock.js';
 import { createMetrics, type AgentMetrics } from './metrics.js';
-import { INDEX_FILE_NAME, READY_MARKER_SUFFIX, writeReadyMarker } from './pod-index.js';
-import { PodIndexSync } from './pod-index-sync.js';
+import { INDEX_FILE_NAME, READY_MARKER_SUFFIX, writeReadyMarker } from './state/pod-index.js';
+import { PodIndexSync } from './state/pod-index-sync.js';
 import { KubePodEvents, type PodEvents } from './pod-events.js';
 import { DirPodSource } from './pods/dir.js';
 import { KubeNodeLifecycle, type NodeLifecycle } from './node-lifecycle.js';
 import { KubePodSource } from './pods/kube.js';
 import type { PodSource } from './pods/source.js';
-import { reconcileOnce, type ReconcileReport } from './reconcile.js';
-import { CniSocketServer } from './server.js';
+import { reconcileOnce, type ReconcileReport } from './repair/reconcile.js';
+import { CniSocketServer } from './endpoint/server.js';
 import { warmHotPath } from './warm.js';
-import { buildPlan, captureDecision } from './plan-build.js';
-import { applyPlan } from './plan-apply.js';
-import { isBigPod, PlanPool } from './plan-pool.js';
-import { PodStateStore } from './state.js';
+import { buildPlan, captureDecision } from './plan/build.js';
+import { applyPlan } from './plan/apply.js';
+import { isBigPod, PlanPool } from './plan/pool.js';
+import { PodStateStore } from './state/records.js';
 
-/** The CLI, the benches and tests program plans through the agent module, as before plan-apply.ts. */
+/** The CLI, the benches and tests program plans through the agent module, as before plan/apply.ts. */
 export { applyPlan };
 
 export interface AgentDeps {

@@ -11,14 +11,14 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { createBatch } from '../nft/apply.js';
-import { removeTables } from '../nft/remove.js';
+import { removeTables } from '../nft/apply.js';
 import type { TableContents } from '../nft/model.js';
 import { parseCniRequest } from './cni.js';
-import { createCniHandler } from './handler.js';
+import { createCniHandler } from './endpoint/handler.js';
 import { rulesDigest, type LocalPlan, type PodPlan } from './plan/types.js';
 import { createMetrics } from './metrics.js';
 import type { PodSource } from './pods/source.js';
-import { PodStateStore } from './state.js';
+import { PodStateStore } from './state/records.js';
 
 type CapturePlan = Extract<PodPlan, { capture: true }>;
 

@@ -2,7 +2,7 @@
 // configured layout, with the text an operator would read (iptables-save or nft syntax). Pure.
 import type { TableContents } from '../nft/model.js';
 import { renderNft } from '../nft/render-nft.js';
-import type { RoutingPlan } from '../nft/route.js';
+import type { RoutingPlan } from '../rtnetlink/route.js';
 import { encodeXtRuleset } from '../nft/xtables/encode.js';
 import type { XtRuleset } from '../nft/xtables/model.js';
 import { renderRestore } from '../nft/xtables/render.js';

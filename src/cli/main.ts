@@ -7,7 +7,7 @@ import { pino } from 'pino';
 // --version, --help, rules and install start in a fraction of the time.
 import type { Agent, makePlanner } from '../agent/agent.js';
 import { loadSettingsFile, parseSettings, type AgentSettings } from '../agent/config.js';
-import { INDEX_FILE_NAME } from '../agent/pod-index.js';
+import { INDEX_FILE_NAME } from '../agent/state/pod-index.js';
 import { parseCaptureConfig } from '../capture/config.js';
 import { readTables } from '../nft/apply.js';
 import { diffTables } from '../nft/ruleset.js';

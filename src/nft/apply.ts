@@ -9,12 +9,13 @@ import {
   NETLINK_NETFILTER,
   NETLINK_ROUTE,
 } from '../kernel/index.js';
-import { routingBatch, type RoutingPlan } from './route.js';
+import { routingBatch, type RoutingPlan } from '../rtnetlink/route.js';
 import type { TableContents, Table } from './model.js';
 import { NetlinkWriter } from './netlink.js';
 import { writeDumpRequest } from './messages.js';
 import { assembleRuleset } from './ruleset.js';
-import { ackLastMessageOnly, replaceTablesBatch, type Batch, type ReplaceMode } from './transaction.js';
+import { ackLastMessageOnly, deleteTablesBatch, replaceTablesBatch, type Batch, type ReplaceMode } from './transaction.js';
+import { FAMILY, type TableFamily } from './constants.js';
 
 /** The kernel refused the transaction; nothing of it was applied. Names the failing message. */
 export class TransactionError extends Error {
@@ -165,4 +166,15 @@ export async function undoRouting(netnsPath: string, undo: RoutingUndo): Promise
     const real = e.errors.filter((x) => !['ENOENT', 'ESRCH', 'EADDRNOTAVAIL'].includes(x.code));
     if (real.length > 0) throw new Error(`undoing routing in ${netnsPath}: '${undo.descriptions[real[0]!.index]}' could not be removed: ${real[0]!.code}`);
   }
+}
+
+/** Deletes the labelled tables (CNI DEL) in one transaction; absent tables are not an error. Throws naming a bad label. */
+export async function removeTables(netnsPath: string, labels: readonly string[]): Promise<void> {
+  if (labels.length === 0) return;
+  const tables = labels.map((l) => {
+    const [family, name, extra] = l.split(' ');
+    if (!family || !name || extra !== undefined || family === 'unspec' || !(family in FAMILY)) throw new Error(`table label '${l}' is not 'family name'`);
+    return { family: family as TableFamily, name };
+  });
+  await applyNetlinkBatch(netnsPath, deleteTablesBatch(tables).buffer);
 }

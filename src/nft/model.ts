@@ -83,3 +83,8 @@ export interface TableContents {
   sets: NftSet[];
   rules: Rule[];
 }
+
+/** `family name` labels as the agent records them (`ip nat`, `inet istio-proxy-nat`). */
+export function tableLabels(tables: readonly { table: Table }[]): string[] {
+  return tables.map((t) => `${t.table.family} ${t.table.name}`);
+}

@@ -8,10 +8,10 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_CAPTURE_CONFIG } from '../../src/capture/config.js';
 import type { CniRequest } from '../../src/agent/cni.js';
-import { createCniHandler, type HandlerDeps } from '../../src/agent/handler.js';
+import { createCniHandler, type HandlerDeps } from '../../src/agent/endpoint/handler.js';
 import { createMetrics } from '../../src/agent/metrics.js';
-import { buildPlan } from '../../src/agent/plan-build.js';
-import { PodStateStore } from '../../src/agent/state.js';
+import { buildPlan } from '../../src/agent/plan/build.js';
+import { PodStateStore } from '../../src/agent/state/records.js';
 import type { TableContents } from '../../src/nft/model.js';
 
 const dirs: string[] = [];

@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PodIndexSync } from '../../src/agent/pod-index-sync.js';
-import { INDEX_MAGIC } from '../../src/agent/pod-index.js';
+import { PodIndexSync } from '../../src/agent/state/pod-index-sync.js';
+import { INDEX_MAGIC } from '../../src/agent/state/pod-index.js';
 import type { PodSource } from '../../src/agent/pods/source.js';
 import { writeFileAtomic } from '../../src/files/atomic-write.js';
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CniRequest } from '../../src/agent/cni.js';
-import { CniSocketServer, type CniHandler, type SocketServerOptions } from '../../src/agent/server.js';
+import { CniSocketServer, type CniHandler, type SocketServerOptions } from '../../src/agent/endpoint/server.js';
 import { until } from '../helpers/wait.js';
 
 const execFileAsync = promisify(execFile);

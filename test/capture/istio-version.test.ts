@@ -5,7 +5,7 @@ import { DEFAULT_CAPTURE_CONFIG, parseCaptureConfig, type CaptureConfig } from '
 import { planKey, planPod } from '../../src/capture/plan.js';
 import { istioRulesFor } from '../../src/capture/settings.js';
 import { parseSettings } from '../../src/agent/config.js';
-import { buildPlan } from '../../src/agent/plan-build.js';
+import { buildPlan } from '../../src/agent/plan/build.js';
 
 const pod = (image: string): Record<string, unknown> => ({
   apiVersion: 'v1',

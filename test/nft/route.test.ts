@@ -2,7 +2,7 @@
 // with iproute2 (the oracle). Root, real netns.
 import { afterEach, describe, expect, it } from 'vitest';
 import { applyRouting } from '../../src/nft/apply.js';
-import { routingBatch } from '../../src/nft/route.js';
+import { routingBatch } from '../../src/rtnetlink/route.js';
 import { NetnsPool, inNetns, netnsPath } from '../helpers/netns.js';
 
 const pool = new NetnsPool('rt');

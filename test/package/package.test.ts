@@ -81,6 +81,8 @@ describe('npm pack', () => {
     expect(list).toContain('package/build/Release/meshcni');
     expect(list.filter((f) => f.startsWith('package/build/'))).toEqual(['package/build/Release/meshcni']);
     expect(list.filter((f) => /^package\/(test|bench|node_modules)\//.test(f))).toEqual([]);
+    // The demo and the test runtime (CNI exec, sandboxes) are dev tools, not the product.
+    expect(list.filter((f) => /^package\/dist\/(demo|runtime)\//.test(f))).toEqual([]);
   });
 });
 

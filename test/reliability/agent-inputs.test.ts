@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCniArgs, parseCniRequest } from '../../src/agent/cni.js';
-import { CniSocketServer } from '../../src/agent/server.js';
+import { CniSocketServer } from '../../src/agent/endpoint/server.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mcni-inputs-'));
 const socketPath = join(dir, 'cni.sock');

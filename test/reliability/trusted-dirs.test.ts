@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DirPodSource } from '../../src/agent/pods/dir.js';
-import { PodStateStore, trustedDirProblem } from '../../src/agent/state.js';
+import { PodStateStore, trustedDirProblem } from '../../src/agent/state/records.js';
 
 const NOBODY = 65534;
 const log = pino({ level: 'silent' });

@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseCniArgs } from '../../src/agent/cni.js';
-import { fnv1a32 } from '../../src/agent/pod-index.js';
+import { fnv1a32 } from '../../src/agent/state/pod-index.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /** MESHCNI_SHIM: another build of the shim (the sanitizer run sets it). */

@@ -4,7 +4,7 @@ import { readdirSync, readFileSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { parseAllDocuments } from 'yaml';
-import { trustedDirProblem } from '../state.js';
+import { trustedDirProblem } from '../state/records.js';
 import { keyString, podKeyOf, uidMatches, type PodKey, type PodSource } from './source.js';
 
 const MANIFEST = /\.(ya?ml|json)$/;

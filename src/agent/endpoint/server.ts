@@ -6,8 +6,8 @@ import { chmodSync, lstatSync, mkdirSync, renameSync, statSync, unlinkSync } fro
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import { peerCredentials } from '../kernel/index.js';
-import { CNI_ERR, CniError, errorBody, parseCniArgs, parseCniRequest, type CniRequest } from './cni.js';
+import { peerCredentials } from '../../kernel/index.js';
+import { CNI_ERR, CniError, errorBody, parseCniArgs, parseCniRequest, type CniRequest } from '../cni.js';
 
 export type CniHandler = (req: CniRequest) => Promise<Record<string, unknown> | null>;
 

@@ -7,7 +7,7 @@
 // the held fd (`/proc/self/fd/<n>`), never a `/proc/<pid>` path a reused pid could point elsewhere.
 import { closeSync, constants, openSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { netnsIdentity, netnsOwner } from '../kernel/index.js';
+import { netnsIdentity, netnsOwner } from '../../kernel/index.js';
 
 /** A proven netns, held open: `netns` (`/proc/self/fd/<fd>`) names it until `fd` is closed. */
 export interface HeldNetns {

@@ -4,9 +4,9 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { PodPlan } from './plan/types.js';
+import type { PodPlan } from '../plan/types.js';
 import { encodeIndex, entryProblem, INDEX_FILE_NAME, INDEX_MAX_PODS, removeIndexTemps, writeIndexFile, type IndexEntry } from './pod-index.js';
-import { podKeyOf, type PodSource } from './pods/source.js';
+import { podKeyOf, type PodSource } from '../pods/source.js';
 
 export interface PodIndexSyncDeps {
   stateDir: string;

@@ -1,16 +1,17 @@
+// Room agent/endpoint: what the runtime reaches — the socket server (server.ts) and the CNI commands (here).
 // What the agent does for each CNI command: identify the pod, decide, program one transaction,
 // remember it; CHECK compares the namespace with the plan; DEL and GC forget.
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
-import type { TableContents } from '../nft/model.js';
-import { tableLabels } from '../nft/remove.js';
-import { CNI_ERR, CniError, convertResult, parseCniArgs, runtimeValueError, type CniRequest } from './cni.js';
-import { KeyedLock } from './keyed-lock.js';
-import { planDiff, planDigest, releasePlan, type CapturePlan, type PodPlan } from './plan/types.js';
-import type { PodEvents } from './pod-events.js';
-import type { AgentMetrics } from './metrics.js';
-import type { PodSource } from './pods/source.js';
-import { StateError, type PodRecord, type PodStateStore } from './state.js';
+import type { TableContents } from '../../nft/model.js';
+import { tableLabels } from '../../nft/model.js';
+import { CNI_ERR, CniError, convertResult, parseCniArgs, runtimeValueError, type CniRequest } from '../cni.js';
+import { KeyedLock } from '../keyed-lock.js';
+import { planDiff, planDigest, releasePlan, type CapturePlan, type PodPlan } from '../plan/types.js';
+import type { PodEvents } from '../pod-events.js';
+import type { AgentMetrics } from '../metrics.js';
+import type { PodSource } from '../pods/source.js';
+import { StateError, type PodRecord, type PodStateStore } from '../state/records.js';
 
 export interface HandlerDeps {
   excludeNamespaces: readonly string[];

@@ -9,7 +9,7 @@
 //
 // Anything else (wrong version, count mismatch, bad checksum, over a bound) makes the whole file
 // unusable to the shim, which then fails closed exactly as without an index.
-import { removeStaleTemps, writeFileAtomic } from '../files/atomic-write.js';
+import { removeStaleTemps, writeFileAtomic } from '../../files/atomic-write.js';
 
 export const INDEX_FILE_NAME = 'pod-index';
 export const INDEX_MAGIC = 'meshcni-pod-index 1';

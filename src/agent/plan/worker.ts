@@ -1,20 +1,20 @@
 // Worker thread entry: everything a big pod's rules cost — planning, digest, reading a namespace
 // back and comparing, encoding and programming — happens here, off the agent's event loop. The
 // agent thread only ever sees the digest, labels and summary; the rules stay here, held by a
-// handle, until the agent releases them. agent → plan-pool → plan-worker → plan-apply → nft.
+// handle, until the agent releases them. agent → plan/pool → plan/worker → plan/apply → nft.
 import { readlinkSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 import { getHeapStatistics } from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
-import type { CaptureConfig } from '../capture/config.js';
-import { readTables } from '../nft/apply.js';
-import { tableLabels } from '../nft/remove.js';
-import type { RoutingPlan } from '../nft/route.js';
-import { diffTables } from '../nft/ruleset.js';
-import { computeRulesDigest, type LocalPlan } from './plan/types.js';
-import { applyPlan } from './plan-apply.js';
-import { buildPlan } from './plan-build.js';
-import type { WorkerAnswer, WorkerRequest } from './plan-pool.js';
+import type { CaptureConfig } from '../../capture/config.js';
+import { readTables } from '../../nft/apply.js';
+import { tableLabels } from '../../nft/model.js';
+import type { RoutingPlan } from '../../rtnetlink/route.js';
+import { diffTables } from '../../nft/ruleset.js';
+import { computeRulesDigest, type LocalPlan } from './types.js';
+import { applyPlan } from './apply.js';
+import { buildPlan } from './build.js';
+import type { WorkerAnswer, WorkerRequest } from './pool.js';
 
 type HeldPlan = Extract<LocalPlan, { capture: true }> & { routing?: RoutingPlan };
 

@@ -1,8 +1,9 @@
+// Room rtnetlink: the routing messages beside nftables (policy rules, local routes, addresses), as data → bytes.
 // rtnetlink as data → bytes: the few routing messages a captured pod may need beside its nftables
 // rules (TPROXY's policy rule and local route, the ::6 inbound-passthrough address on lo).
 // rtnetlink attributes are in host byte order (little-endian here), unlike nf_tables' big-endian.
-import { ipv4Bytes, ipv6Bytes, parsePrefix } from './addr.js';
-import { NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST } from './netlink.js';
+import { ipv4Bytes, ipv6Bytes, parsePrefix } from '../nft/addr.js';
+import { NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST } from '../nft/netlink.js';
 
 const RTM_NEWADDR = 20;
 const RTM_DELADDR = 21;

@@ -1,17 +1,18 @@
+// Room agent/repair: keeping pods captured after the ADD — reconcile (here) and the netns finder for capture in place.
 // Reconcile: compare what each captured pod's namespace holds with what it should hold, and act on
 // drift by policy — repair in place, delete the pod through the API, or only report.
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
-import type { TableContents } from '../nft/model.js';
-import type { RepairPolicy } from './config.js';
-import { planDiff, planDigest, releasePlan, type PodPlan } from './plan/types.js';
-import type { AgentMetrics } from './metrics.js';
-import type { PodKey, PodSource } from './pods/source.js';
-import type { KeyedLock } from './keyed-lock.js';
-import { findPodNetns, releaseNetns, type NetnsLookup, type PodNetnsQuery } from './pod-netns.js';
-import type { PodRecord } from './state.js';
-import type { PodEvents } from './pod-events.js';
-import type { PodStateStore } from './state.js';
+import type { TableContents } from '../../nft/model.js';
+import type { RepairPolicy } from '../config.js';
+import { planDiff, planDigest, releasePlan, type PodPlan } from '../plan/types.js';
+import type { AgentMetrics } from '../metrics.js';
+import type { PodKey, PodSource } from '../pods/source.js';
+import type { KeyedLock } from '../keyed-lock.js';
+import { findPodNetns, releaseNetns, type NetnsLookup, type PodNetnsQuery } from './netns-finder.js';
+import type { PodRecord } from '../state/records.js';
+import type { PodEvents } from '../pod-events.js';
+import type { PodStateStore } from '../state/records.js';
 
 type CapturePlan = Extract<PodPlan, { capture: true }>;
 

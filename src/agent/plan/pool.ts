@@ -1,13 +1,13 @@
 // Big pods are handled in one worker thread so their seconds of CPU and tens of MB of rules never
-// hold up other pods' requests on the event loop: agent → plan-pool → plan-worker. The worker plans,
+// hold up other pods' requests on the event loop: agent → plan/pool → plan/worker. The worker plans,
 // compares and programs; the agent thread gets a digest, labels and a handle. Ordinary pods never
 // come here.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { CaptureConfig } from '../capture/config.js';
-import { CNI_ERR, CniError } from './cni.js';
-import type { HeldRules, PodPlan } from './plan/types.js';
+import type { CaptureConfig } from '../../capture/config.js';
+import { CNI_ERR, CniError } from '../cni.js';
+import type { HeldRules, PodPlan } from './types.js';
 
 /** Annotation list entries above which a pod is planned in the worker (ordinary pods have tens). */
 export const BIG_POD_LIST_ENTRIES = 256;
@@ -60,13 +60,13 @@ export function isBigPod(pod: Record<string, unknown>): boolean {
 }
 
 /**
- * The worker script beside this module (dist/agent/plan-worker.js in production). Under vitest
- * this module is src/agent/plan-pool.ts and no .js sits beside it: the build's copy is used.
+ * The worker script beside this module (dist/agent/plan/worker.js in production). Under vitest
+ * this module is src/agent/plan/pool.ts and no .js sits beside it: the build's copy is used.
  */
 function workerScript(): URL {
-  const here = new URL('./plan-worker.js', import.meta.url);
+  const here = new URL('./worker.js', import.meta.url);
   if (existsSync(fileURLToPath(here))) return here;
-  const built = new URL('../../dist/agent/plan-worker.js', import.meta.url);
+  const built = new URL('../../../dist/agent/plan/worker.js', import.meta.url);
   if (existsSync(fileURLToPath(built))) return built;
   throw new Error(`plan worker script not found at ${fileURLToPath(here)} or ${fileURLToPath(built)} (run npm run build)`);
 }

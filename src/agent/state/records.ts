@@ -1,3 +1,4 @@
+// Room agent/state: what the agent keeps on disk — per-attachment records (here) and the pod index for the shim.
 // What the agent did, per attachment, kept on disk so a restarted agent still knows: one small JSON
 // file per container, written atomically (write + rename). A failed write leaves no file behind
 // and no record in memory; the error names the state directory and the errno.
@@ -14,7 +15,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { containerIdProblem } from './cni.js';
+import { containerIdProblem } from '../cni.js';
 
 export interface PodRecord {
   containerId: string;

@@ -1,11 +1,11 @@
 // Pod object → the handler's plan (pure): shared by the in-thread planner and the plan worker.
-import type { CaptureConfig } from '../capture/config.js';
-import { decideCapture } from '../capture/decision.js';
-import { planPod as planCapture } from '../capture/plan.js';
-import { podFromObject } from '../capture/pod.js';
-import type { TableContents } from '../nft/model.js';
-import type { RoutingPlan } from '../nft/route.js';
-import type { LocalPlan } from './plan/types.js';
+import type { CaptureConfig } from '../../capture/config.js';
+import { decideCapture } from '../../capture/decision.js';
+import { planPod as planCapture } from '../../capture/plan.js';
+import { podFromObject } from '../../capture/pod.js';
+import type { TableContents } from '../../nft/model.js';
+import type { RoutingPlan } from '../../rtnetlink/route.js';
+import type { LocalPlan } from './types.js';
 
 export function buildPlan(pod: Record<string, unknown>, capture: CaptureConfig): LocalPlan & { routing?: RoutingPlan } {
   const p = planCapture(pod, capture);

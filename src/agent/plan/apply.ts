@@ -1,8 +1,8 @@
 // Programming a plan into a pod's namespace: the event loop does it for ordinary plans, the plan
-// worker for the big pods' plans it holds (agent → plan-apply → nft). One function for both.
-import { applyRouting, applyTables, undoRouting } from '../nft/apply.js';
-import type { RoutingPlan } from '../nft/route.js';
-import type { PodPlan } from './plan/types.js';
+// worker for the big pods' plans it holds (agent → plan/apply → nft). One function for both.
+import { applyRouting, applyTables, undoRouting } from '../../nft/apply.js';
+import type { RoutingPlan } from '../../rtnetlink/route.js';
+import type { PodPlan } from './types.js';
 
 type CapturePlan = Extract<PodPlan, { capture: true }>;
 
