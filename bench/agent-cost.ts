@@ -21,7 +21,11 @@ function threadCpu(pid: number): Map<string, { name: string; user: number; sys: 
     try {
       const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
       const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      out.set(tid, { name: st.slice(st.indexOf('(') + 1, st.lastIndexOf(')')), user: Number(f[11]) * 10, sys: Number(f[12]) * 10 });
+      out.set(tid, {
+        name: st.slice(st.indexOf('(') + 1, st.lastIndexOf(')')),
+        user: Number(f[11]) * 10,
+        sys: Number(f[12]) * 10,
+      });
     } catch {
       // a thread that ended meanwhile
     }
@@ -37,7 +41,8 @@ async function main(): Promise<void> {
   writePod(join(dir, 'pods'), 'bench', 'web', {});
   const results = join(ROOT, 'bench/results');
   mkdirSync(results, { recursive: true });
-  if (cpuProf) process.env.BENCH_AGENT_NODE_ARGS = `--cpu-prof --cpu-prof-dir=${results} --cpu-prof-name=agent-cost.cpuprofile`;
+  if (cpuProf)
+    process.env.BENCH_AGENT_NODE_ARGS = `--cpu-prof --cpu-prof-dir=${results} --cpu-prof-name=agent-cost.cpuprofile`;
   const agent = await startAgent(dir);
   const pid = agent.child.pid!;
   const driver = new Driver();
@@ -74,15 +79,24 @@ async function main(): Promise<void> {
     }
     rows.sort((a, b) => (b[1] as number) - (a[1] as number));
     const perAdd = rows.filter((r) => (r[0] as string) !== 'futex').reduce((a, r) => a + (r[1] as number), 0);
-    console.log(`agent syscalls per ADD (${ADDS} sequential ADDs, strace -c -f; futex is thread hand-off and strace's own stops)\n${table(['syscall', 'per ADD'], rows)}\nall but futex: ${perAdd.toFixed(1)} per ADD\n`);
+    console.log(
+      `agent syscalls per ADD (${ADDS} sequential ADDs, strace -c -f; futex is thread hand-off and strace's own stops)\n${table(['syscall', 'per ADD'], rows)}\nall but futex: ${perAdd.toFixed(1)} per ADD\n`,
+    );
     const threads: (string | number)[][] = [];
     for (const [tid, a] of after) {
       const b = before.get(tid) ?? { user: 0, sys: 0 };
       const user = a.user - b.user;
       const sys = a.sys - b.sys;
-      if (user + sys > 0) threads.push([`${tid} ${a.name}${tid === String(pid) ? ' (main: event loop, inline commits)' : ''}`, (user / ADDS).toFixed(3), (sys / ADDS).toFixed(3)]);
+      if (user + sys > 0)
+        threads.push([
+          `${tid} ${a.name}${tid === String(pid) ? ' (main: event loop, inline commits)' : ''}`,
+          (user / ADDS).toFixed(3),
+          (sys / ADDS).toFixed(3),
+        ]);
     }
-    console.log(`agent CPU per ADD by thread, ms (${ADDS} untraced sequential ADDs; /proc ticks of 10 ms)\n${table(['thread', 'user', 'system'], threads)}`);
+    console.log(
+      `agent CPU per ADD by thread, ms (${ADDS} untraced sequential ADDs; /proc ticks of 10 ms)\n${table(['thread', 'user', 'system'], threads)}`,
+    );
   } finally {
     await stopAgent(agent.child);
     driver.close();

@@ -46,7 +46,15 @@ async function main(): Promise<void> {
       ['path', 'n', 'min ms', 'p50 ms', 'p90 ms', 'p99 ms', 'p50 ratio'],
       [
         ['meshcni netlink transaction', m.n, m.min_ms, m.p50_ms, m.p90_ms, m.p99_ms, '1.0x'],
-        ['nsenter iptables-nft-restore', r.n, r.min_ms, r.p50_ms, r.p90_ms, r.p99_ms, `${(r.p50_ms / m.p50_ms).toFixed(1)}x`],
+        [
+          'nsenter iptables-nft-restore',
+          r.n,
+          r.min_ms,
+          r.p50_ms,
+          r.p90_ms,
+          r.p99_ms,
+          `${(r.p50_ms / m.p50_ms).toFixed(1)}x`,
+        ],
       ],
     ),
   );

@@ -40,7 +40,9 @@ function podYaml(name: string, annotations: Record<string, string>): string {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: { namespace: 'bench', name, annotations },
-    spec: { containers: [{ name: 'app' }, { name: 'istio-proxy', securityContext: { runAsUser: 1337, runAsGroup: 1337 } }] },
+    spec: {
+      containers: [{ name: 'app' }, { name: 'istio-proxy', securityContext: { runAsUser: 1337, runAsGroup: 1337 } }],
+    },
     status: { phase: 'Pending' }, // not Running: the start-up reconcile pass leaves them alone
   });
 }
@@ -48,7 +50,11 @@ function podYaml(name: string, annotations: Record<string, string>): string {
 function bigAnnotations(i: number): Record<string, string> {
   const ports = Array.from({ length: 10_000 }, (_, k) => String(1 + ((k * 7 + i) % 65_000))).join(',');
   const cidrs = Array.from({ length: 10_000 }, (_, k) => `10.${(k >> 8) & 255}.${k & 255}.${i % 250}/32`).join(',');
-  return { 'traffic.sidecar.istio.io/excludeInboundPorts': ports, 'traffic.sidecar.istio.io/excludeOutboundPorts': ports, 'traffic.sidecar.istio.io/excludeOutboundIPRanges': cidrs };
+  return {
+    'traffic.sidecar.istio.io/excludeInboundPorts': ports,
+    'traffic.sidecar.istio.io/excludeOutboundPorts': ports,
+    'traffic.sidecar.istio.io/excludeOutboundIPRanges': cidrs,
+  };
 }
 
 function add(name: string, containerId: string, netnsPath: string): Promise<{ status: number; ms: number }> {
@@ -63,16 +69,20 @@ function add(name: string, containerId: string, netnsPath: string): Promise<{ st
   });
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path: '/v1/cni', method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - t0 }));
-    });
+    const req = request(
+      { socketPath, path: '/v1/cni', method: 'POST', headers: { 'content-type': 'application/json' } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - t0 }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
 }
 
-const p = (xs: number[], q: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!;
+const p = (xs: number[], q: number): number =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!;
 /** After full GCs and a pause (a recycled worker's isolate is torn down asynchronously). */
 async function memMb(): Promise<{ rss: number; heap: number }> {
   const gc = (globalThis as { gc?: () => void }).gc;
@@ -101,8 +111,12 @@ async function ordinaryRun(n: number, tag: string, slots: string[], until?: Prom
 async function main(): Promise<void> {
   writeFileSync(join(podsDir, 'plain.yaml'), podYaml('plain', {}));
   const bigTotal = WARM_BIG_PODS + BIG_PODS + LOAD_BIG_PODS;
-  for (let i = 0; i < bigTotal; i++) writeFileSync(join(podsDir, `big${i}.yaml`), podYaml(`big${i}`, bigAnnotations(i)));
-  const settings = parseSettings({ podsDir, socketPath, stateDir: join(dir, 'state'), metricsAddress: '', reconcileIntervalSeconds: 0, layout }, 'bench');
+  for (let i = 0; i < bigTotal; i++)
+    writeFileSync(join(podsDir, `big${i}.yaml`), podYaml(`big${i}`, bigAnnotations(i)));
+  const settings = parseSettings(
+    { podsDir, socketPath, stateDir: join(dir, 'state'), metricsAddress: '', reconcileIntervalSeconds: 0, layout },
+    'bench',
+  );
   const agent = new Agent(settings, pino({ level: 'warn' }));
   await agent.start();
   try {

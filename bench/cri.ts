@@ -22,8 +22,12 @@ const ROUNDS = roundsArg > 0 ? Number(process.argv[roundsArg + 1]) : QUICK ? 10 
 const CHURN = 32;
 const CHURN_REPEATS = QUICK ? 1 : 3;
 const RULES_FILE = join(ROOT, 'bench/fixtures/istio-sidecar-default.v4.rules');
-if (!Number.isInteger(ROUNDS) || ROUNDS < 10) throw new Error(`--rounds ${process.argv[roundsArg + 1]}: must be an integer of at least 10`);
-const DOCUMENTED = { 'traffic.sidecar.istio.io/excludeInboundPorts': '22', 'traffic.sidecar.istio.io/excludeOutboundIPRanges': '192.168.0.1/32' };
+if (!Number.isInteger(ROUNDS) || ROUNDS < 10)
+  throw new Error(`--rounds ${process.argv[roundsArg + 1]}: must be an integer of at least 10`);
+const DOCUMENTED = {
+  'traffic.sidecar.istio.io/excludeInboundPorts': '22',
+  'traffic.sidecar.istio.io/excludeOutboundIPRanges': '192.168.0.1/32',
+};
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -43,7 +47,9 @@ type Way = 'plain' | 'meshcni' | 'istio_init';
 const WAYS: readonly Way[] = ['plain', 'meshcni', 'istio_init'];
 
 /** The nat rules the documented file appends, as iptables-nft-save prints them. */
-const EXPECTED = readFileSync(RULES_FILE, 'utf8').split('\n').filter((l) => l.startsWith('-A '));
+const EXPECTED = readFileSync(RULES_FILE, 'utf8')
+  .split('\n')
+  .filter((l) => l.startsWith('-A '));
 
 interface Node3 {
   cri: Record<Way, CriClient>;
@@ -140,9 +146,15 @@ async function main(): Promise<void> {
     installUpstreamPlugins(bin);
     const plainConf = join(node.dir, 'conf-plain');
     const meshConf = join(node.dir, 'conf-mesh');
-    for (const [dir, bridge, net] of [[plainConf, 'mcnibp0', 1], [meshConf, 'mcnibm0', 2]] as const) {
+    for (const [dir, bridge, net] of [
+      [plainConf, 'mcnibp0', 1],
+      [meshConf, 'mcnibm0', 2],
+    ] as const) {
       mkdirSync(dir);
-      writeFileSync(join(dir, '10-primary.conflist'), primaryConfList(bridge, `10.88.${net}.0/24`, join(node.dir, `ipam-${net}`)));
+      writeFileSync(
+        join(dir, '10-primary.conflist'),
+        primaryConfList(bridge, `10.88.${net}.0/24`, join(node.dir, `ipam-${net}`)),
+      );
     }
 
     // The built agent inside the node, chaining itself into meshConf only. It knows the round pod and
@@ -169,20 +181,34 @@ async function main(): Promise<void> {
       cniBinDir: bin,
       excludeNamespaces: ['kube-system'],
     };
-    writeFileSync(cfg, Object.entries(settings).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join('\n') + '\n');
+    writeFileSync(
+      cfg,
+      Object.entries(settings)
+        .map(([k, v]) => `${k}: ${JSON.stringify(v)}`)
+        .join('\n') + '\n',
+    );
     agent = node.spawn(process.execPath, [join(ROOT, 'dist/cli/main.js'), 'serve', '--config', cfg]);
     agent.stdout!.on('data', (c: Buffer) => (agentLog += c.toString()));
     agent.stderr!.on('data', (c: Buffer) => (agentLog += c.toString()));
     const deadline = Date.now() + 30_000;
-    while (!readFileSync(join(meshConf, '10-primary.conflist'), 'utf8').includes('"meshcni"') || !existsSync(settings.socketPath)) {
-      if (Date.now() > deadline || agent.exitCode !== null) throw new Error(`the agent did not chain itself in:\n${agentLog}`);
+    while (
+      !readFileSync(join(meshConf, '10-primary.conflist'), 'utf8').includes('"meshcni"') ||
+      !existsSync(settings.socketPath)
+    ) {
+      if (Date.now() > deadline || agent.exitCode !== null)
+        throw new Error(`the agent did not chain itself in:\n${agentLog}`);
       await sleep(100);
     }
 
     // plain and istio-init share one containerd (primary chain only); meshcni has its own.
     // overlayfs, as on a real node: the native snapshotter would copy the init image's 100 MB per pod.
     const snapshotter = 'overlayfs';
-    const plain = new Containerd(node, { cniConfDir: plainConf, cniBinDir: bin, name: 'containerd-plain', snapshotter });
+    const plain = new Containerd(node, {
+      cniConfDir: plainConf,
+      cniBinDir: bin,
+      name: 'containerd-plain',
+      snapshotter,
+    });
     const mesh = new Containerd(node, { cniConfDir: meshConf, cniBinDir: bin, name: 'containerd-mesh', snapshotter });
     daemons.push(plain, mesh);
     const [criPlain, criMesh] = [await plain.start(), await mesh.start()];
@@ -226,10 +252,13 @@ async function main(): Promise<void> {
     type ChurnRun = { pods_per_s: number; cpu_ms_per_pod: number };
     const churnRuns: Record<Way, ChurnRun[]> = { plain: [], meshcni: [], istio_init: [] };
     for (let i = 0; i < CHURN_REPEATS; i++) {
-      for (const way of WAYS.map((_, j) => WAYS[(j + i) % WAYS.length]!)) churnRuns[way].push(await churn(n, way, churnPods));
+      for (const way of WAYS.map((_, j) => WAYS[(j + i) % WAYS.length]!))
+        churnRuns[way].push(await churn(n, way, churnPods));
     }
 
-    const leftover = existsSync(join(settings.stateDir, 'pods')) ? readdirSync(join(settings.stateDir, 'pods')).length : 0;
+    const leftover = existsSync(join(settings.stateDir, 'pods'))
+      ? readdirSync(join(settings.stateDir, 'pods')).length
+      : 0;
     const round3 = (x: number): number => Math.round(x * 1000) / 1000;
     const over = (way: Way): { median: number; ci95: [number, number] } => {
       const m = medianInterval(ms[way].map((x, i) => x - ms.plain[i]!));
@@ -249,7 +278,8 @@ async function main(): Promise<void> {
       pod_start: Object.fromEntries(WAYS.map((w) => [w, summarize(ms[w])])),
       added_over_plain_ms: added,
       // A ratio of added times only means something when meshcni's is above zero beyond doubt.
-      istio_init_over_meshcni_added: added.meshcni.ci95[0] > 0 ? round3(added.istio_init.median / added.meshcni.median) : null,
+      istio_init_over_meshcni_added:
+        added.meshcni.ci95[0] > 0 ? round3(added.istio_init.median / added.meshcni.median) : null,
       churn: { pods: CHURN, repeats: CHURN_REPEATS, runs: churnRuns },
       agent_state_left: leftover,
       samples: Object.fromEntries(WAYS.map((w) => [w, ms[w].map(round3)])),
@@ -266,7 +296,12 @@ async function main(): Promise<void> {
     );
     const churnTable = table(
       [`churn, ${CHURN} pods at once`, 'pods/s (median)', 'node CPU ms/pod (median)', 'runs'],
-      WAYS.map((w) => [w, median(churnRuns[w].map((c) => c.pods_per_s)), median(churnRuns[w].map((c) => c.cpu_ms_per_pod)), churnRuns[w].length]),
+      WAYS.map((w) => [
+        w,
+        median(churnRuns[w].map((c) => c.pods_per_s)),
+        median(churnRuns[w].map((c) => c.cpu_ms_per_pod)),
+        churnRuns[w].length,
+      ]),
     );
     const text =
       `CRI on ${result.runtime} + runc, ${ROUNDS} interleaved rounds, ${result.rounds_counted} counted ` +

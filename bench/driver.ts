@@ -35,14 +35,18 @@ export class Driver {
     this.child = spawn(DRIVER, [], { stdio: ['pipe', 'pipe', 'inherit'] });
     this.lines = createInterface({ input: this.child.stdout! });
     this.lines.on('line', (l) => this.waiting.shift()?.(l));
-    this.exited = new Promise<never>((_, reject) => this.child.once('exit', (c) => reject(new Error(`bench driver exited ${c}`))));
+    this.exited = new Promise<never>((_, reject) =>
+      this.child.once('exit', (c) => reject(new Error(`bench driver exited ${c}`))),
+    );
     this.exited.catch(() => undefined); // only a run in progress cares
   }
 
   /** Queues an exec of argv[0] (absolute path) with exactly `env`, stdin from a file (or /dev/null). */
   exec(id: string, argv: string[], env: Record<string, string> = {}, stdinFile = '-'): void {
     const envs = Object.entries(env).map(([k, v]) => clean(`${k}=${v}`, 'env'));
-    this.child.stdin!.write(['X', id, stdinFile, String(envs.length), ...envs, ...argv].map((f) => clean(f, 'field')).join('\t') + '\n');
+    this.child.stdin!.write(
+      ['X', id, stdinFile, String(envs.length), ...envs, ...argv].map((f) => clean(f, 'field')).join('\t') + '\n',
+    );
     this.queued++;
   }
 

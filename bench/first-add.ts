@@ -46,7 +46,12 @@ async function round(r: number): Promise<{ first: number; steady: number[]; read
     for (let i = 0; i < ADDS; i++) {
       const ns = new PodNetns(`fa${r}`).create(i);
       nets.push(ns);
-      const { env, input } = shimAdd(agent.socketPath, ns.path, { namespace: 'bench', name: `p${i}` }, `fa${process.pid}r${r}i${i}`);
+      const { env, input } = shimAdd(
+        agent.socketPath,
+        ns.path,
+        { namespace: 'bench', name: `p${i}` },
+        `fa${process.pid}r${r}i${i}`,
+      );
       // Exec'd by the C driver, as a runtime execs a plug-in; one ADD at a time.
       const stdin = join(dir, `add${i}.json`);
       writeFileSync(stdin, input);
@@ -85,7 +90,13 @@ console.log(
     [
       ['first ADD', firsts.length, f.p50_ms.toFixed(2), f.p90_ms.toFixed(2), f.max_ms.toFixed(2)],
       ['steady ADD', steadies.length, s.p50_ms.toFixed(2), s.p90_ms.toFixed(2), s.max_ms.toFixed(2)],
-      ['start→ready (ms, wall)', readies.length, summarize(readies).p50_ms.toFixed(0), summarize(readies).p90_ms.toFixed(0), summarize(readies).max_ms.toFixed(0)],
+      [
+        'start→ready (ms, wall)',
+        readies.length,
+        summarize(readies).p50_ms.toFixed(0),
+        summarize(readies).p90_ms.toFixed(0),
+        summarize(readies).max_ms.toFixed(0),
+      ],
     ],
   ),
 );

@@ -53,7 +53,10 @@ let nsCounter = 0;
 /** Runs `ip -batch` on the lines given (one process for all of them). */
 function ipBatch(lines: string[], check: boolean): void {
   if (lines.length === 0) return;
-  const r = spawnSync('ip', ['-force', '-batch', '-'], { input: lines.join('\n') + '\n', stdio: ['pipe', 'ignore', 'pipe'] });
+  const r = spawnSync('ip', ['-force', '-batch', '-'], {
+    input: lines.join('\n') + '\n',
+    stdio: ['pipe', 'ignore', 'pipe'],
+  });
   if (check && r.status !== 0) throw new Error(`ip -batch failed (${r.status}): ${r.stderr.toString().trim()}`);
 }
 
@@ -77,7 +80,10 @@ export class NetnsGroup {
    */
   pods(prefix: string, from: number, count: number): PodNetns[] {
     const made = Array.from({ length: count }, () => new PodNetns(prefix));
-    ipBatch(made.flatMap((n) => [`netns add ${n.name}`, `link add ${n.hostIf} type veth peer name eth0 netns ${n.name}`]), true);
+    ipBatch(
+      made.flatMap((n) => [`netns add ${n.name}`, `link add ${n.hostIf} type veth peer name eth0 netns ${n.name}`]),
+      true,
+    );
     this.members.push(...made);
     made.forEach((n, k) => n.configure(from + k));
     return made;
@@ -90,14 +96,21 @@ export class NetnsGroup {
    */
   bareNamespaces(prefix: string, count: number): string[] {
     const names = Array.from({ length: count }, () => `mcb-${prefix}-${process.pid}-${++nsCounter}`);
-    ipBatch(names.map((n) => `netns add ${n}`), true);
+    ipBatch(
+      names.map((n) => `netns add ${n}`),
+      true,
+    );
     this.bare.push(...names);
     return names.map((n) => `/var/run/netns/${n}`);
   }
 
   /** Deletes every namespace (and host-side veth) of the group, then waits for the kernel's teardown. */
   async settle(ms = 2000): Promise<void> {
-    const lines = [...this.members.map((n) => `netns del ${n.name}`), ...this.members.map((n) => `link del ${n.hostIf}`), ...this.bare.map((n) => `netns del ${n}`)];
+    const lines = [
+      ...this.members.map((n) => `netns del ${n.name}`),
+      ...this.members.map((n) => `link del ${n.hostIf}`),
+      ...this.bare.map((n) => `netns del ${n}`),
+    ];
     this.members.length = 0;
     this.bare.length = 0;
     ipBatch(lines, false);
@@ -129,7 +142,10 @@ export class PodNetns {
     const a = 10 + (Math.floor(index / 250) % 200);
     const b = (index % 250) + 1;
     const lines = [`addr add 10.251.${a}.${b}/32 dev eth0`, 'link set eth0 up', 'link set lo up'];
-    execFileSync('ip', ['-n', this.name, '-batch', '-'], { input: lines.join('\n') + '\n', stdio: ['pipe', 'ignore', 'pipe'] });
+    execFileSync('ip', ['-n', this.name, '-batch', '-'], {
+      input: lines.join('\n') + '\n',
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
     return this;
   }
 
@@ -150,7 +166,16 @@ export function cpuMs(pid: number): number {
 /** CPU time all CPUs spent busy (not idle, not waiting for I/O), in ms, from /proc/stat. */
 export function systemBusyMs(): number {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const [user, nice, system, idle, iowait, irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
+  const [user, nice, system, _idle, _iowait, irq, softirq, steal] = f as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   return ((user + nice + system + irq + softirq + steal) * 1000) / 100; // USER_HZ is 100; idle and iowait left out
 }
 
@@ -164,15 +189,33 @@ export function openFds(pid: number): number {
 }
 
 /** The built agent as a child process, standalone with a pods directory. */
-export async function startAgent(dir: string, extra: Record<string, unknown> = {}): Promise<{ child: ChildProcess; socketPath: string; log: () => string }> {
+export async function startAgent(
+  dir: string,
+  extra: Record<string, unknown> = {},
+): Promise<{ child: ChildProcess; socketPath: string; log: () => string }> {
   const socketPath = join(dir, 'run', 'cni.sock');
   const cfg = join(dir, 'config.yaml');
-  const conf = { podsDir: join(dir, 'pods'), socketPath, stateDir: join(dir, 'state'), metricsAddress: '', reconcileIntervalSeconds: 0, logLevel: 'warn', ...extra };
-  writeFileSync(cfg, Object.entries(conf).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join('\n') + '\n');
+  const conf = {
+    podsDir: join(dir, 'pods'),
+    socketPath,
+    stateDir: join(dir, 'state'),
+    metricsAddress: '',
+    reconcileIntervalSeconds: 0,
+    logLevel: 'warn',
+    ...extra,
+  };
+  writeFileSync(
+    cfg,
+    Object.entries(conf)
+      .map(([k, v]) => `${k}: ${JSON.stringify(v)}`)
+      .join('\n') + '\n',
+  );
   let log = '';
   // BENCH_AGENT_NODE_ARGS: extra Node flags for the agent, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const nodeArgs = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist/cli/main.js'), 'serve', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist/cli/main.js'), 'serve', '--config', cfg], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   child.stdout!.on('data', (c: Buffer) => (log += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (log += c.toString()));
   const deadline = Date.now() + 20_000;
@@ -193,7 +236,12 @@ export function stopAgent(child: ChildProcess): Promise<void> {
 }
 
 /** The CNI environment and stdin for one ADD of a pod through the shim. */
-export function shimAdd(socketPath: string, netns: string, pod: { namespace: string; name: string }, containerId: string): { env: NodeJS.ProcessEnv; input: string } {
+export function shimAdd(
+  socketPath: string,
+  netns: string,
+  pod: { namespace: string; name: string },
+  containerId: string,
+): { env: NodeJS.ProcessEnv; input: string } {
   return {
     env: {
       CNI_COMMAND: 'ADD',
@@ -208,7 +256,11 @@ export function shimAdd(socketPath: string, netns: string, pod: { namespace: str
       name: 'bench',
       type: 'meshcni',
       socketPath,
-      prevResult: { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: netns }], ips: [{ address: '10.251.0.2/32', interface: 0 }] },
+      prevResult: {
+        cniVersion: '1.0.0',
+        interfaces: [{ name: 'eth0', sandbox: netns }],
+        ips: [{ address: '10.251.0.2/32', interface: 0 }],
+      },
     }),
   };
 }

@@ -21,7 +21,11 @@ import { summarize, table } from './stats.js';
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e6;
 
-export async function phases(dir: string, driver: Driver, iterations: number): Promise<{ table: string; p50: Record<string, number> }> {
+export async function phases(
+  dir: string,
+  driver: Driver,
+  iterations: number,
+): Promise<{ table: string; p50: Record<string, number> }> {
   writePod(join(dir, 'pods'), 'bench', 'web', {});
   const log = pino({ level: 'warn' }, pino.destination('/dev/null'));
   const pods = new DirPodSource(join(dir, 'pods'), log);
@@ -31,13 +35,15 @@ export async function phases(dir: string, driver: Driver, iterations: number): P
   const planner = makePlanner(parseCaptureConfig({}));
   const lookup = pods.lookup.bind(pods);
   let mark: Record<string, number> = {};
-  const timed = <A extends unknown[], R>(name: string, f: (...a: A) => R) => (...a: A): R => {
-    const t0 = now();
-    const r = f(...a);
-    if (r instanceof Promise) return r.finally(() => (mark[name] = now() - t0)) as R;
-    mark[name] = now() - t0;
-    return r;
-  };
+  const timed =
+    <A extends unknown[], R>(name: string, f: (...a: A) => R) =>
+    (...a: A): R => {
+      const t0 = now();
+      const r = f(...a);
+      if (r instanceof Promise) return r.finally(() => (mark[name] = now() - t0)) as R;
+      mark[name] = now() - t0;
+      return r;
+    };
   pods.lookup = timed('lookup', lookup);
   const handler = createCniHandler({
     excludeNamespaces: [],
@@ -122,6 +128,9 @@ export async function phases(dir: string, driver: Driver, iterations: number): P
   const p50 = Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, summarize(v).p50_ms]));
   return {
     p50,
-    table: table(['phase of one ADD', 'p50 ms', 'p90 ms'], Object.entries(rows).map(([k, v]) => [k, summarize(v).p50_ms, summarize(v).p90_ms])),
+    table: table(
+      ['phase of one ADD', 'p50 ms', 'p90 ms'],
+      Object.entries(rows).map(([k, v]) => [k, summarize(v).p50_ms, summarize(v).p90_ms]),
+    ),
   };
 }

@@ -12,7 +12,12 @@ const DOCUMENTED = {
   'traffic.sidecar.istio.io/excludeOutboundIPRanges': '192.168.0.1/32',
 };
 
-export function podObject(namespace: string, name: string, annotations: Record<string, string>, dualStack = false): Record<string, unknown> {
+export function podObject(
+  namespace: string,
+  name: string,
+  annotations: Record<string, string>,
+  dualStack = false,
+): Record<string, unknown> {
   return {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -20,7 +25,12 @@ export function podObject(namespace: string, name: string, annotations: Record<s
     spec: {
       containers: [
         { name: 'app', image: 'example/app' },
-        { name: 'istio-proxy', image: 'istio/proxyv2', securityContext: { runAsUser: 1337, runAsGroup: 1337 }, ...(dualStack ? { env: [{ name: 'ISTIO_DUAL_STACK', value: 'true' }] } : {}) },
+        {
+          name: 'istio-proxy',
+          image: 'istio/proxyv2',
+          securityContext: { runAsUser: 1337, runAsGroup: 1337 },
+          ...(dualStack ? { env: [{ name: 'ISTIO_DUAL_STACK', value: 'true' }] } : {}),
+        },
       ],
     },
     status: { phase: 'Running' },
@@ -38,7 +48,12 @@ export function rulesForBench(): { tables: TableContents[]; v4: string; v6: stri
   const nft = planPod(podObject('bench', 'web', {}, false), parseCaptureConfig({ layout: 'nft' }));
   const v4only = planPod(podObject('bench', 'web', {}), parseCaptureConfig({}));
   if (!ipt.capture || !nft.capture || !v4only.capture) throw new Error('bench pod is not captured');
-  return { tables: v4only.tables, v4: renderRestore(ipt.iptables.v4), v6: renderRestore(ipt.iptables.v6!), nft: nft.text };
+  return {
+    tables: v4only.tables,
+    v4: renderRestore(ipt.iptables.v4),
+    v6: renderRestore(ipt.iptables.v6!),
+    nft: nft.text,
+  };
 }
 
 /** A pod whose port and CIDR lists have `size` entries each, in the given layout. */
@@ -50,7 +65,14 @@ export function scalePod(size: number, layout: 'iptables' | 'nft'): TableContent
 export function scalePlan(size: number, layout: 'iptables' | 'nft'): { tables: TableContents[]; text: string } {
   const ports = Array.from({ length: size }, (_, i) => 20000 + i).join(',');
   const cidrs = Array.from({ length: size }, (_, i) => `10.${Math.floor(i / 256) % 256}.${i % 256}.0/24`).join(',');
-  const ann: Record<string, string> = size === 0 ? {} : { 'traffic.sidecar.istio.io/excludeOutboundPorts': ports, 'traffic.sidecar.istio.io/excludeOutboundIPRanges': cidrs, 'traffic.sidecar.istio.io/excludeInboundPorts': ports };
+  const ann: Record<string, string> =
+    size === 0
+      ? {}
+      : {
+          'traffic.sidecar.istio.io/excludeOutboundPorts': ports,
+          'traffic.sidecar.istio.io/excludeOutboundIPRanges': cidrs,
+          'traffic.sidecar.istio.io/excludeInboundPorts': ports,
+        };
   const plan = planPod(podObject('bench', 'scale', ann), parseCaptureConfig({ layout }));
   if (!plan.capture) throw new Error('scale pod is not captured');
   return { tables: plan.tables, text: plan.text };

@@ -3,7 +3,7 @@
 // bench/results/latest.json and an SVG of the latency distributions, and refreshes the
 // results tables in bench/README.md. Never fails on timing. `--quick` keeps it under two minutes (CI).
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { applyTables, createBatch } from '../src/nft/apply.js';
@@ -11,7 +11,21 @@ import { Driver, type JobResult } from './driver.js';
 import { phases } from './phases.js';
 import { loadAverage, updateBenchReadme } from './readme.js';
 import { rulesForBench, scalePlan, writePod } from './rules.js';
-import { benchTempDir, buildNoop, cpuMs, systemBusyMs, NetnsGroup, openFds, PodNetns, ROOT, rssKiB, SHIM, shimAdd, startAgent, stopAgent } from './harness.js';
+import {
+  benchTempDir,
+  buildNoop,
+  cpuMs,
+  systemBusyMs,
+  NetnsGroup,
+  openFds,
+  PodNetns,
+  ROOT,
+  rssKiB,
+  SHIM,
+  shimAdd,
+  startAgent,
+  stopAgent,
+} from './harness.js';
 import { latencySvg } from './plot.js';
 import { nowMs, summarize, table, type Summary } from './stats.js';
 
@@ -23,13 +37,37 @@ const SOAK_PODS = Number(process.env.BENCH_SOAK_PODS ?? (quick ? 0 : 10_000));
 const SCALE_SIZES = quick ? [0, 10, 100] : [0, 10, 100, 1000];
 const SCALE_ITER = Number(process.env.BENCH_SCALE_ITERATIONS ?? (quick ? 10 : 40));
 
-type PathName = 'exec_floor' | 'meshcni_e2e' | 'meshcni_apply' | 'kernel_floor' | 'istio_cni_way' | 'iptables_nft_restore' | 'iptables_legacy_restore' | 'nft_file';
-const PATHS: PathName[] = ['exec_floor', 'meshcni_e2e', 'meshcni_apply', 'kernel_floor', 'istio_cni_way', 'iptables_nft_restore', 'iptables_legacy_restore', 'nft_file'];
+type PathName =
+  | 'exec_floor'
+  | 'meshcni_e2e'
+  | 'meshcni_apply'
+  | 'kernel_floor'
+  | 'istio_cni_way'
+  | 'iptables_nft_restore'
+  | 'iptables_legacy_restore'
+  | 'nft_file';
+const PATHS: PathName[] = [
+  'exec_floor',
+  'meshcni_e2e',
+  'meshcni_apply',
+  'kernel_floor',
+  'istio_cni_way',
+  'iptables_nft_restore',
+  'iptables_legacy_restore',
+  'nft_file',
+];
 
 const which = (cmd: string): string => execFileSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).trim();
 
 /** The shim's CNI environment as strings, with its stdin written to a file for the driver. */
-function shimJob(dir: string, socketPath: string, netnsPath: string, pod: { namespace: string; name: string }, containerId: string, command = 'ADD') {
+function shimJob(
+  dir: string,
+  socketPath: string,
+  netnsPath: string,
+  pod: { namespace: string; name: string },
+  containerId: string,
+  command = 'ADD',
+) {
   const { env, input } = shimAdd(socketPath, netnsPath, pod, containerId);
   const stdin = join(dir, `${containerId}.json`);
   writeFileSync(stdin, input);
@@ -49,7 +87,13 @@ async function latency(dir: string, driver: Driver): Promise<Record<PathName, nu
   const noop = buildNoop();
   const jobsDir = join(dir, 'jobs');
   mkdirSync(jobsDir, { recursive: true });
-  const files = { v4: join(dir, 'v4.rules'), v6: join(dir, 'v6.rules'), nft: join(dir, 'rules.nft'), batch: join(dir, 'batch.bin'), version: join(dir, 'version.json') };
+  const files = {
+    v4: join(dir, 'v4.rules'),
+    v6: join(dir, 'v6.rules'),
+    nft: join(dir, 'rules.nft'),
+    batch: join(dir, 'batch.bin'),
+    version: join(dir, 'version.json'),
+  };
   writeFileSync(files.v4, rules.v4);
   writeFileSync(files.v6, rules.v6);
   writeFileSync(files.nft, rules.nft);
@@ -67,7 +111,10 @@ async function latency(dir: string, driver: Driver): Promise<Record<PathName, nu
       // Fresh namespaces for every path that programs one, made in bulk ahead of a stretch of
       // iterations (NetnsGroup.pods) and deleted after the section.
       if (i % CHUNK === 0) made = group.pods('lat', i * PATHS.length, Math.min(CHUNK, ITER - i) * PATHS.length);
-      const ns = Object.fromEntries(PATHS.map((p, k) => [p, made[(i % CHUNK) * PATHS.length + k]!])) as Record<PathName, PodNetns>;
+      const ns = Object.fromEntries(PATHS.map((p, k) => [p, made[(i % CHUNK) * PATHS.length + k]!])) as Record<
+        PathName,
+        PodNetns
+      >;
       // Rotate the order so no path always runs first (cache warmth, kernel work queues). The
       // in-process apply takes its turn in the rotation like the rest: the driver runs what is
       // queued before it, then the apply is timed, then the driver runs the rest.
@@ -123,7 +170,9 @@ async function latency(dir: string, driver: Driver): Promise<Record<PathName, nu
       }
       if (queued > 0) await runQueued();
       const ms = (id: string) => results.get(id)!.ms;
-      for (const p of order) if (p !== 'meshcni_apply') samples[p].push(p === 'istio_cni_way' ? ms('istio_go') + ms('istio_v4') + ms('istio_v6') : ms(p));
+      for (const p of order)
+        if (p !== 'meshcni_apply')
+          samples[p].push(p === 'istio_cni_way' ? ms('istio_go') + ms('istio_v4') + ms('istio_v6') : ms(p));
     }
   } finally {
     await stopAgent(agent.child);
@@ -147,7 +196,10 @@ interface ChurnResult {
   n: number;
 }
 
-async function churn(dir: string, driver: Driver): Promise<{ levels: Record<string, ChurnResult>; soak: Record<string, number> }> {
+async function churn(
+  dir: string,
+  driver: Driver,
+): Promise<{ levels: Record<string, ChurnResult>; soak: Record<string, number> }> {
   const podsDir = join(dir, 'pods');
   const jobsDir = join(dir, 'jobs');
   mkdirSync(jobsDir, { recursive: true });
@@ -161,7 +213,15 @@ async function churn(dir: string, driver: Driver): Promise<{ levels: Record<stri
     const group = new NetnsGroup();
     try {
       const nets = group.bareNamespaces(tag, count);
-      const jobs = nets.map((net, k) => shimJob(jobsDir, agent.socketPath, net, { namespace: 'churn', name: `p${(from + k) % CHURN_PODS}` }, `${tag}x${from + k}`));
+      const jobs = nets.map((net, k) =>
+        shimJob(
+          jobsDir,
+          agent.socketPath,
+          net,
+          { namespace: 'churn', name: `p${(from + k) % CHURN_PODS}` },
+          `${tag}x${from + k}`,
+        ),
+      );
       jobs.forEach((j, k) => driver.exec(String(k), [SHIM], j.env, j.stdin));
       const cpu0 = cpuMs(pid);
       const busy0 = systemBusyMs();
@@ -169,7 +229,8 @@ async function churn(dir: string, driver: Driver): Promise<{ levels: Record<stri
       const cpu = cpuMs(pid) - cpu0;
       const busy = systemBusyMs() - busy0;
       const failed = [...add.results].filter(([, r]) => r.status !== 0);
-      if (failed.length > 0) throw new Error(`${failed.length} of ${count} ADDs failed at concurrency ${concurrency} (${tag})`);
+      if (failed.length > 0)
+        throw new Error(`${failed.length} of ${count} ADDs failed at concurrency ${concurrency} (${tag})`);
       jobs.forEach((j, k) => driver.exec(String(k), [SHIM], { ...j.env, CNI_COMMAND: 'DEL' }, j.stdin));
       const del = await driver.run(8);
       const delFailed = [...del.results].filter(([, r]) => r.status !== 0);
@@ -201,7 +262,8 @@ async function churn(dir: string, driver: Driver): Promise<{ levels: Record<stri
     if (SOAK_PODS > 0) {
       soak.rss_kib_before = rssKiB(pid);
       soak.fds_before = openFds(pid);
-      for (let start = 0; start < SOAK_PODS; start += 128) await round('soak', start, Math.min(128, SOAK_PODS - start), 32, 0);
+      for (let start = 0; start < SOAK_PODS; start += 128)
+        await round('soak', start, Math.min(128, SOAK_PODS - start), 32, 0);
       await new Promise((r) => setTimeout(r, 3000));
       soak.pods = SOAK_PODS;
       soak.rss_kib_after = rssKiB(pid);
@@ -267,12 +329,22 @@ async function main(): Promise<void> {
   try {
     const m = machine();
     const loadBefore = loadAverage();
-    console.log(`meshcni benchmarks (${quick ? 'quick' : 'full'}): ${m.cpus}, ${m.memory_gib} GiB, kernel ${m.kernel}, node ${m.node}, commit ${m.commit}\n`);
+    console.log(
+      `meshcni benchmarks (${quick ? 'quick' : 'full'}): ${m.cpus}, ${m.memory_gib} GiB, kernel ${m.kernel}, node ${m.node}, commit ${m.commit}\n`,
+    );
     const driver = new Driver();
     const samples = await latency(join(dir, 'lat'), driver);
     const lat = Object.fromEntries(PATHS.map((p) => [p, summarize(samples[p])])) as Record<PathName, Summary>;
     const e2e = lat.meshcni_e2e.p50_ms;
-    const rows = PATHS.map((p) => [p, lat[p].n, lat[p].min_ms, lat[p].p50_ms, lat[p].p90_ms, lat[p].p99_ms, `${(lat[p].p50_ms / e2e).toFixed(2)}×`]);
+    const rows = PATHS.map((p) => [
+      p,
+      lat[p].n,
+      lat[p].min_ms,
+      lat[p].p50_ms,
+      lat[p].p90_ms,
+      lat[p].p99_ms,
+      `${(lat[p].p50_ms / e2e).toFixed(2)}×`,
+    ]);
     const latTable = table(['path', 'n', 'min ms', 'p50 ms', 'p90 ms', 'p99 ms', 'p50 / meshcni_e2e'], rows);
     console.log(`pod-startup latency, ${ITER} fresh netns per path, interleaved\n${latTable}\n`);
     // The e2e samples' own p50/p99 over the floor's p50: the runtime's view of what meshcni adds.
@@ -285,17 +357,47 @@ async function main(): Promise<void> {
       istio_cni_way_over_e2e: x(lat.istio_cni_way.p50_ms, e2e),
       iptables_nft_restore_over_apply: x(lat.iptables_nft_restore.p50_ms, lat.meshcni_apply.p50_ms),
     };
-    const figTable = table(['figure', 'value'], Object.entries(figures).map(([k, v]) => [k, v]));
+    const figTable = table(
+      ['figure', 'value'],
+      Object.entries(figures).map(([k, v]) => [k, v]),
+    );
     console.log(`figures against the targets of issue #14\n${figTable}\n`);
     const ph = await phases(join(dir, 'phases'), driver, quick ? 30 : ITER);
-    console.log(`where one ADD's time goes (agent pieces in the bench process, shim by the driver, fresh netns each)\n${ph.table}\n`);
+    console.log(
+      `where one ADD's time goes (agent pieces in the bench process, shim by the driver, fresh netns each)\n${ph.table}\n`,
+    );
     const ch = await churn(join(dir, 'churn'), driver);
     const churnTable = table(
-      ['concurrency', 'pods', 'pods/s', 'p50 ms', 'p90 ms', 'p99 ms', 'agent CPU ms/pod', 'shim CPU ms/pod', 'machine CPU ms/pod', 'CPU-bound pods/s'],
-      Object.entries(ch.levels).map(([c, r]) => [c, r.n, r.pods_per_s, r.p50_ms, r.p90_ms, r.p99_ms, r.agent_cpu_ms_per_pod, r.shim_cpu_ms_per_pod, r.machine_cpu_ms_per_pod, r.cpu_bound_pods_per_s]),
+      [
+        'concurrency',
+        'pods',
+        'pods/s',
+        'p50 ms',
+        'p90 ms',
+        'p99 ms',
+        'agent CPU ms/pod',
+        'shim CPU ms/pod',
+        'machine CPU ms/pod',
+        'CPU-bound pods/s',
+      ],
+      Object.entries(ch.levels).map(([c, r]) => [
+        c,
+        r.n,
+        r.pods_per_s,
+        r.p50_ms,
+        r.p90_ms,
+        r.p99_ms,
+        r.agent_cpu_ms_per_pod,
+        r.shim_cpu_ms_per_pod,
+        r.machine_cpu_ms_per_pod,
+        r.cpu_bound_pods_per_s,
+      ]),
     );
     console.log(`churn: concurrent ADDs through the shim against one agent\n${churnTable}\n`);
-    if (ch.soak.pods) console.log(`soak: ${ch.soak.pods} pods: RSS ${ch.soak.rss_kib_before} → ${ch.soak.rss_kib_after} KiB, fds ${ch.soak.fds_before} → ${ch.soak.fds_after}\n`);
+    if (ch.soak.pods)
+      console.log(
+        `soak: ${ch.soak.pods} pods: RSS ${ch.soak.rss_kib_before} → ${ch.soak.rss_kib_after} KiB, fds ${ch.soak.fds_before} → ${ch.soak.fds_after}\n`,
+      );
     const sc = await scale(join(dir, 'scale'), driver);
     driver.close();
     const scaleTable = table(
@@ -304,11 +406,18 @@ async function main(): Promise<void> {
     );
     const largest = String(SCALE_SIZES.at(-1));
     const scaleRatio = `nft -f / meshcni nft layout at ${largest} entries: ${(sc.nft_file![largest]!.p50_ms / sc.nft![largest]!.p50_ms).toFixed(2)}×`;
-    console.log(`apply latency as port and CIDR lists grow (nft_file: nft -f of the nft layout's own text)\n${scaleTable}\n${scaleRatio}\n`);
+    console.log(
+      `apply latency as port and CIDR lists grow (nft_file: nft -f of the nft layout's own text)\n${scaleTable}\n${scaleRatio}\n`,
+    );
     const result = {
       machine: m,
       mode: quick ? 'quick' : 'full',
-      latency: Object.fromEntries(PATHS.map((p) => [p, { p50_ms: lat[p].p50_ms, p90_ms: lat[p].p90_ms, p99_ms: lat[p].p99_ms, min_ms: lat[p].min_ms, n: lat[p].n }])),
+      latency: Object.fromEntries(
+        PATHS.map((p) => [
+          p,
+          { p50_ms: lat[p].p50_ms, p90_ms: lat[p].p90_ms, p99_ms: lat[p].p99_ms, min_ms: lat[p].min_ms, n: lat[p].n },
+        ]),
+      ),
       figures,
       phases_p50_ms: ph.p50,
       ratios_to_meshcni_e2e: Object.fromEntries(PATHS.map((p) => [p, Math.round((lat[p].p50_ms / e2e) * 100) / 100])),
@@ -318,14 +427,31 @@ async function main(): Promise<void> {
     };
     mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
     writeFileSync(join(ROOT, 'bench/results/latest.json'), JSON.stringify(result, null, 2) + '\n');
-    writeFileSync(join(ROOT, 'bench/results/latency.svg'), latencySvg(samples, `pod-startup latency (${m.date}, ${m.commit}, ${ITER} iterations)`));
+    writeFileSync(
+      join(ROOT, 'bench/results/latency.svg'),
+      latencySvg(samples, `pod-startup latency (${m.date}, ${m.commit}, ${ITER} iterations)`),
+    );
     if (!quick) {
       updateBenchReadme(
         'bench',
         `\`npm run bench\` — machine: ${m.cpus}, ${m.memory_gib} GiB, kernel ${m.kernel}, Node ${m.node}; ` +
           `${m.date}, commit ${m.commit}; load average (1/5/15 min) ${loadBefore} before, ${loadAverage()} after.\n\n` +
-          '```\n' + latTable + '\n\n' + figTable + '\n\n' + ph.table + '\n\n' + churnTable + '\n\n' + scaleTable + '\n' + scaleRatio + '\n```\n\n' +
-          (ch.soak.pods ? `Soak: ${ch.soak.pods} pods added and deleted: agent RSS ${ch.soak.rss_kib_before} → ${ch.soak.rss_kib_after} KiB, open fds ${ch.soak.fds_before} → ${ch.soak.fds_after}.\n\n` : '') +
+          '```\n' +
+          latTable +
+          '\n\n' +
+          figTable +
+          '\n\n' +
+          ph.table +
+          '\n\n' +
+          churnTable +
+          '\n\n' +
+          scaleTable +
+          '\n' +
+          scaleRatio +
+          '\n```\n\n' +
+          (ch.soak.pods
+            ? `Soak: ${ch.soak.pods} pods added and deleted: agent RSS ${ch.soak.rss_kib_before} → ${ch.soak.rss_kib_after} KiB, open fds ${ch.soak.fds_before} → ${ch.soak.fds_after}.\n\n`
+            : '') +
           '![latency](results/latency.svg)',
       );
     }

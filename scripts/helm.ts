@@ -65,7 +65,12 @@ export function helmBinary(): string {
 export function helm(args: string[]): string {
   try {
     // No repositories, plug-ins or registry logins of this machine's user: the chart is all Helm sees.
-    const env = { ...process.env, HELM_CACHE_HOME: '/nonexistent', HELM_CONFIG_HOME: '/nonexistent', HELM_DATA_HOME: '/nonexistent' };
+    const env = {
+      ...process.env,
+      HELM_CACHE_HOME: '/nonexistent',
+      HELM_CONFIG_HOME: '/nonexistent',
+      HELM_DATA_HOME: '/nonexistent',
+    };
     return execFileSync(helmBinary(), args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env });
   } catch (e) {
     const err = e as { stderr?: string; message: string };

@@ -24,7 +24,8 @@ export class AdminServer {
         res.end(body);
       };
       if (req.method !== 'GET') return send(405, 'method not allowed\n');
-      if (this.opts.metricsOnly && req.url !== '/metrics') return send(404, 'not found (this address serves /metrics only)\n');
+      if (this.opts.metricsOnly && req.url !== '/metrics')
+        return send(404, 'not found (this address serves /metrics only)\n');
       switch (req.url) {
         case '/healthz':
           return send(200, 'ok\n');

@@ -78,7 +78,9 @@ export function planWeight(tables: readonly TableContents[]): number {
  * equal share one plan (and so one encoded batch and digest): on a node most pods get the same
  * rules, and planning + encoding is most of the agent's CPU per pod.
  */
-export function makePlanner(capture: CaptureConfig): (pod: Record<string, unknown>) => LocalPlan & { routing?: RoutingPlan } {
+export function makePlanner(
+  capture: CaptureConfig,
+): (pod: Record<string, unknown>) => LocalPlan & { routing?: RoutingPlan } {
   const cache = new Map<string, { plan: LocalPlan & { routing?: RoutingPlan }; weight: number }>();
   let weight = 0;
   return (pod) => {
@@ -122,7 +124,8 @@ export class Agent {
   private notReady = 'starting';
   private readonly planPod: (pod: Record<string, unknown>) => LocalPlan;
   /** Ordinary pods in-thread (cached); big pods in the plan worker, which keeps their rules. */
-  private readonly planAnyPod = (pod: Record<string, unknown>): PodPlan | Promise<PodPlan> => (isBigPod(pod) ? this.planPool.plan(pod, podName(pod)) : this.planPod(pod));
+  private readonly planAnyPod = (pod: Record<string, unknown>): PodPlan | Promise<PodPlan> =>
+    isBigPod(pod) ? this.planPool.plan(pod, podName(pod)) : this.planPod(pod);
   /** Big pods' plans are made here, one at a time, off the event loop (ordinary pods never hop). */
   readonly planPool: PlanPool;
   /** One request or reconcile step per container at a time, shared by the handler and reconcile. */
@@ -146,7 +149,11 @@ export class Agent {
     this.planPool = deps.planPool ?? new PlanPool(capture);
     this.state = new PodStateStore(settings.stateDir);
     this.pods = deps.pods ?? Agent.podSourceFor(settings, log);
-    this.events = deps.events ?? (this.pods instanceof KubePodSource ? new KubePodEvents(this.pods.kc, settings.nodeName ?? process.env.NODE_NAME ?? '', log) : undefined);
+    this.events =
+      deps.events ??
+      (this.pods instanceof KubePodSource
+        ? new KubePodEvents(this.pods.kc, settings.nodeName ?? process.env.NODE_NAME ?? '', log)
+        : undefined);
     const handler = createCniHandler({
       ...(this.events ? { events: this.events } : {}),
       excludeNamespaces: capture.excludeNamespaces,
@@ -163,15 +170,30 @@ export class Agent {
       isReady: () => this.ready,
     });
     this.lifecycle = deps.lifecycle ?? Agent.lifecycleFor(settings, this.pods, log);
-    this.podIndex = new PodIndexSync({ stateDir: settings.stateDir, pods: this.pods, planPod: (pod) => (isBigPod(pod) ? captureDecision(pod, capture) : this.planPod(pod)), excludeNamespaces: capture.excludeNamespaces, log });
-    this.server = new CniSocketServer({ socketPath: settings.socketPath, handler, log, maxBodyBytes: settings.maxBodyBytes });
+    this.podIndex = new PodIndexSync({
+      stateDir: settings.stateDir,
+      pods: this.pods,
+      planPod: (pod) => (isBigPod(pod) ? captureDecision(pod, capture) : this.planPod(pod)),
+      excludeNamespaces: capture.excludeNamespaces,
+      log,
+    });
+    this.server = new CniSocketServer({
+      socketPath: settings.socketPath,
+      handler,
+      log,
+      maxBodyBytes: settings.maxBodyBytes,
+    });
   }
 
   private static podSourceFor(settings: AgentSettings, log: Logger): PodSource {
     if (settings.podsDir) return new DirPodSource(settings.podsDir, log);
     const nodeName = settings.nodeName ?? process.env.NODE_NAME;
     if (!nodeName) throw new Error('no pod source: set podsDir (standalone) or nodeName / $NODE_NAME (Kubernetes)');
-    return new KubePodSource({ nodeName, log, ...(settings.kubeconfig ? { kubeconfigPath: settings.kubeconfig } : {}) });
+    return new KubePodSource({
+      nodeName,
+      log,
+      ...(settings.kubeconfig ? { kubeconfigPath: settings.kubeconfig } : {}),
+    });
   }
 
   /** Only in Kubernetes mode, and only when a setting needs the API. */
@@ -203,7 +225,11 @@ export class Agent {
     process.on('unhandledRejection', this.onUnhandledRejection);
     const { loaded, problems, removedTemp } = this.state.load();
     for (const p of problems) this.log.warn({ problem: p }, 'ignored an unreadable pod state record');
-    if (removedTemp > 0) this.log.info({ removedTemp, stateDir: this.settings.stateDir }, 'removed temp files of interrupted record writes');
+    if (removedTemp > 0)
+      this.log.info(
+        { removedTemp, stateDir: this.settings.stateDir },
+        'removed temp files of interrupted record writes',
+      );
     if (this.settings.metricsAddress) {
       this.admin = new AdminServer({
         address: this.settings.metricsAddress,
@@ -214,7 +240,13 @@ export class Agent {
       this.adminPort = await this.admin.listen();
     }
     if (this.settings.metricsScrapeAddress) {
-      this.scrape = new AdminServer({ address: this.settings.metricsScrapeAddress, metricsOnly: true, metrics: this.metrics, isReady: () => this.ready, notReadyReason: () => this.notReady });
+      this.scrape = new AdminServer({
+        address: this.settings.metricsScrapeAddress,
+        metricsOnly: true,
+        metrics: this.metrics,
+        isReady: () => this.ready,
+        notReadyReason: () => this.notReady,
+      });
       this.scrapePort = await this.scrape.listen();
     }
     this.notReady = 'waiting for the pod source';
@@ -229,7 +261,10 @@ export class Agent {
       const nag = setInterval(() => {
         const last = installer.lastOutcome;
         const why = last?.error?.message ?? last?.reason ?? 'no check finished yet';
-        this.log.warn({ dir: this.settings.cniConfDir, waitedSeconds: Math.round((Date.now() - since) / 1000), why }, 'still not chained into the CNI config; not ready, retrying');
+        this.log.warn(
+          { dir: this.settings.cniConfDir, waitedSeconds: Math.round((Date.now() - since) / 1000), why },
+          'still not chained into the CNI config; not ready, retrying',
+        );
       }, INSTALL_WAIT_LOG_MS);
       try {
         await installer.start();
@@ -239,22 +274,41 @@ export class Agent {
     }
     if (this.settings.warmStart) {
       this.notReady = 'warming the ADD path';
-      await warmHotPath({ planPod: this.planPod, applyPlan, readTables, log: this.log, stateDir: this.settings.stateDir });
+      await warmHotPath({
+        planPod: this.planPod,
+        applyPlan,
+        readTables,
+        log: this.log,
+        stateDir: this.settings.stateDir,
+      });
     }
     this.ready = true;
     // From now on CNI STATUS answers ready through an outage (the bootstrap gate opens).
     await writeReadyMarker(join(this.settings.stateDir, INDEX_FILE_NAME)).catch((e: Error) =>
-      this.log.error({ dir: this.settings.stateDir, err: e.message }, 'cannot write the ready marker; CNI STATUS fails while the agent is down'),
+      this.log.error(
+        { dir: this.settings.stateDir, err: e.message },
+        'cannot write the ready marker; CNI STATUS fails while the agent is down',
+      ),
     );
     // Chained in, serving, pod source synced: now the scheduler may send pods here.
     await this.lifecycle?.markReady();
     this.log.info(
-      { socket: this.settings.socketPath, admin: this.settings.metricsAddress || null, adminPort: this.adminPort, scrapePort: this.scrapePort || undefined, knownPods: loaded, pid: process.pid },
+      {
+        socket: this.settings.socketPath,
+        admin: this.settings.metricsAddress || null,
+        adminPort: this.adminPort,
+        scrapePort: this.scrapePort || undefined,
+        knownPods: loaded,
+        pid: process.pid,
+      },
       'meshcni agent ready',
     );
     this.reconcile().catch(() => undefined);
     if (this.settings.reconcileIntervalSeconds > 0) {
-      this.reconcileTimer = setInterval(() => void this.reconcile().catch(() => undefined), this.settings.reconcileIntervalSeconds * 1000);
+      this.reconcileTimer = setInterval(
+        () => void this.reconcile().catch(() => undefined),
+        this.settings.reconcileIntervalSeconds * 1000,
+      );
       this.reconcileTimer.unref();
     }
   }
@@ -279,7 +333,16 @@ export class Agent {
       })
         .then((r) => {
           this.log.info(
-            { checked: r.checked, intact: r.intact, repaired: r.repaired.length, deleted: r.deleted.length, reported: r.reported.length, uncaptured: r.uncaptured.length, captured: r.captured.length, errors: r.errors.length },
+            {
+              checked: r.checked,
+              intact: r.intact,
+              repaired: r.repaired.length,
+              deleted: r.deleted.length,
+              reported: r.reported.length,
+              uncaptured: r.uncaptured.length,
+              captured: r.captured.length,
+              errors: r.errors.length,
+            },
             'reconcile pass done',
           );
           return r;

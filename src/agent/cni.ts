@@ -95,7 +95,8 @@ function field(body: Record<string, unknown>, name: string, required: boolean): 
     return '';
   }
   if (typeof v !== 'string') throw new CniError(CNI_ERR.decode, `request field '${name}' must be a string`, '', 400);
-  if (v.length > MAX_FIELD_CHARS) throw new CniError(CNI_ERR.decode, `request field '${name}' is too long (${v.length} characters)`, '', 400);
+  if (v.length > MAX_FIELD_CHARS)
+    throw new CniError(CNI_ERR.decode, `request field '${name}' is too long (${v.length} characters)`, '', 400);
   return v;
 }
 
@@ -110,12 +111,14 @@ export const MAX_NETNS_PATH = 4095;
 /** Linux IFNAMSIZ less the terminating NUL. */
 export const MAX_IFNAME_BYTES = 15;
 
-const shown = (v: string): string => JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}…` : v) + (v.length > 80 ? ` (${v.length} characters)` : '');
+const shown = (v: string): string =>
+  JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}…` : v) + (v.length > 80 ? ` (${v.length} characters)` : '');
 
 /** Why a container id (CNI_CONTAINERID) is unusable, or null. CNI spec: alphanumerics plus `_ . -`. */
 export function containerIdProblem(id: string): string | null {
   if (id.length > MAX_CONTAINER_ID) return `CNI_CONTAINERID ${shown(id)} is longer than ${MAX_CONTAINER_ID} characters`;
-  if (!CONTAINER_ID.test(id)) return `CNI_CONTAINERID ${shown(id)} must start with a letter or digit and hold only letters, digits, '_', '.' and '-'`;
+  if (!CONTAINER_ID.test(id))
+    return `CNI_CONTAINERID ${shown(id)} must start with a letter or digit and hold only letters, digits, '_', '.' and '-'`;
   return null;
 }
 
@@ -123,13 +126,15 @@ export function containerIdProblem(id: string): string | null {
 export function netnsProblem(path: string): string | null {
   if (path.includes('\0')) return `CNI_NETNS ${shown(path)} contains a NUL byte`;
   if (!path.startsWith('/')) return `CNI_NETNS ${shown(path)} must be an absolute path`;
-  if (Buffer.byteLength(path) > MAX_NETNS_PATH) return `CNI_NETNS ${shown(path)} is longer than ${MAX_NETNS_PATH} bytes`;
+  if (Buffer.byteLength(path) > MAX_NETNS_PATH)
+    return `CNI_NETNS ${shown(path)} is longer than ${MAX_NETNS_PATH} bytes`;
   return null;
 }
 
 /** Why an interface name (CNI_IFNAME) is unusable, or null: the kernel's dev_valid_name rules. */
 export function ifNameProblem(name: string): string | null {
-  if (Buffer.byteLength(name) > MAX_IFNAME_BYTES) return `CNI_IFNAME ${shown(name)} is longer than ${MAX_IFNAME_BYTES} bytes`;
+  if (Buffer.byteLength(name) > MAX_IFNAME_BYTES)
+    return `CNI_IFNAME ${shown(name)} is longer than ${MAX_IFNAME_BYTES} bytes`;
   if (name === '.' || name === '..') return `CNI_IFNAME ${shown(name)} is not an interface name`;
   if (/[/:\s\0]/.test(name)) return `CNI_IFNAME ${shown(name)} must not contain '/', ':', NUL or whitespace`;
   return null;
@@ -155,19 +160,31 @@ export function parseCniRequest(body: unknown): CniRequest {
     if (!allowed.has(k)) throw new CniError(CNI_ERR.decode, `unknown request field '${k}'`, '', 400);
   }
   const command = field(body, 'command', true) as CniCommand;
-  if (!CNI_COMMANDS.includes(command)) throw new CniError(CNI_ERR.invalidEnv, `unknown CNI command '${command}'`, '', 400);
+  if (!CNI_COMMANDS.includes(command))
+    throw new CniError(CNI_ERR.invalidEnv, `unknown CNI command '${command}'`, '', 400);
   const perContainer = command === 'ADD' || command === 'DEL' || command === 'CHECK';
   const config = body.config;
-  if (!isObject(config)) throw new CniError(CNI_ERR.decode, "request field 'config' must be the network configuration object", '', 400);
+  if (!isObject(config))
+    throw new CniError(CNI_ERR.decode, "request field 'config' must be the network configuration object", '', 400);
   const nul = nulStringPath(config);
   if (nul) throw new CniError(CNI_ERR.decode, `${nul} holds \\u0000, which no CNI input may`, '', 400);
   for (const k of ['cniVersion', 'name', 'type'] as const) {
     if (typeof config[k] !== 'string' || config[k] === '') {
-      throw new CniError(CNI_ERR.invalidConfig, `network configuration field '${k}' must be a non-empty string`, '', 400);
+      throw new CniError(
+        CNI_ERR.invalidConfig,
+        `network configuration field '${k}' must be a non-empty string`,
+        '',
+        400,
+      );
     }
   }
   if (!(SUPPORTED_VERSIONS as readonly string[]).includes(config.cniVersion as string)) {
-    throw new CniError(CNI_ERR.incompatibleVersion, `cniVersion '${String(config.cniVersion)}' is not supported`, SUPPORTED_VERSIONS.join(','), 400);
+    throw new CniError(
+      CNI_ERR.incompatibleVersion,
+      `cniVersion '${String(config.cniVersion)}' is not supported`,
+      SUPPORTED_VERSIONS.join(','),
+      400,
+    );
   }
   if (config.prevResult !== undefined && !isObject(config.prevResult)) {
     throw new CniError(CNI_ERR.decode, "network configuration field 'prevResult' must be an object", '', 400);

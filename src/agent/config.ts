@@ -107,9 +107,16 @@ type Checker = (v: unknown) => string | null;
 const isString: Checker = (v) => (typeof v === 'string' && v !== '' ? null : 'must be a non-empty string');
 const isAbsPath: Checker = (v) => (typeof v === 'string' && v.startsWith('/') ? null : 'must be an absolute path');
 const isBool: Checker = (v) => (typeof v === 'boolean' ? null : 'must be true or false');
-const oneOf = (allowed: string[]): Checker => (v) => (typeof v === 'string' && allowed.includes(v) ? null : `must be one of ${allowed.join(', ')}`);
-const intRange = (min: number, max: number): Checker => (v) =>
-  Number.isInteger(v) && (v as number) >= min && (v as number) <= max ? null : `must be an integer from ${min} to ${max}`;
+const oneOf =
+  (allowed: string[]): Checker =>
+  (v) =>
+    typeof v === 'string' && allowed.includes(v) ? null : `must be one of ${allowed.join(', ')}`;
+const intRange =
+  (min: number, max: number): Checker =>
+  (v) =>
+    Number.isInteger(v) && (v as number) >= min && (v as number) <= max
+      ? null
+      : `must be an integer from ${min} to ${max}`;
 const hostPort: Checker = (v) => {
   if (v === '') return null;
   if (typeof v !== 'string') return 'must be host:port';
@@ -122,7 +129,8 @@ const anyHostPort: Checker = (v) => {
   if (v === '') return null;
   const m = typeof v === 'string' ? /^(?:\[([0-9a-fA-F:.]+)\]|(\d+\.\d+\.\d+\.\d+)):(\d{1,5})$/.exec(v) : null;
   const ip = m ? (m[1] ?? m[2])! : '';
-  if (!m || isIP(ip) !== (m[1] ? 6 : 4) || Number(m[3]) > 65535) return "must be IP:port such as 0.0.0.0:15121 or [::]:15121 (or '' to disable)";
+  if (!m || isIP(ip) !== (m[1] ? 6 : 4) || Number(m[3]) > 65535)
+    return "must be IP:port such as 0.0.0.0:15121 or [::]:15121 (or '' to disable)";
   return null;
 };
 
@@ -137,8 +145,14 @@ const CHECKS: Record<Exclude<keyof AgentSettings, 'capture'>, Checker> = {
   logLevel: oneOf(LOG_LEVELS),
   cniConfDir: isAbsPath,
   cniBinDir: isAbsPath,
-  cniConfFileName: (v) => (v === '' || (typeof v === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.-]*\.(conflist|conf|json)$/.test(v)) ? null : 'must be a file name in cniConfDir ending in .conflist, .conf or .json (or empty)'),
-  ownedConfigFileName: (v) => (v === '' || (typeof v === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.-]*\.conflist$/.test(v)) ? null : 'must be a file name in cniConfDir ending in .conflist (or empty)'),
+  cniConfFileName: (v) =>
+    v === '' || (typeof v === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.-]*\.(conflist|conf|json)$/.test(v))
+      ? null
+      : 'must be a file name in cniConfDir ending in .conflist, .conf or .json (or empty)',
+  ownedConfigFileName: (v) =>
+    v === '' || (typeof v === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.-]*\.conflist$/.test(v))
+      ? null
+      : 'must be a file name in cniConfDir ending in .conflist (or empty)',
   chained: isBool,
   install: isBool,
   uninstallOnShutdown: isBool,
@@ -146,7 +160,10 @@ const CHECKS: Record<Exclude<keyof AgentSettings, 'capture'>, Checker> = {
   removeReadinessTaint: isBool,
   warmStart: isBool,
   readinessTaintKey: (v) =>
-    typeof v === 'string' && /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(v) ? null : 'must be a label-style key such as meshcni.io/agent-not-ready',
+    typeof v === 'string' &&
+    /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(v)
+      ? null
+      : 'must be a label-style key such as meshcni.io/agent-not-ready',
   repairPolicy: oneOf(POLICIES),
   procRoot: isAbsPath,
   reconcileIntervalSeconds: intRange(0, 86400),
@@ -192,6 +209,7 @@ export function loadSettingsFile(path: string | undefined): Record<string, unkno
     throw new Error(`config file ${path} is not valid YAML: ${(e as Error).message}`);
   }
   if (doc === null || doc === undefined) return {};
-  if (typeof doc !== 'object' || Array.isArray(doc)) throw new Error(`config file ${path} must be a YAML mapping of settings`);
+  if (typeof doc !== 'object' || Array.isArray(doc))
+    throw new Error(`config file ${path} must be a YAML mapping of settings`);
   return doc as Record<string, unknown>;
 }

@@ -89,14 +89,17 @@ function termMatches(term: Term, node: NodeFacts): boolean {
 /** null when the DaemonSet's pod template still lands on the node; otherwise why not. */
 export function placementProblem(spec: PodPlacement, node: NodeFacts): string | null {
   for (const [k, v] of Object.entries(spec.nodeSelector ?? {})) {
-    if (node.labels?.[k] !== v) return `nodeSelector ${k}=${v} does not match node ${node.name} (${k}=${node.labels?.[k] ?? '<unset>'})`;
+    if (node.labels?.[k] !== v)
+      return `nodeSelector ${k}=${v} does not match node ${node.name} (${k}=${node.labels?.[k] ?? '<unset>'})`;
   }
   const terms = spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
-  if (terms && !terms.some((t) => termMatches(t, node))) return `required node affinity matches none of node ${node.name}'s labels`;
+  if (terms && !terms.some((t) => termMatches(t, node)))
+    return `required node affinity matches none of node ${node.name}'s labels`;
   const tolerations = [...(spec.tolerations ?? []), ...CONTROLLER_TOLERATIONS];
   for (const taint of node.taints ?? []) {
     if (taint.effect !== 'NoSchedule' && taint.effect !== 'NoExecute') continue;
-    if (!tolerations.some((t) => tolerates(t, taint))) return `node ${node.name} has taint ${taint.key}${taint.value ? `=${taint.value}` : ''}:${taint.effect} that the DaemonSet does not tolerate`;
+    if (!tolerations.some((t) => tolerates(t, taint)))
+      return `node ${node.name} has taint ${taint.key}${taint.value ? `=${taint.value}` : ''}:${taint.effect} that the DaemonSet does not tolerate`;
   }
   return null;
 }

@@ -17,14 +17,19 @@ export interface AgentMetrics {
 }
 
 /** The package version, read from the package.json two levels above this module (src/ or dist/). */
-export const BUILD_VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+export const BUILD_VERSION: string = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 // Sub-millisecond for the common case, up to the shim's 5 s deadline: a slow API server or a
 // stuck netns shows up in its own bucket instead of only in +Inf.
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
 /** `processDefaults: false` leaves out Node's process metrics (and their event-loop monitor): for throwaway registries. */
-export function createMetrics(nodeName: string = process.env.NODE_NAME || hostname(), opts: { processDefaults?: boolean } = {}): AgentMetrics {
+export function createMetrics(
+  nodeName: string = process.env.NODE_NAME || hostname(),
+  opts: { processDefaults?: boolean } = {},
+): AgentMetrics {
   const registry = new Registry();
   if (opts.processDefaults !== false) collectDefaultMetrics({ register: registry });
   const buildInfo = new Gauge({

@@ -73,12 +73,20 @@ export class KubeNodeLifecycle implements NodeLifecycle {
         if (this.stopped) return resolve();
         this.removeTaintOnce().then(
           (r) => {
-            log.info({ node: nodeName, taint: taintKey, action: r }, r === 'removed' ? 'removed the readiness taint: the node takes pods now' : 'readiness taint not on the node');
+            log.info(
+              { node: nodeName, taint: taintKey, action: r },
+              r === 'removed'
+                ? 'removed the readiness taint: the node takes pods now'
+                : 'readiness taint not on the node',
+            );
             resolve();
           },
           (e: unknown) => {
             const delay = Math.min((this.opts.retryMs ?? 500) * 2 ** Math.min(n, 5), 30_000);
-            log.error({ node: nodeName, taint: taintKey, status: statusOf(e), err: (e as Error).message, retryInMs: delay }, 'cannot remove the readiness taint (needs nodes get+patch); retrying');
+            log.error(
+              { node: nodeName, taint: taintKey, status: statusOf(e), err: (e as Error).message, retryInMs: delay },
+              'cannot remove the readiness taint (needs nodes get+patch); retrying',
+            );
             this.retry = setTimeout(() => attempt(n + 1), delay);
             this.retry.unref();
             resolve(); // readiness does not wait for the API; the retry goes on in the background
@@ -99,7 +107,10 @@ export class KubeNodeLifecycle implements NodeLifecycle {
       const pod = await this.core.readNamespacedPod({ name: podName, namespace: podNamespace });
       const owner = (pod.metadata?.ownerReferences ?? []).find((o) => o.kind === 'DaemonSet' && o.controller !== false);
       if (!owner) {
-        log.warn({ pod: `${podNamespace}/${podName}` }, 'agent pod has no DaemonSet owner: treating shutdown as an upgrade');
+        log.warn(
+          { pod: `${podNamespace}/${podName}` },
+          'agent pod has no DaemonSet owner: treating shutdown as an upgrade',
+        );
         return 'upgrade';
       }
       let ds;
@@ -109,7 +120,8 @@ export class KubeNodeLifecycle implements NodeLifecycle {
         if (statusOf(e) === 404) return this.removal(`DaemonSet ${podNamespace}/${owner.name} is gone`);
         throw e;
       }
-      if (ds.metadata?.deletionTimestamp) return this.removal(`DaemonSet ${podNamespace}/${owner.name} is being deleted`);
+      if (ds.metadata?.deletionTimestamp)
+        return this.removal(`DaemonSet ${podNamespace}/${owner.name} is being deleted`);
       // Dropped from this node (nodeSelector, affinity, a taint it does not tolerate): no agent will
       // come back here, so staying chained would leave every captured pod waiting forever.
       const node = await this.core.readNode({ name: this.opts.nodeName });
@@ -118,17 +130,27 @@ export class KubeNodeLifecycle implements NodeLifecycle {
         labels: node.metadata?.labels ?? {},
         taints: (node.spec?.taints ?? []) as NodeTaint[],
       });
-      if (problem) return this.removal(`DaemonSet ${podNamespace}/${owner.name} no longer runs on this node: ${problem}`);
-      log.info({ daemonSet: `${podNamespace}/${owner.name}` }, 'shutdown is an upgrade or restart: meshcni stays chained; new pods wait with code 11');
+      if (problem)
+        return this.removal(`DaemonSet ${podNamespace}/${owner.name} no longer runs on this node: ${problem}`);
+      log.info(
+        { daemonSet: `${podNamespace}/${owner.name}` },
+        'shutdown is an upgrade or restart: meshcni stays chained; new pods wait with code 11',
+      );
       return 'upgrade';
     } catch (e) {
-      log.error({ pod: `${podNamespace}/${podName}`, status: statusOf(e), err: (e as Error).message }, 'cannot tell an upgrade from a removal; keeping meshcni chained (fail closed)');
+      log.error(
+        { pod: `${podNamespace}/${podName}`, status: statusOf(e), err: (e as Error).message },
+        'cannot tell an upgrade from a removal; keeping meshcni chained (fail closed)',
+      );
       return 'upgrade';
     }
   }
 
   private removal(why: string): ShutdownIntent {
-    this.opts.log.warn({ reason: why }, 'meshcni is being removed from this node: unchaining it so pods start without it');
+    this.opts.log.warn(
+      { reason: why },
+      'meshcni is being removed from this node: unchaining it so pods start without it',
+    );
     return 'removal';
   }
 

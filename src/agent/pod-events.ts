@@ -10,7 +10,8 @@ export interface PodRef {
   uid?: string;
 }
 
-export type PodEventReason = 'CapturedInPlace' | 'CaptureInPlaceRefused' | 'RulesRepaired' | 'DeletedForCapture' | 'CaptureRefused';
+export type PodEventReason =
+  'CapturedInPlace' | 'CaptureInPlaceRefused' | 'RulesRepaired' | 'DeletedForCapture' | 'CaptureRefused';
 
 export interface PodEvents {
   emit(pod: PodRef, type: 'Normal' | 'Warning', reason: PodEventReason, message: string): void;
@@ -38,8 +39,17 @@ export class KubePodEvents implements PodEvents {
     const body = {
       apiVersion: 'v1',
       kind: 'Event',
-      metadata: { name: `${pod.name}.meshcni.${now.getTime().toString(36)}${(++this.seq).toString(36)}`.slice(0, 253), namespace: pod.namespace },
-      involvedObject: { apiVersion: 'v1', kind: 'Pod', namespace: pod.namespace, name: pod.name, ...(pod.uid ? { uid: pod.uid } : {}) },
+      metadata: {
+        name: `${pod.name}.meshcni.${now.getTime().toString(36)}${(++this.seq).toString(36)}`.slice(0, 253),
+        namespace: pod.namespace,
+      },
+      involvedObject: {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        namespace: pod.namespace,
+        name: pod.name,
+        ...(pod.uid ? { uid: pod.uid } : {}),
+      },
       type,
       reason,
       message: message.slice(0, MAX_MESSAGE),
@@ -54,7 +64,11 @@ export class KubePodEvents implements PodEvents {
       .createNamespacedEvent({ namespace: pod.namespace, body: body as never })
       .then(
         () => undefined,
-        (e: Error) => this.log.warn({ namespace: pod.namespace, pod: pod.name, reason, err: e.message }, 'cannot create a Kubernetes Event (needs events create)'),
+        (e: Error) =>
+          this.log.warn(
+            { namespace: pod.namespace, pod: pod.name, reason, err: e.message },
+            'cannot create a Kubernetes Event (needs events create)',
+          ),
       )
       .finally(() => this.pending.delete(p));
     this.pending.add(p);

@@ -44,8 +44,14 @@ function variedPod(k: number): Record<string, unknown> {
   const annotations: Record<string, string> = [
     { 'traffic.sidecar.istio.io/excludeInboundPorts': `${15100 + k}` },
     { 'traffic.sidecar.istio.io/excludeOutboundIPRanges': `10.${k}.0.0/16,192.168.${k}.1/32` },
-    { 'traffic.sidecar.istio.io/excludeOutboundPorts': `${20000 + k},${21000 + k}`, 'traffic.sidecar.istio.io/includeInboundPorts': '*' },
-    { 'traffic.sidecar.istio.io/includeOutboundIPRanges': `10.${k}.0.0/16`, 'traffic.sidecar.istio.io/excludeInboundPorts': '22' },
+    {
+      'traffic.sidecar.istio.io/excludeOutboundPorts': `${20000 + k},${21000 + k}`,
+      'traffic.sidecar.istio.io/includeInboundPorts': '*',
+    },
+    {
+      'traffic.sidecar.istio.io/includeOutboundIPRanges': `10.${k}.0.0/16`,
+      'traffic.sidecar.istio.io/excludeInboundPorts': '22',
+    },
   ][k % 4]!;
   const meta = REPRESENTATIVE_POD.metadata as Record<string, unknown>;
   return { ...REPRESENTATIVE_POD, metadata: { ...meta, name: `${meta.name as string}-${k}`, annotations } };
@@ -86,7 +92,12 @@ async function handlerRoundTrip(deps: WarmDeps, netns: string, stateDir: string)
         ifName: 'eth0',
         args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${meta.namespace};K8S_POD_NAME=${meta.name}`,
         path: '/opt/cni/bin',
-        config: { cniVersion: '1.0.0', name: 'warm-start', type: 'meshcni', prevResult: { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: netns }], ips: [] } },
+        config: {
+          cniVersion: '1.0.0',
+          name: 'warm-start',
+          type: 'meshcni',
+          prevResult: { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: netns }], ips: [] },
+        },
       });
       await handler(parseCniRequest(JSON.parse(body)));
     }
@@ -94,7 +105,6 @@ async function handlerRoundTrip(deps: WarmDeps, netns: string, stateDir: string)
     rmSync(dir, { recursive: true, force: true });
   }
 }
-
 
 /** A pod shaped like most meshed pods: one app container, the istio-proxy sidecar, no annotations. */
 export const REPRESENTATIVE_POD: Record<string, unknown> = {
@@ -166,8 +176,14 @@ export async function warmHotPath(deps: WarmDeps): Promise<void> {
         await ns.done();
       }
     }
-    deps.log.info({ steps, ms: performance.now() - t0 }, ns ? 'hot path warmed' : 'hot path warmed without an apply (no unshare)');
+    deps.log.info(
+      { steps, ms: performance.now() - t0 },
+      ns ? 'hot path warmed' : 'hot path warmed without an apply (no unshare)',
+    );
   } catch (e) {
-    deps.log.warn({ steps, err: (e as Error).message, ms: performance.now() - t0 }, 'warm start failed; the first pod will be slower');
+    deps.log.warn(
+      { steps, err: (e as Error).message, ms: performance.now() - t0 },
+      'warm start failed; the first pod will be slower',
+    );
   }
 }

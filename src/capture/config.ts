@@ -40,16 +40,19 @@ export function parseCaptureConfig(obj: Record<string, unknown>): CaptureConfig 
   const c: CaptureConfig = { ...DEFAULT_CAPTURE_CONFIG };
   if (obj.excludeNamespaces !== undefined) {
     const v = obj.excludeNamespaces;
-    if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && x !== '')) throw new CaptureError('excludeNamespaces', v, 'must be a list of namespace names');
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && x !== ''))
+      throw new CaptureError('excludeNamespaces', v, 'must be a list of namespace names');
     c.excludeNamespaces = [...(v as string[])];
   }
   if (obj.layout !== undefined) {
-    if (obj.layout !== 'iptables' && obj.layout !== 'nft') throw new CaptureError('layout', obj.layout, 'must be iptables or nft');
+    if (obj.layout !== 'iptables' && obj.layout !== 'nft')
+      throw new CaptureError('layout', obj.layout, 'must be iptables or nft');
     c.layout = obj.layout;
   }
   if (obj.nftSets !== undefined) c.nftSets = bool('nftSets', obj.nftSets);
   if (obj.dualStack !== undefined) c.dualStack = bool('dualStack', obj.dualStack);
-  if (obj.requireSidecarStatus !== undefined) c.requireSidecarStatus = bool('requireSidecarStatus', obj.requireSidecarStatus);
+  if (obj.requireSidecarStatus !== undefined)
+    c.requireSidecarStatus = bool('requireSidecarStatus', obj.requireSidecarStatus);
   if (obj.istioVersion !== undefined) {
     const v = obj.istioVersion;
     if (!ISTIO_VERSIONS.includes(v as IstioVersionSetting)) {

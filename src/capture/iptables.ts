@@ -2,7 +2,15 @@
 // IPv6). Rule order follows tools/istio-iptables/pkg/capture/run.go as the CNI plug-in drives it
 // (capture all DNS, no owner-group filter), of Istio 1.17.8 or of 1.30.3 (settings.istioRules);
 // comments give the reasons and where the two releases differ.
-import { BUILTIN_CHAINS, type XtFamily, type XtMatch, type XtRule, type XtRuleset, type XtTableName, type XtTarget } from '../nft/xtables/model.js';
+import {
+  BUILTIN_CHAINS,
+  type XtFamily,
+  type XtMatch,
+  type XtRule,
+  type XtRuleset,
+  type XtTableName,
+  type XtTarget,
+} from '../nft/xtables/model.js';
 import type { RedirectSettings } from './settings.js';
 
 export const CHAINS = {
@@ -25,7 +33,10 @@ type Opts = Omit<XtRule, 'chain' | 'target'>;
  * per-chain head (later inserts first), so thousands of inserts stay linear.
  */
 class Builder {
-  readonly tables = new Map<XtTableName, { chains: string[]; rules: Map<string, { head: XtRule[]; body: XtRule[] }> }>();
+  readonly tables = new Map<
+    XtTableName,
+    { chains: string[]; rules: Map<string, { head: XtRule[]; body: XtRule[] }> }
+  >();
 
   constructor(readonly family: XtFamily) {}
 
@@ -71,14 +82,27 @@ const tcp = { value: 'tcp' as const };
 const udp = { value: 'udp' as const };
 const RETURN: XtTarget = { kind: 'RETURN' };
 const jump = (chain: string): XtTarget => ({ kind: 'jump', chain });
-const dport = (proto: 'tcp' | 'udp', port: number, invert = false): XtMatch => ({ kind: proto, dport: { value: port, ...(invert ? { invert } : {}) } });
+const dport = (proto: 'tcp' | 'udp', port: number, invert = false): XtMatch => ({
+  kind: proto,
+  dport: { value: port, ...(invert ? { invert } : {}) },
+});
 const sport = (proto: 'tcp' | 'udp', port: number): XtMatch => ({ kind: proto, sport: { value: port } });
-const uidOwner = (uid: number, invert = false): XtMatch => ({ kind: 'owner', uid: { value: uid, ...(invert ? { invert } : {}) } });
-const gidOwner = (gid: number, invert = false): XtMatch => ({ kind: 'owner', gid: { value: gid, ...(invert ? { invert } : {}) } });
-const mark = (value: number, invert = false): XtMatch => ({ kind: 'mark', mark: { value, ...(invert ? { invert } : {}) } });
+const uidOwner = (uid: number, invert = false): XtMatch => ({
+  kind: 'owner',
+  uid: { value: uid, ...(invert ? { invert } : {}) },
+});
+const gidOwner = (gid: number, invert = false): XtMatch => ({
+  kind: 'owner',
+  gid: { value: gid, ...(invert ? { invert } : {}) },
+});
+const mark = (value: number, invert = false): XtMatch => ({
+  kind: 'mark',
+  mark: { value, ...(invert ? { invert } : {}) },
+});
 
 const isV6 = (cidr: string): boolean => cidr.includes(':');
-const inFamily = (family: XtFamily, cidrs: readonly string[]): string[] => cidrs.filter((c) => isV6(c) === (family === 'ip6'));
+const inFamily = (family: XtFamily, cidrs: readonly string[]): string[] =>
+  cidrs.filter((c) => isV6(c) === (family === 'ip6'));
 
 /**
  * Conntrack zones keep the two legs of a redirected UDP exchange apart: proxy ↔ upstream in zone 1,
@@ -139,18 +163,24 @@ function buildFamily(s: RedirectSettings, family: XtFamily): XtRuleset {
     if (tproxy) {
       b.append('mangle', CHAINS.divert, {}, { kind: 'MARK', value: s.tproxyMark, mask: 0xffffffff });
       b.append('mangle', CHAINS.divert, {}, { kind: 'ACCEPT' });
-      b.append('mangle', CHAINS.tproxy, { destination: { value: localhost, invert: true }, protocol: tcp }, {
-        kind: 'TPROXY',
-        onPort: s.inboundCapturePort,
-        onIp: family === 'ip' ? '0.0.0.0' : '::',
-        mark: s.tproxyMark,
-        mask: 0xffffffff,
-      });
+      b.append(
+        'mangle',
+        CHAINS.tproxy,
+        { destination: { value: localhost, invert: true }, protocol: tcp },
+        {
+          kind: 'TPROXY',
+          onPort: s.inboundCapturePort,
+          onIp: family === 'ip' ? '0.0.0.0' : '::',
+          mark: s.tproxyMark,
+          mask: 0xffffffff,
+        },
+      );
     }
     b.append(inboundTable, 'PREROUTING', { protocol: tcp }, jump(CHAINS.inbound));
     const established: XtMatch = { kind: 'conntrack', ctstate: { value: ['RELATED', 'ESTABLISHED'] } };
     if (s.includeInboundPorts.all) {
-      for (const p of s.excludeInboundPorts) b.append(inboundTable, CHAINS.inbound, { protocol: tcp, matches: [dport('tcp', p)] }, RETURN);
+      for (const p of s.excludeInboundPorts)
+        b.append(inboundTable, CHAINS.inbound, { protocol: tcp, matches: [dport('tcp', p)] }, RETURN);
       if (tproxy) {
         // Packets of established connections go straight to the local socket; new ones to TPROXY.
         b.append('mangle', CHAINS.inbound, { protocol: tcp, matches: [established] }, jump(CHAINS.divert));
@@ -161,7 +191,12 @@ function buildFamily(s: RedirectSettings, family: XtFamily): XtRuleset {
     } else {
       for (const p of s.includeInboundPorts.ports) {
         if (tproxy) {
-          b.append('mangle', CHAINS.inbound, { protocol: tcp, matches: [dport('tcp', p), established] }, jump(CHAINS.divert));
+          b.append(
+            'mangle',
+            CHAINS.inbound,
+            { protocol: tcp, matches: [dport('tcp', p), established] },
+            jump(CHAINS.divert),
+          );
           b.append('mangle', CHAINS.inbound, { protocol: tcp, matches: [dport('tcp', p)] }, jump(CHAINS.tproxy));
         } else {
           b.append('nat', CHAINS.inbound, { protocol: tcp, matches: [dport('tcp', p)] }, jump(CHAINS.inRedirect));
@@ -183,7 +218,8 @@ function buildFamily(s: RedirectSettings, family: XtFamily): XtRuleset {
   // With DNS capture, TCP port 53 is left out of the loopback rules so it reaches the agent below.
   const notDns = { protocol: tcp, matches: [dport('tcp', 53, true)] };
   for (const kind of ['uid', 'gid'] as const) {
-    const owner = kind === 'uid' ? (inv = false) => uidOwner(s.proxyUid, inv) : (inv = false) => gidOwner(s.proxyGid, inv);
+    const owner =
+      kind === 'uid' ? (inv = false) => uidOwner(s.proxyUid, inv) : (inv = false) => gidOwner(s.proxyGid, inv);
     // App → VIP → Envoy (client) → Envoy (server) → app: the proxy's own calls over lo are inbound.
     // Both releases skip port 53 here for the uid only, not for the gid. 1.30 also never sends the
     // proxy's own HBONE connections (to the tunnel port) back to the inbound listener.
@@ -199,7 +235,15 @@ function buildFamily(s: RedirectSettings, family: XtFamily): XtRuleset {
     b.append('nat', CHAINS.output, { ...toLocal, ...onlyTcp, matches: [...skipPorts, owner()] }, inbound);
     // App → app over lo is not captured, unless some include range is a loopback address.
     if (!s.includeOutboundLoopback) {
-      b.append('nat', CHAINS.output, { outInterface: { value: 'lo' }, ...(s.dnsCapture ? { ...notDns, matches: [...notDns.matches, owner(true)] } : { matches: [owner(true)] }) }, RETURN);
+      b.append(
+        'nat',
+        CHAINS.output,
+        {
+          outInterface: { value: 'lo' },
+          ...(s.dnsCapture ? { ...notDns, matches: [...notDns.matches, owner(true)] } : { matches: [owner(true)] }),
+        },
+        RETURN,
+      );
     }
     // Envoy's own outbound traffic is never redirected back to Envoy.
     b.append('nat', CHAINS.output, { matches: [owner()] }, RETURN);
@@ -219,17 +263,26 @@ function buildFamily(s: RedirectSettings, family: XtFamily): XtRuleset {
 
   // Envoy-aware apps and container-to-container traffic use localhost.
   b.append('nat', CHAINS.output, { destination: { value: localhost } }, RETURN);
-  for (const c of inFamily(family, s.excludeOutboundCidrs)) b.append('nat', CHAINS.output, { destination: { value: c } }, RETURN);
-  for (const p of s.includeOutboundPorts) b.append('nat', CHAINS.output, { protocol: tcp, matches: [dport('tcp', p)] }, jump(CHAINS.redirect));
+  for (const c of inFamily(family, s.excludeOutboundCidrs))
+    b.append('nat', CHAINS.output, { destination: { value: c } }, RETURN);
+  for (const p of s.includeOutboundPorts)
+    b.append('nat', CHAINS.output, { protocol: tcp, matches: [dport('tcp', p)] }, jump(CHAINS.redirect));
 
   // Include CIDRs; reroute interfaces' traffic is sent to the outbound listener for the same ranges.
   if (s.includeOutboundCidrs.all) {
     b.append('nat', CHAINS.output, {}, jump(CHAINS.redirect));
-    for (const ifc of s.rerouteInterfaces) b.insertFirst('nat', 'PREROUTING', { inInterface: { value: ifc } }, jump(CHAINS.redirect));
+    for (const ifc of s.rerouteInterfaces)
+      b.insertFirst('nat', 'PREROUTING', { inInterface: { value: ifc } }, jump(CHAINS.redirect));
   } else {
     const cidrs = inFamily(family, s.includeOutboundCidrs.cidrs);
     for (const c of cidrs) {
-      for (const ifc of s.rerouteInterfaces) b.insertFirst('nat', 'PREROUTING', { inInterface: { value: ifc }, destination: { value: c } }, jump(CHAINS.redirect));
+      for (const ifc of s.rerouteInterfaces)
+        b.insertFirst(
+          'nat',
+          'PREROUTING',
+          { inInterface: { value: ifc }, destination: { value: c } },
+          jump(CHAINS.redirect),
+        );
       b.append('nat', CHAINS.output, { destination: { value: c } }, jump(CHAINS.redirect));
     }
     // Everything else leaves uncaptured (1.30 lets it fall off the end of the chain instead).
@@ -246,20 +299,55 @@ function buildFamily(s: RedirectSettings, family: XtFamily): XtRuleset {
 
   if (tproxy) {
     // Save the mark Envoy's original_src filter sets, so replies route back through the proxy.
-    b.append('mangle', 'PREROUTING', { protocol: tcp, matches: [mark(s.tproxyMark)] }, { kind: 'CONNMARK', mode: 'save', nfmask: 0xffffffff, ctmask: 0xffffffff });
+    b.append(
+      'mangle',
+      'PREROUTING',
+      { protocol: tcp, matches: [mark(s.tproxyMark)] },
+      { kind: 'CONNMARK', mode: 'save', nfmask: 0xffffffff, ctmask: 0xffffffff },
+    );
     // Envoy → app packets already marked: leave them alone.
-    b.append('mangle', 'OUTPUT', { protocol: tcp, outInterface: { value: 'lo' }, matches: [mark(s.tproxyMark)] }, RETURN);
+    b.append(
+      'mangle',
+      'OUTPUT',
+      { protocol: tcp, outInterface: { value: 'lo' }, matches: [mark(s.tproxyMark)] },
+      RETURN,
+    );
     for (const owner of [uidOwner(s.proxyUid), gidOwner(s.proxyGid)]) {
       // App → VIP → Envoy outbound → (mark 1338) → Envoy inbound → app.
-      b.append('mangle', 'OUTPUT', { destination: { value: localhost, invert: true }, protocol: tcp, outInterface: { value: 'lo' }, matches: [owner] }, { kind: 'MARK', value: s.outboundMark, mask: 0xffffffff });
+      b.append(
+        'mangle',
+        'OUTPUT',
+        {
+          destination: { value: localhost, invert: true },
+          protocol: tcp,
+          outInterface: { value: 'lo' },
+          matches: [owner],
+        },
+        { kind: 'MARK', value: s.outboundMark, mask: 0xffffffff },
+      );
     }
     // Workload replies take the policy route back to the proxy.
-    b.append('mangle', 'OUTPUT', { protocol: tcp, matches: [{ kind: 'connmark', mark: { value: s.tproxyMark } }] }, { kind: 'CONNMARK', mode: 'restore', nfmask: 0xffffffff, ctmask: 0xffffffff });
+    b.append(
+      'mangle',
+      'OUTPUT',
+      { protocol: tcp, matches: [{ kind: 'connmark', mark: { value: s.tproxyMark } }] },
+      { kind: 'CONNMARK', mode: 'restore', nfmask: 0xffffffff, ctmask: 0xffffffff },
+    );
     // Guards at the top of mangle ISTIO_INBOUND (Istio's -I 1, -I 2, -I 3, so inserted here in
     // reverse): no re-marking, no capture of the passthrough source, and app → app over lo is only
     // captured when Envoy's outbound marked it 1338.
-    b.insertFirst('mangle', CHAINS.inbound, { protocol: tcp, inInterface: { value: 'lo' }, matches: [mark(s.outboundMark, true)] }, RETURN);
-    b.insertFirst('mangle', CHAINS.inbound, { protocol: tcp, source: { value: passthrough }, inInterface: { value: 'lo' } }, RETURN);
+    b.insertFirst(
+      'mangle',
+      CHAINS.inbound,
+      { protocol: tcp, inInterface: { value: 'lo' }, matches: [mark(s.outboundMark, true)] },
+      RETURN,
+    );
+    b.insertFirst(
+      'mangle',
+      CHAINS.inbound,
+      { protocol: tcp, source: { value: passthrough }, inInterface: { value: 'lo' } },
+      RETURN,
+    );
     b.insertFirst('mangle', CHAINS.inbound, { protocol: tcp, matches: [mark(s.tproxyMark)] }, RETURN);
   }
 

@@ -43,13 +43,15 @@ interface Item {
 
 const isV6 = (c: string): boolean => c.includes(':');
 const LOCAL = new Set(['127.0.0.1/32', '::1/128', '127.0.0.6/32', '::6/128']);
-const token = (c: string): string => (c === '127.0.0.1/32' || c === '::1/128' ? 'LOCALHOST' : c === '127.0.0.6/32' || c === '::6/128' ? 'PASSTHROUGH' : c);
+const token = (c: string): string =>
+  c === '127.0.0.1/32' || c === '::1/128' ? 'LOCALHOST' : c === '127.0.0.6/32' || c === '::6/128' ? 'PASSTHROUGH' : c;
 
 /** Rule text with the family's well-known addresses replaced, so v4 and v6 twins compare equal. */
 function shape(rule: XtRule): string {
   const r = { ...rule };
   if (r.source) r.source = { ...r.source, value: LOCAL.has(r.source.value) ? '127.0.0.1/32' : r.source.value };
-  if (r.destination) r.destination = { ...r.destination, value: LOCAL.has(r.destination.value) ? '127.0.0.1/32' : r.destination.value };
+  if (r.destination)
+    r.destination = { ...r.destination, value: LOCAL.has(r.destination.value) ? '127.0.0.1/32' : r.destination.value };
   const t = (x?: { value: string }): string => (x ? token(x.value) : '');
   return `${renderRule(r)}|${t(rule.source)}|${t(rule.destination)}`;
 }
@@ -73,7 +75,7 @@ function groupKey(r: XtRule): string | null {
 function collapse(items: Item[]): Item[] {
   const out: Item[] = [];
   const keys = items.map((it) => groupKey(it.rule));
-  for (let i = 0; i < items.length; ) {
+  for (let i = 0; i < items.length;) {
     const key = keys[i];
     let j = i + 1;
     while (key && j < items.length && items[j]!.rule.chain === items[i]!.rule.chain && keys[j] === key) j++;
@@ -98,7 +100,9 @@ function collapse(items: Item[]): Item[] {
  * order), so a greedy pairing is enough — no quadratic longest-common-subsequence table.
  */
 function mergeFamilies(a: Item[], b: Item[]): { item: Item; twin?: Item }[] {
-  const key = (x: Item): string => shape(x.rule) + (x.group ? `|${x.group.kind}:${x.group.kind === 'dport' ? x.group.values.join(',') : 'cidrs'}` : '');
+  const key = (x: Item): string =>
+    shape(x.rule) +
+    (x.group ? `|${x.group.kind}:${x.group.kind === 'dport' ? x.group.values.join(',') : 'cidrs'}` : '');
   const ka = a.map(key);
   const kb = b.map(key);
   // How many of each key are still ahead in each sequence.
@@ -165,14 +169,22 @@ function matchExprs(m: XtMatch, family: 4 | 6 | null): Expr[] {
   switch (m.kind) {
     case 'tcp':
     case 'udp':
-      return [...(m.sport ? n.port('sport', m.sport.value, m.sport.invert) : []), ...(m.dport ? n.port('dport', m.dport.value, m.dport.invert) : [])];
+      return [
+        ...(m.sport ? n.port('sport', m.sport.value, m.sport.invert) : []),
+        ...(m.dport ? n.port('dport', m.dport.value, m.dport.invert) : []),
+      ];
     case 'multiport':
       if (!m.invert) throw new Error('nft layout: positive multiport is not used by the capture rules');
       return m.ports.flatMap((p) => n.port(m.direction === 'dports' ? 'dport' : 'sport', p, true));
     case 'owner':
-      return [...(m.uid ? n.sk('skuid', m.uid.value, m.uid.invert) : []), ...(m.gid ? n.sk('skgid', m.gid.value, m.gid.invert) : [])];
+      return [
+        ...(m.uid ? n.sk('skuid', m.uid.value, m.uid.invert) : []),
+        ...(m.gid ? n.sk('skgid', m.gid.value, m.gid.invert) : []),
+      ];
     case 'conntrack':
-      return n.ctState(m.ctstate.value.map((s) => s.toLowerCase() as 'invalid' | 'established' | 'related' | 'new' | 'untracked'));
+      return n.ctState(
+        m.ctstate.value.map((s) => s.toLowerCase() as 'invalid' | 'established' | 'related' | 'new' | 'untracked'),
+      );
     case 'mark':
       return n.markIs(m.mark.value, m.mark.invert);
     case 'connmark':
@@ -257,7 +269,8 @@ export function buildNftTables(v4: XtRuleset, v6: XtRuleset | null, opts: { sets
     for (const chain of chainOrder) {
       const xt = xtNames.get(chain);
       if (!xt) continue;
-      const items = (rules: XtRule[] | undefined, family: 4 | 6): Item[] => (rules ?? []).filter((r) => r.chain === xt).map((rule) => ({ family, rule }));
+      const items = (rules: XtRule[] | undefined, family: 4 | 6): Item[] =>
+        (rules ?? []).filter((r) => r.chain === xt).map((rule) => ({ family, rule }));
       let a = items(t4?.rules, 4);
       let b = items(t6?.rules, 6);
       if (opts.sets) {
@@ -276,7 +289,12 @@ export function buildNftTables(v4: XtRuleset, v6: XtRuleset | null, opts: { sets
         }
       }
     }
-    out.push({ table: { family: 'inet', name: tb.name }, chains: [...tb.chains.values()], sets: tb.sets, rules: tb.rules });
+    out.push({
+      table: { family: 'inet', name: tb.name },
+      chains: [...tb.chains.values()],
+      sets: tb.sets,
+      rules: tb.rules,
+    });
   }
   return out;
 }

@@ -48,7 +48,11 @@ export function planPod(obj: unknown, config: CaptureConfig): PodPlan {
   const routing: RoutingPlan = {};
   const captureInbound = settings.includeInboundPorts.all || settings.includeInboundPorts.ports.length > 0;
   if (settings.mode === 'TPROXY' && captureInbound) {
-    routing.tproxy = { mark: settings.tproxyMark, table: settings.tproxyTable, families: settings.dualStack ? [4, 6] : [4] };
+    routing.tproxy = {
+      mark: settings.tproxyMark,
+      table: settings.tproxyTable,
+      families: settings.dualStack ? [4, 6] : [4],
+    };
   }
   // Envoy's inbound passthrough binds ::6 for IPv6; the address must exist on lo.
   if (settings.dualStack) routing.loopbackAddresses = ['::6/128'];
@@ -63,10 +67,18 @@ export function planPod(obj: unknown, config: CaptureConfig): PodPlan {
 export function planKey(obj: unknown): string | null {
   if (typeof obj !== 'object' || obj === null) return null;
   type Meta = { namespace?: unknown; annotations?: Record<string, unknown>; labels?: Record<string, unknown> };
-  const o = obj as { metadata?: Meta; spec?: { containers?: unknown; initContainers?: unknown; hostNetwork?: unknown } };
+  const o = obj as {
+    metadata?: Meta;
+    spec?: { containers?: unknown; initContainers?: unknown; hostNetwork?: unknown };
+  };
   const ann = o.metadata?.annotations ?? {};
   const relevant = Object.keys(ann)
-    .filter((k) => k.startsWith('traffic.sidecar.istio.io/') || k.startsWith('sidecar.istio.io/') || k === 'istio.io/reroute-virtual-interfaces')
+    .filter(
+      (k) =>
+        k.startsWith('traffic.sidecar.istio.io/') ||
+        k.startsWith('sidecar.istio.io/') ||
+        k === 'istio.io/reroute-virtual-interfaces',
+    )
     .sort()
     .map((k) => [k, ann[k]]);
   const lists = [o.spec?.initContainers ?? [], o.spec?.containers];

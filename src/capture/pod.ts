@@ -35,7 +35,9 @@ export interface PodView {
  * sidecar). Istio's plug-in reads init containers first and containers after, so a container wins.
  */
 export function proxyContainer(pod: PodView): ContainerView | undefined {
-  return pod.containers.find((c) => c.name === PROXY_CONTAINER) ?? pod.initContainers.find((c) => c.name === PROXY_CONTAINER);
+  return (
+    pod.containers.find((c) => c.name === PROXY_CONTAINER) ?? pod.initContainers.find((c) => c.name === PROXY_CONTAINER)
+  );
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -45,12 +47,14 @@ export const MAX_ID = 4294967294;
 
 function optionalId(v: unknown, what: string): number | undefined {
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_ID) throw new CaptureError(what, v, `must be an integer id from 0 to ${MAX_ID}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_ID)
+    throw new CaptureError(what, v, `must be an integer id from 0 to ${MAX_ID}`);
   return v;
 }
 
 function container(list: string, c: unknown, i: number): ContainerView {
-  if (!isObject(c) || typeof c.name !== 'string' || c.name === '') throw new CaptureError(`${list}[${i}].name`, isObject(c) ? c.name : c, 'every container needs a name');
+  if (!isObject(c) || typeof c.name !== 'string' || c.name === '')
+    throw new CaptureError(`${list}[${i}].name`, isObject(c) ? c.name : c, 'every container needs a name');
   const env = new Map<string, string>();
   if (c.env !== undefined && c.env !== null) {
     if (!Array.isArray(c.env)) throw new CaptureError(`${list}[${i}].env`, c.env, 'must be a list');
@@ -68,7 +72,8 @@ function container(list: string, c: unknown, i: number): ContainerView {
   if (uid !== undefined) view.runAsUser = uid;
   if (gid !== undefined) view.runAsGroup = gid;
   if (c.args !== undefined && c.args !== null) {
-    if (!Array.isArray(c.args) || !c.args.every((a) => typeof a === 'string')) throw new CaptureError(`${list}[${c.name}].args`, c.args, 'must be a list of strings');
+    if (!Array.isArray(c.args) || !c.args.every((a) => typeof a === 'string'))
+      throw new CaptureError(`${list}[${c.name}].args`, c.args, 'must be a list of strings');
     view.args = c.args as string[];
   }
   if (c.image !== undefined && c.image !== null) {
@@ -81,7 +86,12 @@ function container(list: string, c: unknown, i: number): ContainerView {
 function containerList(spec: Record<string, unknown>, key: 'containers' | 'initContainers'): ContainerView[] {
   const v = spec[key];
   if (key === 'initContainers' && (v === undefined || v === null)) return [];
-  if (!Array.isArray(v)) throw new CaptureError(`spec.${key}`, v, key === 'containers' ? 'a pod needs a list of containers' : 'must be a list');
+  if (!Array.isArray(v))
+    throw new CaptureError(
+      `spec.${key}`,
+      v,
+      key === 'containers' ? 'a pod needs a list of containers' : 'must be a list',
+    );
   return v.map((c, i) => container(`spec.${key}`, c, i));
 }
 
@@ -90,27 +100,33 @@ export function podFromObject(obj: unknown): PodView {
   if (!isObject(obj)) throw new CaptureError('pod', typeof obj, 'must be a Pod object');
   if (obj.kind !== undefined && obj.kind !== 'Pod') throw new CaptureError('kind', obj.kind, 'must be Pod');
   const meta = isObject(obj.metadata) ? obj.metadata : null;
-  if (!meta || typeof meta.name !== 'string' || meta.name === '') throw new CaptureError('metadata.name', meta?.name, 'a pod needs a name');
+  if (!meta || typeof meta.name !== 'string' || meta.name === '')
+    throw new CaptureError('metadata.name', meta?.name, 'a pod needs a name');
   const namespace = meta.namespace === undefined ? 'default' : meta.namespace;
-  if (typeof namespace !== 'string' || namespace === '') throw new CaptureError('metadata.namespace', namespace, 'must be a non-empty string');
+  if (typeof namespace !== 'string' || namespace === '')
+    throw new CaptureError('metadata.namespace', namespace, 'must be a non-empty string');
   const annotations = new Map<string, string>();
   if (meta.annotations !== undefined && meta.annotations !== null) {
-    if (!isObject(meta.annotations)) throw new CaptureError('metadata.annotations', meta.annotations, 'must be a map of strings');
+    if (!isObject(meta.annotations))
+      throw new CaptureError('metadata.annotations', meta.annotations, 'must be a map of strings');
     for (const [k, v] of Object.entries(meta.annotations)) {
-      if (typeof v !== 'string') throw new CaptureError(k, v, 'annotation values must be strings (quote numbers in YAML)');
+      if (typeof v !== 'string')
+        throw new CaptureError(k, v, 'annotation values must be strings (quote numbers in YAML)');
       annotations.set(k, v);
     }
   }
   let injectLabel: string | undefined;
   if (isObject(meta.labels) && meta.labels[INJECT_KEY] !== undefined) {
     const v = meta.labels[INJECT_KEY];
-    if (typeof v !== 'string') throw new CaptureError(`metadata.labels.${INJECT_KEY}`, v, 'label values must be strings');
+    if (typeof v !== 'string')
+      throw new CaptureError(`metadata.labels.${INJECT_KEY}`, v, 'label values must be strings');
     injectLabel = v;
   }
   const spec = isObject(obj.spec) ? obj.spec : null;
   if (!spec) throw new CaptureError('spec.containers', undefined, 'a pod needs a list of containers');
   const hostNetwork = spec.hostNetwork === undefined || spec.hostNetwork === null ? false : spec.hostNetwork;
-  if (typeof hostNetwork !== 'boolean') throw new CaptureError('spec.hostNetwork', hostNetwork, 'must be true or false');
+  if (typeof hostNetwork !== 'boolean')
+    throw new CaptureError('spec.hostNetwork', hostNetwork, 'must be true or false');
   const view: PodView = {
     name: meta.name,
     namespace,

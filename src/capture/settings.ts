@@ -80,10 +80,20 @@ function splitList(setting: string, value: string): string[] {
   if (value.trim() === '') return [];
   let count = 1;
   for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) === 44 /* , */) count++;
-  if (count > MAX_LIST_ENTRIES) throw new CaptureError(setting, `(${count} entries)`, `a list holds at most ${MAX_LIST_ENTRIES} entries, this one has ${count}`);
+  if (count > MAX_LIST_ENTRIES)
+    throw new CaptureError(
+      setting,
+      `(${count} entries)`,
+      `a list holds at most ${MAX_LIST_ENTRIES} entries, this one has ${count}`,
+    );
   const items = value.split(',');
   items.forEach((item, i) => {
-    if (item.trim() === '') throw new CaptureError(setting, value.length > 200 ? `${value.slice(0, 200)}…` : value, `entry ${i + 1} of the list is empty`);
+    if (item.trim() === '')
+      throw new CaptureError(
+        setting,
+        value.length > 200 ? `${value.slice(0, 200)}…` : value,
+        `entry ${i + 1} of the list is empty`,
+      );
   });
   return items;
 }
@@ -91,7 +101,8 @@ function splitList(setting: string, value: string): string[] {
 function parsePort(setting: string, raw: string): number {
   // Istio parses each entry with surrounding blanks trimmed (strconv.ParseUint(strings.TrimSpace(p))).
   const p = raw.trim();
-  if (!/^\d{1,5}$/.test(p) || Number(p) > 65535) throw new CaptureError(setting, raw, 'not a port (an integer from 0 to 65535)');
+  if (!/^\d{1,5}$/.test(p) || Number(p) > 65535)
+    throw new CaptureError(setting, raw, 'not a port (an integer from 0 to 65535)');
   return Number(p);
 }
 
@@ -107,9 +118,11 @@ function portSelection(setting: string, value: string): PortSelection {
 
 /** Istio 1.17.8 parses CIDR entries with netip.ParsePrefix, untrimmed: " 10.0.0.0/8" is rejected. */
 function cidr(setting: string, raw: string): string {
-  if (raw !== raw.trim()) throw new CaptureError(setting, raw, 'not a CIDR: blanks around an entry are not allowed (Istio rejects them too)');
+  if (raw !== raw.trim())
+    throw new CaptureError(setting, raw, 'not a CIDR: blanks around an entry are not allowed (Istio rejects them too)');
   if (raw === '*') throw new CaptureError(setting, raw, '"*" is not allowed here');
-  if (!raw.includes('/')) throw new CaptureError(setting, raw, 'not a CIDR (an IPv4 or IPv6 prefix such as 10.0.0.0/8)');
+  if (!raw.includes('/'))
+    throw new CaptureError(setting, raw, 'not a CIDR (an IPv4 or IPv6 prefix such as 10.0.0.0/8)');
   try {
     return formatPrefix(parsePrefix(raw));
   } catch (e) {
@@ -133,7 +146,9 @@ function cidrList(setting: string, value: string): { cidrs: string[]; loopback: 
 const IFNAME = /^[A-Za-z0-9_.:@-]{1,15}$/;
 function interfaces(setting: string, value: string): string[] {
   const names = splitList(setting, value).map((n) => n.trim());
-  for (const n of names) if (!IFNAME.test(n)) throw new CaptureError(setting, n, 'not an interface name (1–15 characters, no spaces or slashes)');
+  for (const n of names)
+    if (!IFNAME.test(n))
+      throw new CaptureError(setting, n, 'not an interface name (1–15 characters, no spaces or slashes)');
   return names;
 }
 
@@ -165,7 +180,8 @@ export function redirectSettings(pod: PodView, config: CaptureConfig): RedirectS
   const env = proxy?.env ?? new Map<string, string>();
 
   const modeRaw = ann(ANNOTATIONS.mode) ?? 'REDIRECT';
-  if (modeRaw !== 'REDIRECT' && modeRaw !== 'TPROXY') throw new CaptureError(ANNOTATIONS.mode, modeRaw, 'must be REDIRECT or TPROXY');
+  if (modeRaw !== 'REDIRECT' && modeRaw !== 'TPROXY')
+    throw new CaptureError(ANNOTATIONS.mode, modeRaw, 'must be REDIRECT or TPROXY');
 
   const excludeInbound = portList(ANNOTATIONS.excludeInboundPorts, ann(ANNOTATIONS.excludeInboundPorts) ?? '15020');
   const reroute = ann(ANNOTATIONS.rerouteVirtualInterfaces);
@@ -176,7 +192,11 @@ export function redirectSettings(pod: PodView, config: CaptureConfig): RedirectS
   // Istio writes one PREROUTING rule per (interface, include CIDR) pair: bound the product too.
   const pairs = rerouteInterfaces.length * (include?.cidrs.length ?? 1);
   if (pairs > MAX_LIST_ENTRIES) {
-    throw new CaptureError(`${rerouteKey} × ${ANNOTATIONS.includeOutboundIPRanges}`, `(${pairs} pairs)`, `at most ${MAX_LIST_ENTRIES} interface × CIDR pairs, each is one rule`);
+    throw new CaptureError(
+      `${rerouteKey} × ${ANNOTATIONS.includeOutboundIPRanges}`,
+      `(${pairs} pairs)`,
+      `at most ${MAX_LIST_ENTRIES} interface × CIDR pairs, each is one rule`,
+    );
   }
 
   return {
@@ -193,7 +213,8 @@ export function redirectSettings(pod: PodView, config: CaptureConfig): RedirectS
     excludeInboundPorts: [...new Set([...excludeInbound, ...ALWAYS_EXCLUDED_INBOUND])],
     includeOutboundCidrs: include ? { all: false, cidrs: include.cidrs } : { all: true },
     includeOutboundLoopback: include?.loopback ?? false,
-    excludeOutboundCidrs: cidrList(ANNOTATIONS.excludeOutboundIPRanges, ann(ANNOTATIONS.excludeOutboundIPRanges) ?? '').cidrs,
+    excludeOutboundCidrs: cidrList(ANNOTATIONS.excludeOutboundIPRanges, ann(ANNOTATIONS.excludeOutboundIPRanges) ?? '')
+      .cidrs,
     includeOutboundPorts: portList(ANNOTATIONS.includeOutboundPorts, ann(ANNOTATIONS.includeOutboundPorts) ?? ''),
     excludeOutboundPorts: portList(ANNOTATIONS.excludeOutboundPorts, ann(ANNOTATIONS.excludeOutboundPorts) ?? '15020'),
     excludeInterfaces: interfaces(ANNOTATIONS.excludeInterfaces, ann(ANNOTATIONS.excludeInterfaces) ?? ''),

@@ -40,7 +40,9 @@ function flagSynopsis(name: string, f: FlagSpec): string {
 export function commandUsage(cmd: CommandSpec): string {
   const names = Object.keys(cmd.flags);
   const width = Math.max(...names.map((n) => flagSynopsis(n, { ...cmd.flags[n]!, required: true }).length), 9);
-  const lines = names.map((n) => `  ${flagSynopsis(n, { ...cmd.flags[n]!, required: true }).padEnd(width)}  ${cmd.flags[n]!.help}`);
+  const lines = names.map(
+    (n) => `  ${flagSynopsis(n, { ...cmd.flags[n]!, required: true }).padEnd(width)}  ${cmd.flags[n]!.help}`,
+  );
   return [
     `usage: meshcni-agent ${cmd.name} ${names.map((n) => flagSynopsis(n, cmd.flags[n]!)).join(' ')}`.trimEnd(),
     '',
@@ -64,7 +66,9 @@ function flagIn(message: string): string {
  * a positional argument, and a missing required flag.
  */
 export function parseFlags(argv: readonly string[], cmd: CommandSpec): ParsedArgs {
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+    help: { type: 'boolean', short: 'h' },
+  };
   for (const [name, f] of Object.entries(cmd.flags)) options[name] = { type: f.type };
   let parsed;
   try {

@@ -26,15 +26,28 @@ const settingsFlags = {
 const cniDirFlags = {
   'cni-conf-dir': { type: 'string', value: 'DIR', help: "the node's CNI config dir (default /etc/cni/net.d)" },
   'cni-bin-dir': { type: 'string', value: 'DIR', help: 'where the shim is copied (default /opt/cni/bin)' },
-  socket: { type: 'string', value: 'PATH', help: "the agent's unix socket, written into the chain entry (default /var/run/meshcni/cni.sock)" },
+  socket: {
+    type: 'string',
+    value: 'PATH',
+    help: "the agent's unix socket, written into the chain entry (default /var/run/meshcni/cni.sock)",
+  },
 } satisfies Record<string, FlagSpec>;
-const layoutFlag = { type: 'string', value: 'iptables|nft', help: 'rule layout (default from the settings: iptables)' } satisfies FlagSpec;
+const layoutFlag = {
+  type: 'string',
+  value: 'iptables|nft',
+  help: 'rule layout (default from the settings: iptables)',
+} satisfies FlagSpec;
 const podFlags = {
   pod: { type: 'string', value: 'FILE', help: 'the pod manifest (YAML or JSON)', required: true },
   config: settingsFlags.config,
   layout: layoutFlag,
 } satisfies Record<string, FlagSpec>;
-const netnsFlag = { type: 'string', value: 'PATH', help: "the pod's network namespace (e.g. /var/run/netns/NAME)", required: true } satisfies FlagSpec;
+const netnsFlag = {
+  type: 'string',
+  value: 'PATH',
+  help: "the pod's network namespace (e.g. /var/run/netns/NAME)",
+  required: true,
+} satisfies FlagSpec;
 
 /** Every command and every flag it accepts: the parser and the usage texts both read this table. */
 const COMMANDS = {
@@ -43,11 +56,23 @@ const COMMANDS = {
     summary: 'Run the node agent: CNI socket, /healthz /readyz /metrics, reconcile.',
     flags: {
       ...settingsFlags,
-      'pods-dir': { type: 'string', value: 'DIR', help: 'standalone mode: pod manifests from this dir instead of the API server' },
+      'pods-dir': {
+        type: 'string',
+        value: 'DIR',
+        help: 'standalone mode: pod manifests from this dir instead of the API server',
+      },
       ...cniDirFlags,
       'state-dir': { type: 'string', value: 'DIR', help: 'where per-pod state is kept (default /var/run/meshcni)' },
-      'metrics-address': { type: 'string', value: 'HOST:PORT', help: "loopback admin endpoint (default 127.0.0.1:15120; '' disables)" },
-      'metrics-scrape-address': { type: 'string', value: 'HOST:PORT', help: '/metrics only, for Prometheus, on any address (default off)' },
+      'metrics-address': {
+        type: 'string',
+        value: 'HOST:PORT',
+        help: "loopback admin endpoint (default 127.0.0.1:15120; '' disables)",
+      },
+      'metrics-scrape-address': {
+        type: 'string',
+        value: 'HOST:PORT',
+        help: '/metrics only, for Prometheus, on any address (default off)',
+      },
       layout: layoutFlag,
       install: { type: 'boolean', help: "chain into the node's CNI config on start and keep it there" },
     },
@@ -73,8 +98,15 @@ const COMMANDS = {
     flags: {
       ...settingsFlags,
       ...cniDirFlags,
-      'wait-timeout': { type: 'string', value: 'SECONDS', help: `how long to wait for a valid primary CNI config (default ${DEFAULT_WAIT_SECONDS})` },
-      'without-agent': { type: 'boolean', help: 'chain in although no agent answers on the socket: new pods fail ADD until one serves' },
+      'wait-timeout': {
+        type: 'string',
+        value: 'SECONDS',
+        help: `how long to wait for a valid primary CNI config (default ${DEFAULT_WAIT_SECONDS})`,
+      },
+      'without-agent': {
+        type: 'boolean',
+        help: 'chain in although no agent answers on the socket: new pods fail ADD until one serves',
+      },
     },
   },
   uninstall: {
@@ -97,7 +129,12 @@ function usage(): string {
     '       meshcni-agent --version',
     '',
     'commands:',
-    ...cmds.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}\n  ${''.padEnd(width)}  ${Object.keys(c.flags).map((f) => `--${f}`).join(' ')}`),
+    ...cmds.map(
+      (c) =>
+        `  ${c.name.padEnd(width)}  ${c.summary}\n  ${''.padEnd(width)}  ${Object.keys(c.flags)
+          .map((f) => `--${f}`)
+          .join(' ')}`,
+    ),
     '',
   ].join('\n');
 }
@@ -146,7 +183,10 @@ function readPod(path: string): Record<string, unknown> {
 async function podCommand(p: ParsedArgs): Promise<{ netns: string; plan: ReturnType<ReturnType<typeof makePlanner>> }> {
   const settings = settingsFrom(p);
   const { makePlanner } = await import('../agent/agent.js');
-  return { netns: p.values.get('netns')!, plan: makePlanner(parseCaptureConfig(settings.capture))(readPod(p.values.get('pod')!)) };
+  return {
+    netns: p.values.get('netns')!,
+    plan: makePlanner(parseCaptureConfig(settings.capture))(readPod(p.values.get('pod')!)),
+  };
 }
 
 async function rules(argv: string[]): Promise<number> {
@@ -174,7 +214,9 @@ async function apply(argv: string[]): Promise<number> {
   const { applyPlan } = await import('../agent/agent.js');
   await applyPlan(netns, plan);
   const rules = plan.tables.reduce((n, t) => n + t.rules.length, 0);
-  process.stdout.write(`programmed ${plan.tables.length} table(s), ${rules} rule(s) into ${netns} in ${(performance.now() - t0).toFixed(2)} ms (${plan.layout} layout, one transaction)\n`);
+  process.stdout.write(
+    `programmed ${plan.tables.length} table(s), ${rules} rule(s) into ${netns} in ${(performance.now() - t0).toFixed(2)} ms (${plan.layout} layout, one transaction)\n`,
+  );
   return 0;
 }
 
@@ -191,7 +233,9 @@ async function verify(argv: string[]): Promise<number> {
     process.stdout.write(`${netns} holds exactly the expected rules\n`);
     return 0;
   }
-  process.stdout.write(`${netns} differs from the expected rules in ${diffs.length} place(s):\n${diffs.map((d) => `  ${d}`).join('\n')}\n`);
+  process.stdout.write(
+    `${netns} differs from the expected rules in ${diffs.length} place(s):\n${diffs.map((d) => `  ${d}`).join('\n')}\n`,
+  );
   return 1;
 }
 
@@ -200,6 +244,7 @@ async function serve(argv: string[]): Promise<number> {
   if (!p) return 0;
   const settings = settingsFrom(p);
   const log = pino({ level: settings.logLevel, base: { component: 'meshcni-agent' } });
+  // eslint-disable-next-line prefer-const -- the installer's callback may read it before it is set
   let agent: Agent | undefined;
   const installer = settings.install
     ? await makeInstaller(settings, log, (installed) => agent?.metrics.installReady.set(installed ? 1 : 0))
@@ -258,7 +303,8 @@ function waitSeconds(p: ParsedArgs): number {
   const raw = p.values.get('wait-timeout');
   if (raw === undefined) return DEFAULT_WAIT_SECONDS;
   const n = /^\d{1,5}$/.test(raw) ? Number(raw) : NaN;
-  if (!(n >= 1 && n <= 86400)) throw new UsageError(`install: --wait-timeout ${JSON.stringify(raw)}: must be whole seconds from 1 to 86400`);
+  if (!(n >= 1 && n <= 86400))
+    throw new UsageError(`install: --wait-timeout ${JSON.stringify(raw)}: must be whole seconds from 1 to 86400`);
   return n;
 }
 
@@ -275,7 +321,11 @@ async function installCmd(argv: string[], remove: boolean): Promise<number> {
     return 0;
   }
   const res = await runInstall({ ...opts, waitTimeoutMs: wait * 1000, withoutAgent: p.switches.has('without-agent') });
-  process.stdout.write(res.alreadyChained ? `meshcni was already chained into ${res.config}; nothing changed\n` : `meshcni chained into ${res.config} (shim ${res.shim})\n`);
+  process.stdout.write(
+    res.alreadyChained
+      ? `meshcni was already chained into ${res.config}; nothing changed\n`
+      : `meshcni chained into ${res.config} (shim ${res.shim})\n`,
+  );
   return 0;
 }
 
@@ -296,7 +346,9 @@ export async function main(argv: string[]): Promise<number> {
       return installCmd(rest, true);
     case '--version':
     case 'version':
-      process.stdout.write(`meshcni-agent ${BUILD_VERSION} (node ${process.versions.node}, ${process.platform}-${process.arch})\n`);
+      process.stdout.write(
+        `meshcni-agent ${BUILD_VERSION} (node ${process.versions.node}, ${process.platform}-${process.arch})\n`,
+      );
       return 0;
     case undefined:
     case 'help':

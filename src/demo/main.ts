@@ -46,7 +46,9 @@ function run(cmd: string, args: string[]): string {
 /** A stand-in sidecar: listens on 15001 inside the pod and names itself to whoever connects. */
 function startListener(netns: string): Promise<ChildProcess> {
   const code = `require('net').createServer((s) => s.end('answered by the sidecar listener on port 15001\\n')).listen(15001, '0.0.0.0', () => console.log('up'));`;
-  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', code], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   return new Promise((resolveUp, reject) => {
     child.stdout!.once('data', () => resolveUp(child));
     child.once('exit', (c) => reject(new Error(`listener exited with ${c}`)));
@@ -64,11 +66,21 @@ async function main(): Promise<void> {
   const id = `demo${process.pid}`;
   const tmp = mkdtempSync(join(tmpdir(), 'meshcni-demo-'));
   const bridge = `mcnid${process.pid % 100000}`;
-  const cleanups: (() => Promise<void> | void)[] = [() => rmSync(tmp, { recursive: true, force: true }), () => removeBridge(bridge)];
+  const cleanups: (() => Promise<void> | void)[] = [
+    () => rmSync(tmp, { recursive: true, force: true }),
+    () => removeBridge(bridge),
+  ];
   try {
     writeFileSync(join(tmp, 'pods.yaml'), POD);
     const settings = parseSettings(
-      { podsDir: tmp, socketPath: join(tmp, 'run', 'cni.sock'), stateDir: join(tmp, 'state'), metricsAddress: '127.0.0.1:0', reconcileIntervalSeconds: 0, logLevel: 'info' },
+      {
+        podsDir: tmp,
+        socketPath: join(tmp, 'run', 'cni.sock'),
+        stateDir: join(tmp, 'state'),
+        metricsAddress: '127.0.0.1:0',
+        reconcileIntervalSeconds: 0,
+        logLevel: 'info',
+      },
       'demo',
     );
     say('starting meshcni-agent (standalone: pods from a manifest directory)');
@@ -76,7 +88,10 @@ async function main(): Promise<void> {
     await agent.start();
     cleanups.unshift(() => agent.stop());
 
-    const conf = podConfList({ bridge, subnet: '10.248.0.0/24', ipamDataDir: join(tmp, 'ipam') }, { socketPath: settings.socketPath });
+    const conf = podConfList(
+      { bridge, subnet: '10.248.0.0/24', ipamDataDir: join(tmp, 'ipam') },
+      { socketPath: settings.socketPath },
+    );
     const sandbox = new Sandbox(id, { namespace: 'demo', name: 'web' }, conf, SHIM);
     say(`creating the pod sandbox netns ${sandbox.netnsName} and running the CNI chain: bridge → loopback → meshcni`);
     sandbox.create();
@@ -85,13 +100,17 @@ async function main(): Promise<void> {
     process.stdout.write(`CNI ADD result (printed by the meshcni shim): ${JSON.stringify(result)}\n`);
 
     say(`inside the pod: iptables -t nat -L -n -v --line-numbers`);
-    process.stdout.write(run('ip', ['netns', 'exec', sandbox.netnsName, 'iptables', '-t', 'nat', '-L', '-n', '-v', '--line-numbers']));
+    process.stdout.write(
+      run('ip', ['netns', 'exec', sandbox.netnsName, 'iptables', '-t', 'nat', '-L', '-n', '-v', '--line-numbers']),
+    );
 
     say('proving one redirected connection');
     const listener = await startListener(sandbox.netnsName);
     cleanups.unshift(() => void listener.kill('SIGKILL'));
     const gateway = '10.248.0.1';
-    process.stdout.write(`pod (uid 0, not the proxy's 1337) connects to ${gateway}:8080 — nothing listens there on the host\n`);
+    process.stdout.write(
+      `pod (uid 0, not the proxy's 1337) connects to ${gateway}:8080 — nothing listens there on the host\n`,
+    );
     const answer = connectFromPod(sandbox.netnsName, gateway, 8080);
     process.stdout.write(`reply: ${answer}\n`);
     if (!answer.includes('port 15001')) throw new Error('the connection was not redirected to the sidecar port');

@@ -60,7 +60,9 @@ export async function removeStaleTemps(dir: string, tempPrefix: string, tempSuff
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw e;
   }
-  const stale = names.filter((n) => n.startsWith(tempPrefix) && n.endsWith(tempSuffix) && n.length > tempPrefix.length + tempSuffix.length);
+  const stale = names.filter(
+    (n) => n.startsWith(tempPrefix) && n.endsWith(tempSuffix) && n.length > tempPrefix.length + tempSuffix.length,
+  );
   for (const n of stale) await unlinkQuietly(join(dir, n));
   return stale;
 }

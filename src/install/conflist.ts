@@ -57,9 +57,7 @@ function isObject(v: unknown): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-export type ParsedConfig =
-  | { kind: 'list'; doc: JsonObject; plugins: unknown[] }
-  | { kind: 'single'; doc: JsonObject };
+export type ParsedConfig = { kind: 'list'; doc: JsonObject; plugins: unknown[] } | { kind: 'single'; doc: JsonObject };
 
 /**
  * Parses a primary config by content: an object with a `plugins` array is a list (whatever its
@@ -135,7 +133,13 @@ export function insertEntry(fileName: string, text: string, entry: MeshcniEntry)
     const inner = insertEntry(fileName, JSON.stringify(multus.delegates[0]), entry);
     if (!inner.changed) return { fileName, text, changed: false, hadEntry: true, converted: false };
     const delegates = [JSON.parse(inner.text) as JsonObject, ...multus.delegates.slice(1)];
-    return { fileName, text: render({ ...multus.doc, delegates }), changed: true, hadEntry: inner.hadEntry, converted: false };
+    return {
+      fileName,
+      text: render({ ...multus.doc, delegates }),
+      changed: true,
+      hadEntry: inner.hadEntry,
+      converted: false,
+    };
   }
   if (parsed.kind === 'single') {
     const { cniVersion, ...plugin } = parsed.doc;
@@ -157,7 +161,13 @@ export function insertEntry(fileName: string, text: string, entry: MeshcniEntry)
     // Update in place and drop any duplicate a past bug or a hand edit left behind.
     const kept = plugins.filter((p, i) => i === at || !(isObject(p) && p.type === MESHCNI_TYPE));
     kept[kept.indexOf(plugins[at])] = entry;
-    return { fileName, text: render({ ...parsed.doc, plugins: kept }), changed: true, hadEntry: true, converted: false };
+    return {
+      fileName,
+      text: render({ ...parsed.doc, plugins: kept }),
+      changed: true,
+      hadEntry: true,
+      converted: false,
+    };
   }
   plugins.push(entry);
   return { fileName, text: render({ ...parsed.doc, plugins }), changed: true, hadEntry: false, converted: false };
@@ -179,12 +189,16 @@ export function removeEntry(fileName: string, text: string): RemoveResult {
   if (multus) {
     const inner = removeEntry(fileName, JSON.stringify(multus.delegates[0]));
     if (!inner.changed) return { text, changed: false };
-    return { text: render({ ...multus.doc, delegates: [JSON.parse(inner.text) as JsonObject, ...multus.delegates.slice(1)] }), changed: true };
+    return {
+      text: render({ ...multus.doc, delegates: [JSON.parse(inner.text) as JsonObject, ...multus.delegates.slice(1)] }),
+      changed: true,
+    };
   }
   if (parsed.kind === 'single') return { text, changed: false };
   const plugins = parsed.plugins.filter((p) => !(isObject(p) && p.type === MESHCNI_TYPE));
   if (plugins.length === parsed.plugins.length) return { text, changed: false };
-  if (plugins.length === 0) throw new CniConfigError(fileName, 'holds only the meshcni entry; refusing to leave an empty plug-in list');
+  if (plugins.length === 0)
+    throw new CniConfigError(fileName, 'holds only the meshcni entry; refusing to leave an empty plug-in list');
   return { text: render({ ...parsed.doc, plugins }), changed: true };
 }
 
@@ -201,11 +215,17 @@ export function hasEntry(fileName: string, text: string): boolean {
  * any other config. One that names its default network with `clusterNetwork` instead cannot be
  * chained here: the operator points cniConfDir/cniConfFileName at that network's own file.
  */
-export function multusDefault(fileName: string, parsed: ParsedConfig): { doc: JsonObject; delegates: JsonObject[] } | null {
+export function multusDefault(
+  fileName: string,
+  parsed: ParsedConfig,
+): { doc: JsonObject; delegates: JsonObject[] } | null {
   if (parsed.kind !== 'single' || parsed.doc.type !== 'multus') return null;
   const { clusterNetwork, delegates } = parsed.doc;
   if (clusterNetwork !== undefined) {
-    throw new CniConfigError(fileName, `Multus config names its default network with clusterNetwork ${JSON.stringify(clusterNetwork)}; set cniConfDir and cniConfFileName to that network's conflist (Multus reads it, meshcni chains into it)`);
+    throw new CniConfigError(
+      fileName,
+      `Multus config names its default network with clusterNetwork ${JSON.stringify(clusterNetwork)}; set cniConfDir and cniConfFileName to that network's conflist (Multus reads it, meshcni chains into it)`,
+    );
   }
   if (!Array.isArray(delegates) || delegates.length === 0 || !delegates.every(isObject)) {
     throw new CniConfigError(fileName, "Multus config has no 'delegates' array of network configs to chain into");

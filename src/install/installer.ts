@@ -4,12 +4,21 @@
 import { createHash } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { chmod, mkdir, readdir, readFile, rmdir, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, extname, join } from 'node:path';
+import { basename, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { writeFileAtomic } from '../files/atomic-write.js';
 import { agentAnswers } from './agent-probe.js';
-import { CONFIG_EXTENSIONS, CniConfigError, hasEntry, insertEntry, listFileName, meshcniEntry, removeEntry, type MeshcniEntry } from './conflist.js';
+import {
+  CONFIG_EXTENSIONS,
+  CniConfigError,
+  hasEntry,
+  insertEntry,
+  listFileName,
+  meshcniEntry,
+  removeEntry,
+  type MeshcniEntry,
+} from './conflist.js';
 
 /** The shim's file name in the CNI bin dir: the runtime runs the binary named by the entry's `type`. */
 export const SHIM_NAME = 'meshcni';
@@ -64,16 +73,25 @@ type Resolved = Required<Omit<InstallerOptions, 'log'>> & { log: Logger };
 export function resolveOptions(o: InstallerOptions): Resolved {
   const cniConfDir = o.cniConfDir ?? '/etc/cni/net.d';
   const named = o.cniConfFileName ?? '';
-  if (named && (named.includes('/') || named.startsWith('.') || !(CONFIG_EXTENSIONS as readonly string[]).includes(extname(named)))) {
-    throw new Error(`cniConfFileName ${JSON.stringify(named)} must be a file name in cniConfDir ending in ${CONFIG_EXTENSIONS.join(', ')}`);
+  if (
+    named &&
+    (named.includes('/') || named.startsWith('.') || !(CONFIG_EXTENSIONS as readonly string[]).includes(extname(named)))
+  ) {
+    throw new Error(
+      `cniConfFileName ${JSON.stringify(named)} must be a file name in cniConfDir ending in ${CONFIG_EXTENSIONS.join(', ')}`,
+    );
   }
   const chained = o.chained ?? true;
   if (!chained && (!named || extname(named) !== '.conf' || o.ownedConfigFileName)) {
-    throw new Error(`chained false: cniConfFileName ${JSON.stringify(named)} must name meshcni's own .conf (e.g. meshcni.conf), and ownedConfigFileName must be empty`);
+    throw new Error(
+      `chained false: cniConfFileName ${JSON.stringify(named)} must name meshcni's own .conf (e.g. meshcni.conf), and ownedConfigFileName must be empty`,
+    );
   }
   const owned = o.ownedConfigFileName ?? '';
   if (owned && (owned.includes('/') || owned.startsWith('.') || extname(owned) !== '.conflist' || owned === named)) {
-    throw new Error(`ownedConfigFileName ${JSON.stringify(owned)} must be a .conflist file name in cniConfDir other than cniConfFileName`);
+    throw new Error(
+      `ownedConfigFileName ${JSON.stringify(owned)} must be a .conflist file name in cniConfDir other than cniConfFileName`,
+    );
   }
   return {
     cniConfDir,
@@ -288,7 +306,10 @@ export class CniInstaller {
         this.schedule(this.opts.debounceMs);
       });
       w.on('error', (e) => {
-        this.log.warn({ dir: this.opts.cniConfDir, err: e.message }, 'CNI conf dir watch failed; relying on the periodic re-check');
+        this.log.warn(
+          { dir: this.opts.cniConfDir, err: e.message },
+          'CNI conf dir watch failed; relying on the periodic re-check',
+        );
         w.close();
         if (this.watcher === w) this.watcher = undefined;
       });
@@ -321,7 +342,11 @@ export class CniInstaller {
   private async checkOnce(): Promise<CheckOutcome> {
     const outcome = await this.tryInstall().catch((e: unknown): CheckOutcome => {
       const error = e instanceof Error ? e : new Error(String(e));
-      this.problem('error', { dir: this.opts.cniConfDir, err: error.message }, 'cannot chain meshcni into the CNI config; will retry');
+      this.problem(
+        'error',
+        { dir: this.opts.cniConfDir, err: error.message },
+        'cannot chain meshcni into the CNI config; will retry',
+      );
       return { state: 'error', error };
     });
     this.lastOutcome = outcome;
@@ -344,7 +369,9 @@ export class CniInstaller {
 
     const primary = await this.targetConfig();
     if (!primary) {
-      const reason = this.opts.cniConfFileName ? `${join(cniConfDir, this.opts.cniConfFileName)} does not exist yet` : `no .conflist/.conf/.json in ${cniConfDir} yet`;
+      const reason = this.opts.cniConfFileName
+        ? `${join(cniConfDir, this.opts.cniConfFileName)} does not exist yet`
+        : `no .conflist/.conf/.json in ${cniConfDir} yet`;
       this.problem('info', { dir: cniConfDir }, 'waiting for the primary CNI config');
       return { state: 'waiting', reason };
     }
@@ -367,7 +394,10 @@ export class CniInstaller {
 
     const previous = await this.readRecord(written);
     if (result.converted && !previous && (await readOrNull(join(cniConfDir, written)))) {
-      throw new CniConfigError(primaryPath, `converting it would overwrite ${join(cniConfDir, written)}, which meshcni did not write`);
+      throw new CniConfigError(
+        primaryPath,
+        `converting it would overwrite ${join(cniConfDir, written)}, which meshcni did not write`,
+      );
     }
     const mode = (await stat(primaryPath)).mode & 0o777;
     const record: BackupRecord = result.hadEntry
@@ -393,7 +423,11 @@ export class CniInstaller {
     if (result.converted) await unlinkIfPresent(primaryPath);
     this.installedFile = written;
     this.log.info(
-      { file: join(cniConfDir, written), from: result.converted ? primaryPath : undefined, action: result.hadEntry ? 'updated' : 'inserted' },
+      {
+        file: join(cniConfDir, written),
+        from: result.converted ? primaryPath : undefined,
+        action: result.hadEntry ? 'updated' : 'inserted',
+      },
       'meshcni chained into the CNI config',
     );
     return { state: 'installed', file: join(cniConfDir, written), wrote: true };
@@ -417,7 +451,10 @@ export class CniInstaller {
     }
     const primaryPath = join(cniConfDir, primary);
     if (!this.opts.cniConfFileName && primary < owned) {
-      throw new CniConfigError(primaryPath, `sorts before ${owned}, so the runtime would load it and not meshcni's own config; choose an ownedConfigFileName that sorts first`);
+      throw new CniConfigError(
+        primaryPath,
+        `sorts before ${owned}, so the runtime would load it and not meshcni's own config; choose an ownedConfigFileName that sorts first`,
+      );
     }
     const { text } = insertEntry(primaryPath, bytes.toString('utf8'), this.entry);
     const current = await readOrNull(ownedPath);
@@ -425,10 +462,14 @@ export class CniInstaller {
       this.installedFile = owned;
       return { state: 'installed', file: ownedPath, wrote: false };
     }
-    if (current && !hasEntryLenient(ownedPath, current)) throw new CniConfigError(ownedPath, 'exists and is not a meshcni config; refusing to overwrite it');
+    if (current && !hasEntryLenient(ownedPath, current))
+      throw new CniConfigError(ownedPath, 'exists and is not a meshcni config; refusing to overwrite it');
     await atomicWrite(ownedPath, text, (await stat(primaryPath)).mode & 0o777);
     this.installedFile = owned;
-    this.log.info({ file: ownedPath, from: primaryPath, action: current ? 'updated' : 'written' }, 'meshcni wrote its own CNI config');
+    this.log.info(
+      { file: ownedPath, from: primaryPath, action: current ? 'updated' : 'written' },
+      'meshcni wrote its own CNI config',
+    );
     return { state: 'installed', file: ownedPath, wrote: true };
   }
 
@@ -443,11 +484,15 @@ export class CniInstaller {
       this.installedFile = name;
       return { state: 'installed', file: path, wrote: false };
     }
-    if (current && !isStandaloneMeshcni(current)) throw new CniConfigError(path, 'exists and is not a meshcni config; refusing to overwrite it');
+    if (current && !isStandaloneMeshcni(current))
+      throw new CniConfigError(path, 'exists and is not a meshcni config; refusing to overwrite it');
     await mkdir(cniConfDir, { recursive: true });
     await atomicWrite(path, text, 0o644);
     this.installedFile = name;
-    this.log.info({ file: path, action: current ? 'updated' : 'written' }, 'meshcni wrote its standalone network config');
+    this.log.info(
+      { file: path, action: current ? 'updated' : 'written' },
+      'meshcni wrote its standalone network config',
+    );
     return { state: 'installed', file: path, wrote: true };
   }
 
@@ -468,7 +513,8 @@ export class CniInstaller {
     const named = this.opts.cniConfFileName;
     if (!named) return selectPrimaryConfig(this.opts.cniConfDir, this.opts.ownedConfigFileName);
     // A converted lone config lives on as <stem>.conflist: follow it there.
-    for (const name of [named, listFileName(named)]) if (await readOrNull(join(this.opts.cniConfDir, name))) return name;
+    for (const name of [named, listFileName(named)])
+      if (await readOrNull(join(this.opts.cniConfDir, name))) return name;
     return null;
   }
 
@@ -495,8 +541,10 @@ export class CniInstaller {
         this.log.warn({ file: path }, 'removed the meshcni entry (no backup of the original bytes)');
       }
     }
-    if (!purge) this.log.info({ path: join(cniBinDir, SHIM_NAME) }, 'kept the meshcni shim for pods added while chained');
-    else if (await removeShim(cniBinDir)) this.log.info({ path: join(cniBinDir, SHIM_NAME) }, 'removed the meshcni shim');
+    if (!purge)
+      this.log.info({ path: join(cniBinDir, SHIM_NAME) }, 'kept the meshcni shim for pods added while chained');
+    else if (await removeShim(cniBinDir))
+      this.log.info({ path: join(cniBinDir, SHIM_NAME) }, 'removed the meshcni shim');
     await rmdir(backupDir).catch((e: unknown) => {
       if (!isErrno(e, 'ENOENT') && !isErrno(e, 'ENOTEMPTY')) throw e;
     });
@@ -645,8 +693,17 @@ export async function runInstall(opts: RunInstallOptions): Promise<InstallResult
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => {
             const last = installer.lastOutcome;
-            const why = last?.state === 'error' ? last.error.message : last?.state === 'waiting' ? last.reason : 'no check finished';
-            reject(new Error(`no valid primary CNI config in ${installer.opts.cniConfDir} after ${ms} ms (last check: ${why})`));
+            const why =
+              last?.state === 'error'
+                ? last.error.message
+                : last?.state === 'waiting'
+                  ? last.reason
+                  : 'no check finished';
+            reject(
+              new Error(
+                `no valid primary CNI config in ${installer.opts.cniConfDir} after ${ms} ms (last check: ${why})`,
+              ),
+            );
           }, ms);
         }),
       ]);
@@ -656,7 +713,8 @@ export async function runInstall(opts: RunInstallOptions): Promise<InstallResult
   } catch (e) {
     // Not chained in: a shim we copied would only be a stray binary in the runtime's plug-in dir.
     await installer.stop({ uninstall: false });
-    if (!hadShim && (await removeShim(cniBinDir))) installer.opts.log.info({ path: join(cniBinDir, SHIM_NAME) }, 'install failed: removed the shim it copied');
+    if (!hadShim && (await removeShim(cniBinDir)))
+      installer.opts.log.info({ path: join(cniBinDir, SHIM_NAME) }, 'install failed: removed the shim it copied');
     throw e;
   } finally {
     clearTimeout(timer);

@@ -44,7 +44,9 @@ export class AddonLoadError extends Error {
     readonly looked: string[],
     readonly loaderError: Error,
   ) {
-    super(`cannot load the meshcni native addon (looked for ${looked.join(' and ')}): ${loaderError.message.split('\n')[0]!.trim()}`);
+    super(
+      `cannot load the meshcni native addon (looked for ${looked.join(' and ')}): ${loaderError.message.split('\n')[0]!.trim()}`,
+    );
     this.name = 'AddonLoadError';
   }
 }
@@ -57,7 +59,11 @@ function native(): Addon {
     try {
       addon = load(PACKAGE_ROOT);
     } catch (e) {
-      throw new AddonLoadError(PACKAGE_ROOT, addonLocations(PACKAGE_ROOT), e instanceof Error ? e : new Error(String(e)));
+      throw new AddonLoadError(
+        PACKAGE_ROOT,
+        addonLocations(PACKAGE_ROOT),
+        e instanceof Error ? e : new Error(String(e)),
+      );
     }
   }
   return addon;
@@ -99,7 +105,8 @@ export class NetlinkBatchError extends Error {
 
 /** The addon's kernel refusal as a NetlinkBatchError; anything else as it is. */
 function typedBatchError(e: unknown): unknown {
-  if (e instanceof Error && e.name === 'NetlinkBatchError') return new NetlinkBatchError(e as Error & NetlinkErrorDetail & { errors: NetlinkErrorDetail[] });
+  if (e instanceof Error && e.name === 'NetlinkBatchError')
+    return new NetlinkBatchError(e as Error & NetlinkErrorDetail & { errors: NetlinkErrorDetail[] });
   return e;
 }
 
@@ -129,7 +136,11 @@ export async function applyNetlinkBatch(
  * cost more than a small commit (bench/phases.ts), but the event loop waits for the kernel. Only
  * for small batches; throws what applyNetlinkBatch rejects with.
  */
-export function applyNetlinkBatchInline(netnsPath: string, batch: Buffer, protocol: number = NETLINK_NETFILTER): { messages: number; acked: number } {
+export function applyNetlinkBatchInline(
+  netnsPath: string,
+  batch: Buffer,
+  protocol: number = NETLINK_NETFILTER,
+): { messages: number; acked: number } {
   try {
     return native().applyBatchInline(netnsPath, batch, protocol);
   } catch (e) {
@@ -158,7 +169,11 @@ export function netlinkDumps(
 }
 
 /** Runs one dump request in the namespace; resolves with every reply message (NLMSG_DONE excluded). */
-export async function netlinkDump(netnsPath: string, request: Buffer, protocol: number = NETLINK_NETFILTER): Promise<Buffer> {
+export async function netlinkDump(
+  netnsPath: string,
+  request: Buffer,
+  protocol: number = NETLINK_NETFILTER,
+): Promise<Buffer> {
   const [reply] = await netlinkDumps(netnsPath, [request], protocol);
   return reply ?? Buffer.alloc(0);
 }

@@ -51,9 +51,13 @@ export function maskBytes(bits: number, len: number): Buffer {
 export function parsePrefix(text: string): Prefix {
   const [addrText = '', bitsText, extra] = text.trim().split('/');
   if (extra !== undefined) throw new Error(`'${text}' is not an IP prefix`);
-  const family: 4 | 6 = isIPv4(addrText) ? 4 : isIPv6(addrText) ? 6 : (() => {
-    throw new Error(`'${text}' is not an IPv4 or IPv6 prefix`);
-  })();
+  const family: 4 | 6 = isIPv4(addrText)
+    ? 4
+    : isIPv6(addrText)
+      ? 6
+      : (() => {
+          throw new Error(`'${text}' is not an IPv4 or IPv6 prefix`);
+        })();
   const len = family === 4 ? 4 : 16;
   const max = len * 8;
   let bits = max;
@@ -77,7 +81,7 @@ export function formatAddr(bytes: Buffer): string {
   // Compress the longest run of zero groups (RFC 5952).
   let best = -1;
   let bestLen = 0;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     let j = i;
     while (j < 8 && groups[j] === '0') j++;
     if (j - i > bestLen && j - i > 1) {

@@ -14,7 +14,13 @@ import type { TableContents, Table } from './model.js';
 import { NetlinkWriter } from './netlink.js';
 import { writeDumpRequest } from './messages.js';
 import { assembleRuleset } from './ruleset.js';
-import { ackLastMessageOnly, deleteTablesBatch, replaceTablesBatch, type Batch, type ReplaceMode } from './transaction.js';
+import {
+  ackLastMessageOnly,
+  deleteTablesBatch,
+  replaceTablesBatch,
+  type Batch,
+  type ReplaceMode,
+} from './transaction.js';
 import { FAMILY, type TableFamily } from './constants.js';
 
 /** The kernel refused the transaction; nothing of it was applied. Names the failing message. */
@@ -27,7 +33,10 @@ export class TransactionError extends Error {
     readonly errno: number,
     cause: Error,
   ) {
-    super(`nftables transaction in ${netns} rejected at message #${index} (${description}): ${code} — ${cause.message}`, { cause });
+    super(
+      `nftables transaction in ${netns} rejected at message #${index} (${description}): ${code} — ${cause.message}`,
+      { cause },
+    );
     this.name = 'TransactionError';
   }
 }
@@ -46,7 +55,10 @@ export const INLINE_COMMIT_MAX_BYTES = 32 * 1024;
  */
 async function send(netnsPath: string, batch: Batch, inline = false): Promise<number> {
   try {
-    const r = inline && batch.buffer.length <= INLINE_COMMIT_MAX_BYTES ? applyNetlinkBatchInline(netnsPath, batch.buffer) : await applyNetlinkBatch(netnsPath, batch.buffer);
+    const r =
+      inline && batch.buffer.length <= INLINE_COMMIT_MAX_BYTES
+        ? applyNetlinkBatchInline(netnsPath, batch.buffer)
+        : await applyNetlinkBatch(netnsPath, batch.buffer);
     return r.messages;
   } catch (e) {
     if (e instanceof NetlinkBatchError) {
@@ -91,7 +103,10 @@ export async function applyTables(
   return { messages, bytes: full.buffer.length, mode: 'replace' };
 }
 
-function dumpRequest(kind: Parameters<typeof writeDumpRequest>[1], set?: { family: Table['family']; table: string; name: string }): Buffer {
+function dumpRequest(
+  kind: Parameters<typeof writeDumpRequest>[1],
+  set?: { family: Table['family']; table: string; name: string },
+): Buffer {
   const w = new NetlinkWriter(64);
   writeDumpRequest(w, kind, 1, set?.family ?? 'unspec', set);
   return w.toBuffer();
@@ -109,18 +124,27 @@ export async function readTables(netnsPath: string, opts: { maxDumpBytes?: numbe
       return await netlinkDumps(netnsPath, requests, NETLINK_NETFILTER, left);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'E2BIG') throw e;
-      const err = new Error(`nftables of network namespace ${netnsPath} dump to more than ${limit} bytes, the limit ` +
-        'per namespace: not read', { cause: e });
+      const err = new Error(
+        `nftables of network namespace ${netnsPath} dump to more than ${limit} bytes, the limit ` +
+          'per namespace: not read',
+        { cause: e },
+      );
       throw Object.assign(err, { code: 'E2BIG' });
     }
   };
   const kinds = ['GETTABLE', 'GETCHAIN', 'GETSET', 'GETRULE'] as const;
-  const replies = await bounded(kinds.map((k) => dumpRequest(k)), limit);
+  const replies = await bounded(
+    kinds.map((k) => dumpRequest(k)),
+    limit,
+  );
   const tables = assembleRuleset(replies);
   const sets = tables.flatMap((t) => t.sets);
   if (sets.length === 0) return tables;
   const used = replies.reduce((n, b) => n + b.length, 0);
-  const elems = await bounded(sets.map((s) => dumpRequest('GETSETELEM', s)), Math.max(1, limit - used));
+  const elems = await bounded(
+    sets.map((s) => dumpRequest('GETSETELEM', s)),
+    Math.max(1, limit - used),
+  );
   return assembleRuleset([...replies, ...elems]);
 }
 
@@ -148,12 +172,17 @@ export async function applyRouting(netnsPath: string, plan: RoutingPlan): Promis
   }
   const refused = new Set(failed.map((x) => x.index));
   const added = batch.undo.map((_, i) => i).filter((i) => !refused.has(i));
-  const undo = { messages: added.map((i) => batch.undo[i]!).reverse(), descriptions: added.map((i) => batch.descriptions[i]!).reverse() };
+  const undo = {
+    messages: added.map((i) => batch.undo[i]!).reverse(),
+    descriptions: added.map((i) => batch.descriptions[i]!).reverse(),
+  };
   const real = failed.filter((x) => x.code !== 'EEXIST');
   if (real.length === 0) return undo;
   await undoRouting(netnsPath, undo);
   const first = real[0]!;
-  throw new Error(`routing in ${netnsPath}: ${batch.descriptions[first.index] ?? `message #${first.index}`} failed: ${first.code}${first.extack ? ` (${first.extack})` : ''}`);
+  throw new Error(
+    `routing in ${netnsPath}: ${batch.descriptions[first.index] ?? `message #${first.index}`} failed: ${first.code}${first.extack ? ` (${first.extack})` : ''}`,
+  );
 }
 
 /** Removes what applyRouting added. Entries already gone (ENOENT, ESRCH, EADDRNOTAVAIL) are fine. */
@@ -164,7 +193,10 @@ export async function undoRouting(netnsPath: string, undo: RoutingUndo): Promise
   } catch (e) {
     if (!(e instanceof NetlinkBatchError)) throw e;
     const real = e.errors.filter((x) => !['ENOENT', 'ESRCH', 'EADDRNOTAVAIL'].includes(x.code));
-    if (real.length > 0) throw new Error(`undoing routing in ${netnsPath}: '${undo.descriptions[real[0]!.index]}' could not be removed: ${real[0]!.code}`);
+    if (real.length > 0)
+      throw new Error(
+        `undoing routing in ${netnsPath}: '${undo.descriptions[real[0]!.index]}' could not be removed: ${real[0]!.code}`,
+      );
   }
 }
 
@@ -173,7 +205,8 @@ export async function removeTables(netnsPath: string, labels: readonly string[])
   if (labels.length === 0) return;
   const tables = labels.map((l) => {
     const [family, name, extra] = l.split(' ');
-    if (!family || !name || extra !== undefined || family === 'unspec' || !(family in FAMILY)) throw new Error(`table label '${l}' is not 'family name'`);
+    if (!family || !name || extra !== undefined || family === 'unspec' || !(family in FAMILY))
+      throw new Error(`table label '${l}' is not 'family name'`);
     return { family: family as TableFamily, name };
   });
   await applyNetlinkBatch(netnsPath, deleteTablesBatch(tables).buffer);

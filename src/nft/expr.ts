@@ -63,7 +63,11 @@ const meta: ExprCodec<'meta'> = {
     w.u32(2, META_KEY[e.key]);
     w.u32(1, e.dreg);
   },
-  decode: (a) => ({ type: 'meta', key: nameOf(META_KEY, readU32(need(a, 2, 'meta')), 'meta key'), dreg: readU32(need(a, 1, 'meta')) }),
+  decode: (a) => ({
+    type: 'meta',
+    key: nameOf(META_KEY, readU32(need(a, 2, 'meta')), 'meta key'),
+    dreg: readU32(need(a, 1, 'meta')),
+  }),
 };
 
 const metaSet: ExprCodec<'meta_set'> = {
@@ -72,7 +76,11 @@ const metaSet: ExprCodec<'meta_set'> = {
     w.u32(2, META_KEY[e.key]);
     w.u32(3, e.sreg);
   },
-  decode: (a) => ({ type: 'meta_set', key: nameOf(META_KEY, readU32(need(a, 2, 'meta')), 'meta key'), sreg: readU32(need(a, 3, 'meta')) }),
+  decode: (a) => ({
+    type: 'meta_set',
+    key: nameOf(META_KEY, readU32(need(a, 2, 'meta')), 'meta key'),
+    sreg: readU32(need(a, 3, 'meta')),
+  }),
 };
 
 const payload: ExprCodec<'payload'> = {
@@ -132,7 +140,11 @@ const immediate: ExprCodec<'immediate'> = {
     w.u32(1, e.dreg);
     writeValue(w, 2, e.data);
   },
-  decode: (a) => ({ type: 'immediate', dreg: readU32(need(a, 1, 'immediate')), data: readValue(need(a, 2, 'immediate')) }),
+  decode: (a) => ({
+    type: 'immediate',
+    dreg: readU32(need(a, 1, 'immediate')),
+    data: readValue(need(a, 2, 'immediate')),
+  }),
 };
 
 const verdict: ExprCodec<'verdict'> = {
@@ -200,7 +212,11 @@ const ct: ExprCodec<'ct'> = {
     if (e.direction !== undefined) w.attr(3, Buffer.from([e.direction]));
   },
   decode: (a) => {
-    const e: ExprOf<'ct'> = { type: 'ct', dreg: readU32(need(a, 1, 'ct')), key: nameOf(CT_KEY, readU32(need(a, 2, 'ct')), 'ct key') };
+    const e: ExprOf<'ct'> = {
+      type: 'ct',
+      dreg: readU32(need(a, 1, 'ct')),
+      key: nameOf(CT_KEY, readU32(need(a, 2, 'ct')), 'ct key'),
+    };
     if (a.has(3)) e.direction = a.get(3)!.value.readUInt8(0);
     return e;
   },
@@ -214,7 +230,11 @@ const ctSet: ExprCodec<'ct_set'> = {
     w.u32(4, e.sreg);
   },
   decode: (a) => {
-    const e: ExprOf<'ct_set'> = { type: 'ct_set', sreg: readU32(need(a, 4, 'ct')), key: nameOf(CT_KEY, readU32(need(a, 2, 'ct')), 'ct key') };
+    const e: ExprOf<'ct_set'> = {
+      type: 'ct_set',
+      sreg: readU32(need(a, 4, 'ct')),
+      key: nameOf(CT_KEY, readU32(need(a, 2, 'ct')), 'ct key'),
+    };
     if (a.has(3)) e.direction = a.get(3)!.value.readUInt8(0);
     return e;
   },
@@ -231,7 +251,11 @@ const lookup: ExprCodec<'lookup'> = {
     if (e.invert) w.u32(5, NFT_LOOKUP_F_INV);
   },
   decode: (a) => {
-    const e: ExprOf<'lookup'> = { type: 'lookup', set: readStr(need(a, 1, 'lookup')), sreg: readU32(need(a, 2, 'lookup')) };
+    const e: ExprOf<'lookup'> = {
+      type: 'lookup',
+      set: readStr(need(a, 1, 'lookup')),
+      sreg: readU32(need(a, 2, 'lookup')),
+    };
     if (a.has(3)) e.dreg = readU32(a.get(3)!);
     if (a.has(5) && (readU32(a.get(5)!) & NFT_LOOKUP_F_INV) !== 0) e.invert = true;
     return e;

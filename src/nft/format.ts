@@ -42,8 +42,11 @@ export function formatExpr(e: Expr): string {
 // x_tables match may rely on) and the kernel never dumps it back (nf_tables_fill_rule_info has no
 // such attribute). It is therefore not part of what a rule *is* in the kernel, and is left out of
 // the description that CHECK, reconcile and the rules digest compare.
-export const formatRule = (r: Rule): string => `${r.family} ${r.table} ${r.chain} [ ${r.exprs.map(formatExpr).join(' ] [ ')} ]`;
+export const formatRule = (r: Rule): string =>
+  `${r.family} ${r.table} ${r.chain} [ ${r.exprs.map(formatExpr).join(' ] [ ')} ]`;
 
 export const formatChain = (c: Chain): string =>
   `${c.family} ${c.table} ${c.name}` +
-  (c.base ? ` { type ${c.base.type} hook ${c.base.hook} priority ${c.base.priority}; policy ${c.base.policy ?? 'accept'} }` : '');
+  (c.base
+    ? ` { type ${c.base.type} hook ${c.base.hook} priority ${c.base.priority}; policy ${c.base.policy ?? 'accept'} }`
+    : '');

@@ -101,7 +101,12 @@ export function writeNewSet(w: NetlinkWriter, seq: number, s: NftSet): void {
 export const SET_ELEMS_PER_MESSAGE = 1024;
 
 /** NEWSETELEM for `elements` (default: all of the set's; callers chunk by SET_ELEMS_PER_MESSAGE). */
-export function writeNewSetElems(w: NetlinkWriter, seq: number, s: NftSet, elements: readonly NftSet['elements'][number][] = s.elements): void {
+export function writeNewSetElems(
+  w: NetlinkWriter,
+  seq: number,
+  s: NftSet,
+  elements: readonly NftSet['elements'][number][] = s.elements,
+): void {
   w.beginMessage(msgType(NFT_MSG.NEWSETELEM), NEW_FLAGS, seq, FAMILY[s.family]);
   w.str(SET_ELEM_LIST.TABLE, s.table);
   w.str(SET_ELEM_LIST.SET, s.name);
@@ -225,5 +230,9 @@ export function decodeSetElems(m: NetlinkMessage): { table: string; set: string;
     if (e.has(SET_ELEM.FLAGS)) out.flags = readU32(e.get(SET_ELEM.FLAGS)!);
     elements.push(out);
   }
-  return { table: str(a, SET_ELEM_LIST.TABLE, 'set elements'), set: str(a, SET_ELEM_LIST.SET, 'set elements'), elements };
+  return {
+    table: str(a, SET_ELEM_LIST.TABLE, 'set elements'),
+    set: str(a, SET_ELEM_LIST.SET, 'set elements'),
+    elements,
+  };
 }

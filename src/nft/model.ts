@@ -24,9 +24,7 @@ export interface Chain {
   handle?: bigint;
 }
 
-export type Verdict =
-  | { code: Exclude<VerdictCode, 'jump' | 'goto'> }
-  | { code: 'jump' | 'goto'; chain: string };
+export type Verdict = { code: Exclude<VerdictCode, 'jump' | 'goto'> } | { code: 'jump' | 'goto'; chain: string };
 
 export type Expr =
   | { type: 'meta'; key: MetaKey; dreg: number }

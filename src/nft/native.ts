@@ -1,6 +1,14 @@
 // Building blocks for native nftables rules (what `nft` itself emits for common selectors), so
 // rule builders above can write `[...l4proto('tcp'), ...port('dport', 15008), counter(), ret()]`.
-import { DATATYPE, FAMILY, IPPROTO, NFT_REG_1, SET_FLAGS, NFT_SET_ELEM_INTERVAL_END, type TableFamily } from './constants.js';
+import {
+  DATATYPE,
+  FAMILY,
+  IPPROTO,
+  NFT_REG_1,
+  SET_FLAGS,
+  NFT_SET_ELEM_INTERVAL_END,
+  type TableFamily,
+} from './constants.js';
 import { parsePrefix, type Prefix } from './addr.js';
 import type { Expr, NftSet, SetElement } from './model.js';
 
@@ -65,7 +73,11 @@ const addrOffset = (p: Prefix, which: 'saddr' | 'daddr'): number =>
   p.family === 4 ? (which === 'saddr' ? 12 : 16) : which === 'saddr' ? 8 : 24;
 
 /** `ip daddr 10.0.0.0/8` / `ip6 saddr != ::6` — with the nfproto dependency when `inet` is true. */
-export const addr = (which: 'saddr' | 'daddr', prefix: string, opts: { invert?: boolean; inet?: boolean } = {}): Expr[] => {
+export const addr = (
+  which: 'saddr' | 'daddr',
+  prefix: string,
+  opts: { invert?: boolean; inet?: boolean } = {},
+): Expr[] => {
   const p = parsePrefix(prefix);
   const len = p.addr.length;
   const exprs: Expr[] = opts.inet ? nfproto(p.family) : [];
@@ -76,9 +88,20 @@ export const addr = (which: 'saddr' | 'daddr', prefix: string, opts: { invert?: 
 };
 
 /** `ip daddr @set` for an address-interval set of family 4 or 6. */
-export const addrInSet = (which: 'saddr' | 'daddr', family: 4 | 6, set: NftSet, opts: { invert?: boolean; inet?: boolean } = {}): Expr[] => [
+export const addrInSet = (
+  which: 'saddr' | 'daddr',
+  family: 4 | 6,
+  set: NftSet,
+  opts: { invert?: boolean; inet?: boolean } = {},
+): Expr[] => [
   ...(opts.inet ? nfproto(family) : []),
-  { type: 'payload', base: 'network', offset: family === 4 ? (which === 'saddr' ? 12 : 16) : which === 'saddr' ? 8 : 24, len: family === 4 ? 4 : 16, dreg: R },
+  {
+    type: 'payload',
+    base: 'network',
+    offset: family === 4 ? (which === 'saddr' ? 12 : 16) : which === 'saddr' ? 8 : 24,
+    len: family === 4 ? 4 : 16,
+    dreg: R,
+  },
   lookupIn(set, opts.invert),
 ];
 
@@ -163,7 +186,13 @@ function lookupIn(set: NftSet, invert?: boolean): Expr {
 }
 
 /** A named set of transport ports (`type inet_service`). */
-export function portSet(family: TableFamily, table: string, name: string, ports: readonly number[], id?: number): NftSet {
+export function portSet(
+  family: TableFamily,
+  table: string,
+  name: string,
+  ports: readonly number[],
+  id?: number,
+): NftSet {
   const s: NftSet = {
     family,
     table,
@@ -178,10 +207,18 @@ export function portSet(family: TableFamily, table: string, name: string, ports:
 }
 
 /** A named interval set of prefixes of one address family (`type ipv4_addr; flags interval`). */
-export function prefixSet(family: TableFamily, table: string, name: string, ipFamily: 4 | 6, prefixes: readonly string[], id?: number): NftSet {
+export function prefixSet(
+  family: TableFamily,
+  table: string,
+  name: string,
+  ipFamily: 4 | 6,
+  prefixes: readonly string[],
+  id?: number,
+): NftSet {
   const parsed = prefixes.map(parsePrefix);
   for (const p of parsed) {
-    if (p.family !== ipFamily) throw new Error(`set ${name}: ${p.addr.length === 4 ? 'IPv4' : 'IPv6'} prefix in an IPv${ipFamily} set`);
+    if (p.family !== ipFamily)
+      throw new Error(`set ${name}: ${p.addr.length === 4 ? 'IPv4' : 'IPv6'} prefix in an IPv${ipFamily} set`);
   }
   const s: NftSet = {
     family,

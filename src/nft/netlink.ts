@@ -129,7 +129,10 @@ export class NetlinkWriter {
     const start = this.open.pop();
     if (start === undefined) throw new Error('NetlinkWriter: endNest without beginNest');
     const len = this.pos - start;
-    if (len > 0xffff) throw new Error(`netlink attribute type ${this.buf.readUInt16LE(start + 2) & ~NLA_F_NESTED} of ${len} bytes exceeds nla_len's limit of 65535`);
+    if (len > 0xffff)
+      throw new Error(
+        `netlink attribute type ${this.buf.readUInt16LE(start + 2) & ~NLA_F_NESTED} of ${len} bytes exceeds nla_len's limit of 65535`,
+      );
     this.buf.writeUInt16LE(len, start);
   }
 

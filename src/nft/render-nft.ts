@@ -43,8 +43,10 @@ export function renderExprs(exprs: readonly Expr[]): string {
           i++;
           const d = next.data;
           if (e.key === 'nfproto') out.push(`meta nfproto ${op(next.op)}${d[0] === FAMILY.ip ? 'ipv4' : 'ipv6'}`);
-          else if (e.key === 'l4proto') out.push(`meta l4proto ${op(next.op)}${d[0] === 6 ? 'tcp' : d[0] === 17 ? 'udp' : d[0]}`);
-          else if (e.key === 'iifname' || e.key === 'oifname') out.push(`${e.key} ${op(next.op)}"${d.toString('utf8').replace(/\0+$/, '')}"`);
+          else if (e.key === 'l4proto')
+            out.push(`meta l4proto ${op(next.op)}${d[0] === 6 ? 'tcp' : d[0] === 17 ? 'udp' : d[0]}`);
+          else if (e.key === 'iifname' || e.key === 'oifname')
+            out.push(`${e.key} ${op(next.op)}"${d.toString('utf8').replace(/\0+$/, '')}"`);
           else if (e.key === 'skuid' || e.key === 'skgid') out.push(`meta ${e.key} ${op(next.op)}${le32(d)}`);
           else if (e.key === 'mark') out.push(`meta mark ${op(next.op)}${hex(le32(d))}`);
           else fail();
@@ -71,7 +73,8 @@ export function renderExprs(exprs: readonly Expr[]): string {
             j++;
           }
           const c = exprs[j];
-          if (c?.type === 'cmp') out.push(`${field} ${op(c.op)}${formatAddr(c.data)}${bits < e.len * 8 ? `/${bits}` : ''}`);
+          if (c?.type === 'cmp')
+            out.push(`${field} ${op(c.op)}${formatAddr(c.data)}${bits < e.len * 8 ? `/${bits}` : ''}`);
           else if (c?.type === 'lookup') out.push(`${field} ${c.invert ? '!= ' : ''}@${c.set}`);
           else fail();
           i = j;
@@ -95,7 +98,10 @@ export function renderExprs(exprs: readonly Expr[]): string {
       }
       case 'immediate': {
         if (next?.type === 'redir') out.push(`redirect to :${e.data.readUInt16BE(0)}`);
-        else if (next?.type === 'tproxy') out.push(`tproxy ${next.family === 'ip6' ? 'ip6 ' : next.family === 'ip' ? 'ip ' : ''}to :${e.data.readUInt16BE(0)}`);
+        else if (next?.type === 'tproxy')
+          out.push(
+            `tproxy ${next.family === 'ip6' ? 'ip6 ' : next.family === 'ip' ? 'ip ' : ''}to :${e.data.readUInt16BE(0)}`,
+          );
         else if (next?.type === 'meta_set' && next.key === 'mark') out.push(`meta mark set ${hex(le32(e.data))}`);
         else if (next?.type === 'ct_set' && next.key === 'zone') out.push(`ct zone set ${e.data.readUInt16LE(0)}`);
         else fail();
@@ -149,14 +155,18 @@ function prefixLenOfRange(start: Buffer, end: Buffer | null, bits: number): numb
 }
 
 function renderSet(s: NftSet): string {
-  const type = s.keyType === DATATYPE.inet_service ? 'inet_service' : s.keyType === DATATYPE.ipv4_addr ? 'ipv4_addr' : 'ipv6_addr';
+  const type =
+    s.keyType === DATATYPE.inet_service ? 'inet_service' : s.keyType === DATATYPE.ipv4_addr ? 'ipv4_addr' : 'ipv6_addr';
   const flags = s.flags & 0x4 ? '\t\tflags interval\n' : '';
   return `\tset ${s.name} {\n\t\ttype ${type}\n${flags}\t\telements = { ${elementText(s).join(', ')} }\n\t}\n`;
 }
 
 function renderChain(c: Chain, rules: Rule[]): string {
   const lines = [`\tchain ${c.name} {`];
-  if (c.base) lines.push(`\t\ttype ${c.base.type} hook ${c.base.hook} priority ${c.base.priority}; policy ${c.base.policy ?? 'accept'};`);
+  if (c.base)
+    lines.push(
+      `\t\ttype ${c.base.type} hook ${c.base.hook} priority ${c.base.priority}; policy ${c.base.policy ?? 'accept'};`,
+    );
   for (const r of rules) lines.push(`\t\t${renderExprs(r.exprs)}`);
   lines.push('\t}');
   return lines.join('\n') + '\n';
@@ -166,7 +176,15 @@ function renderChain(c: Chain, rules: Rule[]): string {
 export function renderNft(tables: readonly TableContents[]): string {
   return tables
     .map((t) => {
-      const body = [...t.sets.map(renderSet), ...t.chains.map((c) => renderChain(c, t.rules.filter((r) => r.chain === c.name)))].join('');
+      const body = [
+        ...t.sets.map(renderSet),
+        ...t.chains.map((c) =>
+          renderChain(
+            c,
+            t.rules.filter((r) => r.chain === c.name),
+          ),
+        ),
+      ].join('');
       return `table ${t.table.family} ${t.table.name} {\n${body}}\n`;
     })
     .join('');

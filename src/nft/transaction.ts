@@ -65,11 +65,17 @@ const tableLabel = (t: Table): string => `${t.family} ${t.name}`;
 export type ReplaceMode = 'create' | 'replace';
 
 /** Replaces each table wholesale in one transaction with its chains, sets and rules; all or nothing. */
-export function replaceTablesBatch(contents: readonly TableContents[], firstSeq = 1, mode: ReplaceMode = 'replace'): Batch {
+export function replaceTablesBatch(
+  contents: readonly TableContents[],
+  firstSeq = 1,
+  mode: ReplaceMode = 'replace',
+): Batch {
   const b = new BatchWriter(firstSeq);
   if (mode === 'replace') {
     for (const { table } of contents) {
-      b.add(`ensure table ${tableLabel(table)}`, (w, seq) => writeNewTable(w, seq, { family: table.family, name: table.name }));
+      b.add(`ensure table ${tableLabel(table)}`, (w, seq) =>
+        writeNewTable(w, seq, { family: table.family, name: table.name }),
+      );
       b.add(`delete table ${tableLabel(table)}`, (w, seq) => writeDelTable(w, seq, table));
     }
   }
@@ -82,7 +88,10 @@ export function replaceTablesBatch(contents: readonly TableContents[], firstSeq 
       // Large sets go in several messages of the same transaction: one attribute cannot hold them.
       for (let i = 0; i < s.elements.length; i += SET_ELEMS_PER_MESSAGE) {
         const part = s.elements.slice(i, i + SET_ELEMS_PER_MESSAGE);
-        const what = part.length === s.elements.length ? `${part.length} elements` : `elements ${i + 1}–${i + part.length} of ${s.elements.length}`;
+        const what =
+          part.length === s.elements.length
+            ? `${part.length} elements`
+            : `elements ${i + 1}–${i + part.length} of ${s.elements.length}`;
         b.add(`add ${what} to set ${label} ${s.name}`, (w, seq) => writeNewSetElems(w, seq, s, part));
       }
     }
@@ -114,7 +123,7 @@ export function deleteTablesBatch(tables: readonly Table[], firstSeq = 1): Batch
 export function ackLastMessageOnly(batch: Batch): Batch {
   const buf = Buffer.from(batch.buffer);
   const offsets: number[] = [];
-  for (let off = 0; off + 16 <= buf.length; ) {
+  for (let off = 0; off + 16 <= buf.length;) {
     const len = buf.readUInt32LE(off);
     if (len < 16) break;
     offsets.push(off);

@@ -88,7 +88,12 @@ function ruleMessage(type: number, flags: number, seq: number, v: 4 | 6, mark: n
   hdr.writeUInt8(familyOf(v), 0);
   hdr.writeUInt8(table < 256 ? table : 252, 4);
   hdr.writeUInt8(FR_ACT_TO_TBL, 7);
-  return message(type, flags, seq, hdr, [attrU32(FRA_PRIORITY, RULE_PRIORITY), attrU32(FRA_FWMARK, mark), attrU32(FRA_FWMASK, 0xffffffff), attrU32(FRA_TABLE, table)]);
+  return message(type, flags, seq, hdr, [
+    attrU32(FRA_PRIORITY, RULE_PRIORITY),
+    attrU32(FRA_FWMARK, mark),
+    attrU32(FRA_FWMASK, 0xffffffff),
+    attrU32(FRA_TABLE, table),
+  ]);
 }
 
 function localRouteMessage(type: number, flags: number, seq: number, v: 4 | 6, table: number): Buffer {
@@ -132,8 +137,14 @@ export function routingBatch(plan: RoutingPlan): RouteBatch | null {
   if (plan.tproxy) {
     const { mark, table, families } = plan.tproxy;
     for (const v of families) {
-      add((t, f, s) => ruleMessage(t === 'add' ? RTM_NEWRULE : RTM_DELRULE, f, s, v, mark, table), `ip -${v} rule add fwmark ${mark} lookup ${table}`);
-      add((t, f, s) => localRouteMessage(t === 'add' ? RTM_NEWROUTE : RTM_DELROUTE, f, s, v, table), `ip -${v} route add local default dev lo table ${table}`);
+      add(
+        (t, f, s) => ruleMessage(t === 'add' ? RTM_NEWRULE : RTM_DELRULE, f, s, v, mark, table),
+        `ip -${v} rule add fwmark ${mark} lookup ${table}`,
+      );
+      add(
+        (t, f, s) => localRouteMessage(t === 'add' ? RTM_NEWROUTE : RTM_DELROUTE, f, s, v, table),
+        `ip -${v} route add local default dev lo table ${table}`,
+      );
     }
   }
   return parts.length === 0 ? null : { buffer: Buffer.concat(parts), descriptions, undo };

@@ -33,7 +33,9 @@ export class CniPluginError extends Error {
     readonly run: PluginRun,
     readonly cniError: { code?: number; msg?: string; details?: string } | null,
   ) {
-    super(`CNI plug-in ${run.plugin} failed (exit ${run.code}): ${cniError?.msg ?? run.stdout.trim() ?? run.stderr.trim()}${cniError?.code !== undefined ? ` [code ${cniError.code}]` : ''}`);
+    super(
+      `CNI plug-in ${run.plugin} failed (exit ${run.code}): ${cniError?.msg ?? run.stdout.trim() ?? run.stderr.trim()}${cniError?.code !== undefined ? ` [code ${cniError.code}]` : ''}`,
+    );
     this.name = 'CniPluginError';
   }
 }
@@ -60,7 +62,12 @@ export function execPlugin(binary: string, inv: CniInvocation, stdin: string, ti
     child.stderr.on('data', (c: Buffer) => err.push(c));
     child.on('error', reject);
     child.on('close', (code) =>
-      resolve({ plugin: binary, code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }),
+      resolve({
+        plugin: binary,
+        code: code ?? -1,
+        stdout: Buffer.concat(out).toString(),
+        stderr: Buffer.concat(err).toString(),
+      }),
     );
     child.stdin.end(stdin);
   });

@@ -66,7 +66,14 @@ export class Sandbox {
   private invocation(command: CniInvocation['command']): CniInvocation {
     const args = [`IgnoreUnknown=1`, `K8S_POD_NAMESPACE=${this.pod.namespace}`, `K8S_POD_NAME=${this.pod.name}`];
     if (this.pod.uid) args.push(`K8S_POD_UID=${this.pod.uid}`);
-    return { command, containerId: this.containerId, netns: this.netnsPath, ifName: 'eth0', args: args.join(';'), path: [UPSTREAM_CNI_DIR] };
+    return {
+      command,
+      containerId: this.containerId,
+      netns: this.netnsPath,
+      ifName: 'eth0',
+      args: args.join(';'),
+      path: [UPSTREAM_CNI_DIR],
+    };
   }
 
   private locate = (type: string): string => (type === 'meshcni' ? this.shimPath : join(UPSTREAM_CNI_DIR, type));

@@ -23,9 +23,15 @@ const meshed = {
   apiVersion: 'v1',
   kind: 'Pod',
   metadata: { namespace: 'shop', name: 'web', uid: 'u-web', annotations: {} },
-  spec: { containers: [{ name: 'app' }, { name: 'istio-proxy', securityContext: { runAsUser: 1337, runAsGroup: 1337 } }] },
+  spec: {
+    containers: [{ name: 'app' }, { name: 'istio-proxy', securityContext: { runAsUser: 1337, runAsGroup: 1337 } }],
+  },
 };
-const plain = { ...meshed, metadata: { ...meshed.metadata, name: 'plain', uid: 'u-plain' }, spec: { containers: [{ name: 'app' }, { name: 'logger' }] } };
+const plain = {
+  ...meshed,
+  metadata: { ...meshed.metadata, name: 'plain', uid: 'u-plain' },
+  spec: { containers: [{ name: 'app' }, { name: 'logger' }] },
+};
 const PODS: Record<string, Record<string, unknown>> = { 'shop/web': meshed, 'shop/plain': plain };
 
 /** A world: the handler and what it did to the (fake) kernel. */
@@ -71,7 +77,12 @@ const req = (command: CniRequest['command'], name: string, containerId = `c-${na
   ifName: 'eth0',
   args: `K8S_POD_NAMESPACE=shop;K8S_POD_NAME=${name};K8S_POD_UID=u-${name}`,
   path: '/opt/cni/bin',
-  config: { cniVersion: '1.0.0', name: 'k8s', type: 'meshcni', prevResult: { cniVersion: '1.0.0', ips: [{ address: '10.0.0.5/24' }] } },
+  config: {
+    cniVersion: '1.0.0',
+    name: 'k8s',
+    type: 'meshcni',
+    prevResult: { cniVersion: '1.0.0', ips: [{ address: '10.0.0.5/24' }] },
+  },
 });
 
 describe('CNI handler (injected dependencies)', () => {
@@ -81,7 +92,13 @@ describe('CNI handler (injected dependencies)', () => {
     expect(out).toMatchObject({ cniVersion: '1.0.0', ips: [{ address: '10.0.0.5/24' }] });
     expect(w.calls).toEqual(['apply /var/run/netns/web']);
     const rec = w.state.get('c-web');
-    expect(rec).toMatchObject({ namespace: 'shop', name: 'web', uid: 'u-web', netns: '/var/run/netns/web', layout: 'iptables' });
+    expect(rec).toMatchObject({
+      namespace: 'shop',
+      name: 'web',
+      uid: 'u-web',
+      netns: '/var/run/netns/web',
+      layout: 'iptables',
+    });
     expect(rec!.tables!.length).toBeGreaterThan(0);
   });
 
@@ -135,7 +152,13 @@ describe('CNI handler (injected dependencies)', () => {
   it('an excluded namespace never reaches the pod source', async () => {
     let looked = 0;
     const w = world({
-      pods: { lookup: async () => (looked++, meshed), list: async () => [], start: async () => undefined, stop: async () => undefined, ready: () => true } as HandlerDeps['pods'],
+      pods: {
+        lookup: async () => (looked++, meshed),
+        list: async () => [],
+        start: async () => undefined,
+        stop: async () => undefined,
+        ready: () => true,
+      } as HandlerDeps['pods'],
     });
     const r = req('ADD', 'web');
     r.args = 'K8S_POD_NAMESPACE=kube-system;K8S_POD_NAME=web;K8S_POD_UID=u-web';

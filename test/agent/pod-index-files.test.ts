@@ -38,20 +38,38 @@ describe('pod index files', () => {
     writeFileSync(join(stateDir, 'pod-index'), 'an older index');
     writeFileSync(join(stateDir, 'notes.tmp'), 'not ours');
     const lines: string[] = [];
-    const sync = new PodIndexSync({ stateDir, pods: noPods, planPod: () => ({ capture: false, reason: 'test' }), excludeNamespaces: [], log: pino({ level: 'info' }, { write: (s: string) => void lines.push(s) }) });
+    const sync = new PodIndexSync({
+      stateDir,
+      pods: noPods,
+      planPod: () => ({ capture: false, reason: 'test' }),
+      excludeNamespaces: [],
+      log: pino({ level: 'info' }, { write: (s: string) => void lines.push(s) }),
+    });
     await sync.start();
     await sync.stop();
     expect(readdirSync(stateDir).sort()).toEqual(['notes.tmp', 'pod-index', 'pods']);
     expect(readFileSync(join(stateDir, 'pod-index'), 'ascii')).toMatch(new RegExp(`^${INDEX_MAGIC}\npods 0\n`));
-    const removed = lines.map((l) => JSON.parse(l) as { msg: string; removedTemp?: number }).find((l) => l.removedTemp !== undefined);
-    expect(removed).toMatchObject({ removedTemp: 2, msg: expect.stringMatching(/temp files of interrupted pod index writes/) });
+    const removed = lines
+      .map((l) => JSON.parse(l) as { msg: string; removedTemp?: number })
+      .find((l) => l.removedTemp !== undefined);
+    expect(removed).toMatchObject({
+      removedTemp: 2,
+      msg: expect.stringMatching(/temp files of interrupted pod index writes/),
+    });
   });
 
   it('a write that cannot be renamed into place leaves no temp file and the target as it was', async () => {
     const dir = tempDir();
     mkdirSync(join(dir, 'target')); // rename(file, dir) fails with EISDIR
     writeFileSync(join(dir, 'target', 'inside'), 'kept');
-    const err = await writeFileAtomic(join(dir, 'target'), 'new', { mode: 0o600, tempPrefix: '.t-', tempSuffix: '.tmp' }).then(() => null, (e: unknown) => e as NodeJS.ErrnoException);
+    const err = await writeFileAtomic(join(dir, 'target'), 'new', {
+      mode: 0o600,
+      tempPrefix: '.t-',
+      tempSuffix: '.tmp',
+    }).then(
+      () => null,
+      (e: unknown) => e as NodeJS.ErrnoException,
+    );
     expect(err?.code).toBe('EISDIR');
     expect(readdirSync(dir)).toEqual(['target']);
     expect(readFileSync(join(dir, 'target', 'inside'), 'utf8')).toBe('kept');

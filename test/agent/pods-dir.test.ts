@@ -24,7 +24,8 @@ async function setup(): Promise<{ dir: string; source: DirPodSource; warnings: s
   return { dir, source, warnings };
 }
 
-const yamlPod = (ns: string, name: string, uid = 'u'): string => `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\n  namespace: ${ns}\n  uid: ${uid}\nspec:\n  containers:\n    - name: app\n`;
+const yamlPod = (ns: string, name: string, uid = 'u'): string =>
+  `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\n  namespace: ${ns}\n  uid: ${uid}\nspec:\n  containers:\n    - name: app\n`;
 
 describe('manifest directory pod source', () => {
   it('finds pods by their own namespace and name, across multi-document YAML and JSON', async () => {

@@ -14,12 +14,24 @@ function pod(name: string, uid: string, node = 'node-1', rv = '1'): Pod {
   return {
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { name, namespace: 'shop', uid, resourceVersion: rv, annotations: { 'sidecar.istio.io/status': '{}' }, creationTimestamp: '2026-11-25T00:00:00Z' },
+    metadata: {
+      name,
+      namespace: 'shop',
+      uid,
+      resourceVersion: rv,
+      annotations: { 'sidecar.istio.io/status': '{}' },
+      creationTimestamp: '2026-11-25T00:00:00Z',
+    },
     spec: {
       nodeName: node,
       containers: [
         { name: 'app', image: 'example/app', ports: [{ containerPort: 8080, protocol: 'TCP' }] },
-        { name: 'istio-proxy', image: 'istio/proxyv2:1.24.0', securityContext: { runAsUser: 1337, runAsGroup: 1337 }, env: [{ name: 'ISTIO_META_DNS_CAPTURE', value: 'true' }] },
+        {
+          name: 'istio-proxy',
+          image: 'istio/proxyv2:1.24.0',
+          securityContext: { runAsUser: 1337, runAsGroup: 1337 },
+          env: [{ name: 'ISTIO_META_DNS_CAPTURE', value: 'true' }],
+        },
       ],
     },
     status: { phase: 'Running', podIP: '10.0.0.5' },
@@ -46,7 +58,8 @@ class FakeApi {
       };
       if (url.pathname === '/api/v1/pods') {
         const sel = url.searchParams.get('fieldSelector');
-        if (sel !== 'spec.nodeName=node-1') return json(400, { kind: 'Status', code: 400, message: `bad selector ${sel}` });
+        if (sel !== 'spec.nodeName=node-1')
+          return json(400, { kind: 'Status', code: 400, message: `bad selector ${sel}` });
         if (url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1') {
           this.watchQueries.push(url.searchParams);
           res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
@@ -55,14 +68,28 @@ class FakeApi {
           return;
         }
         this.lists++;
-        return json(200, { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) }, items: [...this.pods.values()] });
+        return json(200, {
+          kind: 'PodList',
+          apiVersion: 'v1',
+          metadata: { resourceVersion: String(this.rv) },
+          items: [...this.pods.values()],
+        });
       }
       const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)$/.exec(url.pathname);
       if (m) {
         const p = this.pods.get(`${m[1]}/${m[2]}`);
         if (req.method === 'GET') {
           this.gets++;
-          return p ? json(200, p) : json(404, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404, message: `pods "${m[2]}" not found` });
+          return p
+            ? json(200, p)
+            : json(404, {
+                kind: 'Status',
+                apiVersion: 'v1',
+                status: 'Failure',
+                reason: 'NotFound',
+                code: 404,
+                message: `pods "${m[2]}" not found`,
+              });
         }
         if (req.method === 'DELETE') {
           this.pods.delete(`${m[1]}/${m[2]}`);
@@ -93,7 +120,14 @@ class FakeApi {
 
   /** Ends every watch with 410 Gone, as an API server does when the resourceVersion is too old. */
   expire(): void {
-    this.send('ERROR', { kind: 'Status', apiVersion: 'v1', status: 'Failure', message: 'too old resource version: 1 (150)', reason: 'Expired', code: 410 });
+    this.send('ERROR', {
+      kind: 'Status',
+      apiVersion: 'v1',
+      status: 'Failure',
+      message: 'too old resource version: 1 (150)',
+      reason: 'Expired',
+      code: 410,
+    });
     for (const w of this.watchers) w.end();
   }
 
@@ -121,20 +155,27 @@ async function setup(initial: Pod[] = []): Promise<{ api: FakeApi; source: KubeP
   }
   await api.start();
   cleanups.push(() => api.close());
-  const source = new KubePodSource({ nodeName: 'node-1', kubeConfig: api.kubeConfig(), log: pino({ level: process.env.KUBE_TEST_LOG ?? 'silent' }), cacheWaitMs: 300 });
+  const source = new KubePodSource({
+    nodeName: 'node-1',
+    kubeConfig: api.kubeConfig(),
+    log: pino({ level: process.env.KUBE_TEST_LOG ?? 'silent' }),
+    cacheWaitMs: 300,
+  });
   await source.start();
   cleanups.push(() => source.stop());
   await until(() => api.watchers.size > 0);
   return { api, source };
 }
 
-
 describe('Kubernetes pod source', () => {
   it('lists the pods of its node and serves lookups from the cache', async () => {
     const { api, source } = await setup([pod('web', 'u1')]);
     expect(source.ready()).toBe(true);
     const found = await source.lookup({ namespace: 'shop', name: 'web' }, { timeoutMs: 1000 });
-    expect((found?.spec as { containers: { name: string }[] }).containers.map((c) => c.name)).toEqual(['app', 'istio-proxy']);
+    expect((found?.spec as { containers: { name: string }[] }).containers.map((c) => c.name)).toEqual([
+      'app',
+      'istio-proxy',
+    ]);
     expect(api.gets).toBe(0);
     // The watch resumes from the list's resourceVersion and asks for bookmarks.
     expect(api.watchQueries[0]!.get('resourceVersion')).toBe('100');
@@ -172,7 +213,13 @@ describe('Kubernetes pod source', () => {
     api.event('ADDED', pod('web', 'new'));
     await new Promise((r) => setTimeout(r, 100));
     expect(await source.lookup({ namespace: 'shop', name: 'web', uid: 'old' }, { timeoutMs: 200 })).toBeNull();
-    expect(((await source.lookup({ namespace: 'shop', name: 'web', uid: 'new' }, { timeoutMs: 200 }))?.metadata as { uid: string }).uid).toBe('new');
+    expect(
+      (
+        (await source.lookup({ namespace: 'shop', name: 'web', uid: 'new' }, { timeoutMs: 200 }))?.metadata as {
+          uid: string;
+        }
+      ).uid,
+    ).toBe('new');
   });
 
   it('takes bookmarks as progress and relists after 410 Gone', async () => {

@@ -11,7 +11,10 @@ import { inNetns } from '../helpers/netns.js';
 import { World, saveIn } from '../e2e/helpers.js';
 
 const fixture = readFileSync(new URL('../fixtures/istio-sidecar-default.v4.rules', import.meta.url), 'utf8');
-const DOCUMENTED = { 'traffic.sidecar.istio.io/excludeInboundPorts': '22', 'traffic.sidecar.istio.io/excludeOutboundIPRanges': '192.168.0.1/32' };
+const DOCUMENTED = {
+  'traffic.sidecar.istio.io/excludeInboundPorts': '22',
+  'traffic.sidecar.istio.io/excludeOutboundIPRanges': '192.168.0.1/32',
+};
 const silent = pino({ level: 'silent' });
 
 const worlds: World[] = [];
@@ -22,7 +25,17 @@ afterEach(async () => {
 });
 
 async function agentFor(w: World, extra: Record<string, unknown> = {}): Promise<Agent> {
-  const settings = parseSettings({ podsDir: w.podsDir, socketPath: w.socketPath, stateDir: w.stateDir, metricsAddress: '', reconcileIntervalSeconds: 0, ...extra }, 'test');
+  const settings = parseSettings(
+    {
+      podsDir: w.podsDir,
+      socketPath: w.socketPath,
+      stateDir: w.stateDir,
+      metricsAddress: '',
+      reconcileIntervalSeconds: 0,
+      ...extra,
+    },
+    'test',
+  );
   const a = new Agent(settings, silent);
   agents.push(a);
   await a.start();
@@ -52,7 +65,9 @@ describe('reconcile', () => {
     const report = await agent.reconcile();
     expect(report.repaired).toEqual(['shop/web']);
     expect(saveIn(s.netnsName)).toBe(want);
-    expect(await agent.metrics.registry.getSingleMetricAsString('meshcni_repairs_total')).toMatch(/result="repaired"\} 1/);
+    expect(await agent.metrics.registry.getSingleMetricAsString('meshcni_repairs_total')).toMatch(
+      /result="repaired"\} 1/,
+    );
   });
 
   it('only reports drift when the policy says report', async () => {

@@ -63,7 +63,11 @@ function rawClient(socketPath: string) {
 const rawRequest = (body: string) =>
   `POST /v1/cni HTTP/1.1\r\nHost: meshcni\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
 
-function post(socketPath: string, body: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+function post(
+  socketPath: string,
+  body: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(
       { socketPath, path: '/v1/cni', method: 'POST', headers: { 'content-type': 'application/json', ...headers } },
@@ -86,7 +90,12 @@ const addRequest = (over: Partial<CniRequest> = {}) =>
     ifName: 'eth0',
     args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=p',
     path: '/opt/cni/bin',
-    config: { cniVersion: '1.0.0', name: 'k8s-pod-network', type: 'meshcni', prevResult: { cniVersion: '1.0.0', ips: [] } },
+    config: {
+      cniVersion: '1.0.0',
+      name: 'k8s-pod-network',
+      type: 'meshcni',
+      prevResult: { cniVersion: '1.0.0', ips: [] },
+    },
     ...over,
   });
 
@@ -116,7 +125,13 @@ describe('CNI socket server', () => {
     ['an unknown field', addRequest({ extra: 1 } as never), 400, 6, /unknown request field 'extra'/],
     ['an unknown command', addRequest({ command: 'FLY' as never }), 400, 4, /unknown CNI command 'FLY'/],
     ['a missing container id', addRequest({ containerId: '' }), 400, 4, /'containerId' is required/],
-    ['an unsupported cniVersion', addRequest({ config: { cniVersion: '9.9.9', name: 'n', type: 'meshcni' } }), 400, 1, /'9\.9\.9' is not supported/],
+    [
+      'an unsupported cniVersion',
+      addRequest({ config: { cniVersion: '9.9.9', name: 'n', type: 'meshcni' } }),
+      400,
+      1,
+      /'9\.9\.9' is not supported/,
+    ],
   ])('answers %s with CNI error JSON and keeps serving', async (_name, body, status, code, msg) => {
     let calls = 0;
     const { socketPath } = await startServer(async () => {
@@ -154,7 +169,12 @@ describe('CNI socket server', () => {
       req.on('error', (e) => console.log('error ' + e.code));
       req.end(${JSON.stringify(addRequest())});`;
     // Asynchronously: the server lives on this event loop, a synchronous spawn would starve it.
-    const r = await execFileAsync(process.execPath, ['-e', client], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 10_000 });
+    const r = await execFileAsync(process.execPath, ['-e', client], {
+      uid: 65534,
+      gid: 65534,
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
     // The refusal closes the connection with the request unread: the client may see a reset after the 403.
     expect(r.stdout.trim()).toMatch(/^(403(\nerror (ECONNRESET|EPIPE))?|error ECONNRESET|error EPIPE)$/);
   });
@@ -240,24 +260,42 @@ describe('CNI socket server', () => {
 
   it('caps open connections: refuses the excess with 503 and a log line, and serves again once they close', async () => {
     const rec = recordingLog();
-    const { socketPath, server } = await startServer(async () => ({ ok: true }), { maxConnections: 8, requestTimeoutMs: 500, log: rec.log });
+    const { socketPath, server } = await startServer(async () => ({ ok: true }), {
+      maxConnections: 8,
+      requestTimeoutMs: 500,
+      log: rec.log,
+    });
     const idle = Array.from({ length: 8 }, () => rawClient(socketPath));
     await Promise.all(idle.map((c) => c.connected));
     await until(() => server.openConnections === 8);
     const extra = rawClient(socketPath);
     await until(extra.closed);
     expect(extra.text()).toMatch(/^HTTP\/1\.1 503 /);
-    expect(JSON.parse(extra.text().split('\r\n\r\n')[1]!)).toMatchObject({ code: 11, msg: expect.stringMatching(/8 open connections/) });
-    expect(rec.lines.find((l) => /too many open CNI connections/.test(l.msg))).toMatchObject({ level: 40, maxConnections: 8 });
+    expect(JSON.parse(extra.text().split('\r\n\r\n')[1]!)).toMatchObject({
+      code: 11,
+      msg: expect.stringMatching(/8 open connections/),
+    });
+    expect(rec.lines.find((l) => /too many open CNI connections/.test(l.msg))).toMatchObject({
+      level: 40,
+      maxConnections: 8,
+    });
     await until(() => idle.every((c) => c.closed()));
     expect((await post(socketPath, addRequest())).status).toBe(200);
   });
 
   it.each([
     ['without Content-Length', 'POST /v1/cni HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{}', 411],
-    ['chunked', 'POST /v1/cni HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n', 501],
+    [
+      'chunked',
+      'POST /v1/cni HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n',
+      501,
+    ],
     ['with a garbled request line', 'HELLO\r\n\r\n', 400],
-    ['with conflicting Content-Length headers', 'POST /v1/cni HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}', 400],
+    [
+      'with conflicting Content-Length headers',
+      'POST /v1/cni HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}',
+      400,
+    ],
     ['to another path', 'GET /metrics HTTP/1.1\r\n\r\n', 404],
   ])('refuses a request %s with an HTTP error and CNI error JSON', async (_name, raw, status) => {
     let calls = 0;
@@ -312,16 +350,17 @@ describe('socket directory', () => {
     expect((await post(sock, addRequest())).status).toBe(200);
   });
 
-  it.each([
-    ['a root-owned 0755 directory', 0o755],
-  ])('uses %s as it is, without changing its mode; the socket is 0600', async (_name, mode) => {
-    const dir = tempDir();
-    chmodSync(dir, mode);
-    const sock = await listenIn(dir);
-    expect(statSync(dir).mode & 0o7777).toBe(mode);
-    expect(statSync(sock).mode & 0o777).toBe(0o600);
-    expect((await post(sock, addRequest())).status).toBe(200);
-  });
+  it.each([['a root-owned 0755 directory', 0o755]])(
+    'uses %s as it is, without changing its mode; the socket is 0600',
+    async (_name, mode) => {
+      const dir = tempDir();
+      chmodSync(dir, mode);
+      const sock = await listenIn(dir);
+      expect(statSync(dir).mode & 0o7777).toBe(mode);
+      expect(statSync(sock).mode & 0o777).toBe(0o600);
+      expect((await post(sock, addRequest())).status).toBe(200);
+    },
+  );
 
   it('creates a missing directory 0700 even under a permissive umask', async () => {
     const dir = join(tempDir(), 'a', 'b');

@@ -58,15 +58,24 @@ export function cycles(graph: Map<string, string[]>): string[][] {
 
 describe('the import graph', () => {
   it('finds a cycle when there is one (the checker itself)', () => {
-    const g = new Map([['a', ['b']], ['b', ['c']], ['c', ['a']], ['d', ['a']]]);
+    const g = new Map([
+      ['a', ['b']],
+      ['b', ['c']],
+      ['c', ['a']],
+      ['d', ['a']],
+    ]);
     expect(cycles(g)).toEqual([['a', 'b', 'c']]);
-    expect(importsOf("import type { X } from './x.js';\nexport { y } from '../y.js';\nconst z = await import('./z.js');")).toEqual(['./x.js', '../y.js', './z.js']);
+    expect(
+      importsOf("import type { X } from './x.js';\nexport { y } from '../y.js';\nconst z = await import('./z.js');"),
+    ).toEqual(['./x.js', '../y.js', './z.js']);
   });
 
   it('of src/ has no cycles', () => {
     const graph = new Map<string, string[]>();
     for (const f of files(SRC)) {
-      const deps = importsOf(readFileSync(f, 'utf8')).map((s) => relative(SRC, resolve(dirname(f), s.replace(/\.js$/, '.ts'))));
+      const deps = importsOf(readFileSync(f, 'utf8')).map((s) =>
+        relative(SRC, resolve(dirname(f), s.replace(/\.js$/, '.ts'))),
+      );
       graph.set(relative(SRC, f), deps);
     }
     expect(graph.size).toBeGreaterThan(50);

@@ -12,7 +12,9 @@ afterEach(async () => {
 });
 
 /** ADDs the pod through the chain; returns the CNI error message and the sandbox's nft ruleset. */
-async function failedAdd(pod: Omit<PodSpec, 'namespace' | 'name'>): Promise<{ message: string; ruleset: string; ready: number }> {
+async function failedAdd(
+  pod: Omit<PodSpec, 'namespace' | 'name'>,
+): Promise<{ message: string; ruleset: string; ready: number }> {
   const w = new World();
   worlds.push(w);
   w.addPod({ namespace: 'shop', name: 'bad', ...pod });
@@ -23,7 +25,11 @@ async function failedAdd(pod: Omit<PodSpec, 'namespace' | 'name'>): Promise<{ me
     (x: unknown) => x,
   );
   expect(e).toBeInstanceOf(CniPluginError);
-  return { message: (e as Error).message, ruleset: inNetns(s.netnsName, 'nft', ['list', 'ruleset']).trim(), ready: (await w.admin('/readyz')).status };
+  return {
+    message: (e as Error).message,
+    ruleset: inNetns(s.netnsName, 'nft', ['list', 'ruleset']).trim(),
+    ready: (await w.admin('/readyz')).status,
+  };
 }
 
 describe('a pod with an invalid annotation', () => {

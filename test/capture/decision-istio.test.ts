@@ -16,12 +16,25 @@ const proxy = (extra: C = {}): C => ({
   securityContext: { runAsUser: 1337, runAsGroup: 1337 },
   ...extra,
 });
-const validation: C = { name: 'istio-validation', image: 'docker.io/istio/proxyv2:1.30.3', args: ['istio-iptables', '--run-validation'] };
-const istioInit: C = { name: 'istio-init', image: 'docker.io/istio/proxyv2:1.30.3', args: ['istio-iptables', '-p', '15001'] };
+const validation: C = {
+  name: 'istio-validation',
+  image: 'docker.io/istio/proxyv2:1.30.3',
+  args: ['istio-iptables', '--run-validation'],
+};
+const istioInit: C = {
+  name: 'istio-init',
+  image: 'docker.io/istio/proxyv2:1.30.3',
+  args: ['istio-iptables', '-p', '15001'],
+};
 const STATUS = { 'sidecar.istio.io/status': '{"initContainers":["istio-validation"],"containers":["istio-proxy"]}' };
 
 function pod(spec: C, meta: C = {}): C {
-  return { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web', namespace: 'shop', uid: 'u-1', annotations: STATUS, ...meta }, spec };
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'web', namespace: 'shop', uid: 'u-1', annotations: STATUS, ...meta },
+    spec,
+  };
 }
 const nativeSidecar = (proxyExtra: C = {}): C =>
   pod({ initContainers: [validation, proxy({ restartPolicy: 'Always', ...proxyExtra })], containers: [app] });
@@ -37,19 +50,69 @@ describe('pod selection as Istio does it', () => {
     ['a proxy whose args say `proxy sidecar`', classic(), null],
     ['a proxy without args (type unknown: Istio captures)', pod({ containers: [app, { name: 'istio-proxy' }] }), null],
     ['DISABLE_ENVOY=false', classic({ env: [{ name: 'DISABLE_ENVOY', value: 'false' }] }), null],
-    ['DISABLE_ENVOY that Go cannot parse ("yes": Istio ignores it)', classic({ env: [{ name: 'DISABLE_ENVOY', value: 'yes' }] }), null],
-    ['label inject "true" over annotation "false" (the label wins)', pod({ containers: [app, proxy()] }, { labels: { 'sidecar.istio.io/inject': 'true' }, annotations: { ...STATUS, 'sidecar.istio.io/inject': 'false' } }), null],
-    ['a pod with its own istio-init', pod({ initContainers: [istioInit], containers: [app, proxy()] }), /own istio-init init container/],
-    ['a gateway (`proxy router`) with a second container', pod({ containers: [proxy({ args: ['proxy', 'router'] }), app] }), /"router" proxy, not a sidecar/],
+    [
+      'DISABLE_ENVOY that Go cannot parse ("yes": Istio ignores it)',
+      classic({ env: [{ name: 'DISABLE_ENVOY', value: 'yes' }] }),
+      null,
+    ],
+    [
+      'label inject "true" over annotation "false" (the label wins)',
+      pod(
+        { containers: [app, proxy()] },
+        {
+          labels: { 'sidecar.istio.io/inject': 'true' },
+          annotations: { ...STATUS, 'sidecar.istio.io/inject': 'false' },
+        },
+      ),
+      null,
+    ],
+    [
+      'a pod with its own istio-init',
+      pod({ initContainers: [istioInit], containers: [app, proxy()] }),
+      /own istio-init init container/,
+    ],
+    [
+      'a gateway (`proxy router`) with a second container',
+      pod({ containers: [proxy({ args: ['proxy', 'router'] }), app] }),
+      /"router" proxy, not a sidecar/,
+    ],
     ['a native-sidecar gateway', nativeSidecar({ args: ['proxy', 'router'] }), /"router" proxy, not a sidecar/],
-    ['DISABLE_ENVOY=true on the proxy', classic({ env: [{ name: 'DISABLE_ENVOY', value: 'true' }] }), /DISABLE_ENVOY=true/],
-    ['DISABLE_ENVOY=1 on a native sidecar', nativeSidecar({ env: [{ name: 'DISABLE_ENVOY', value: '1' }] }), /DISABLE_ENVOY=1/],
-    ['label inject "false"', pod({ containers: [app, proxy()] }, { labels: { 'sidecar.istio.io/inject': 'false' } }), /label sidecar\.istio\.io\/inject is "false"/],
-    ['label inject "F" (Go false)', pod({ containers: [app, proxy()] }, { labels: { 'sidecar.istio.io/inject': 'F' } }), /label .* is "F"/],
-    ['annotation inject "false" without a label', pod({ containers: [app, proxy()] }, { annotations: { ...STATUS, 'sidecar.istio.io/inject': 'false' } }), /annotation sidecar\.istio\.io\/inject is "false"/],
+    [
+      'DISABLE_ENVOY=true on the proxy',
+      classic({ env: [{ name: 'DISABLE_ENVOY', value: 'true' }] }),
+      /DISABLE_ENVOY=true/,
+    ],
+    [
+      'DISABLE_ENVOY=1 on a native sidecar',
+      nativeSidecar({ env: [{ name: 'DISABLE_ENVOY', value: '1' }] }),
+      /DISABLE_ENVOY=1/,
+    ],
+    [
+      'label inject "false"',
+      pod({ containers: [app, proxy()] }, { labels: { 'sidecar.istio.io/inject': 'false' } }),
+      /label sidecar\.istio\.io\/inject is "false"/,
+    ],
+    [
+      'label inject "F" (Go false)',
+      pod({ containers: [app, proxy()] }, { labels: { 'sidecar.istio.io/inject': 'F' } }),
+      /label .* is "F"/,
+    ],
+    [
+      'annotation inject "false" without a label',
+      pod({ containers: [app, proxy()] }, { annotations: { ...STATUS, 'sidecar.istio.io/inject': 'false' } }),
+      /annotation sidecar\.istio\.io\/inject is "false"/,
+    ],
     ['a hostNetwork pod', pod({ hostNetwork: true, containers: [app, proxy()] }), /hostNetwork/],
-    ['a native sidecar alone', pod({ initContainers: [proxy({ restartPolicy: 'Always' })], containers: [] }), /only 1 container/],
-    ['a pod whose istio-proxy is neither container nor init container', pod({ initContainers: [validation], containers: [app, { name: 'logger' }] }), /no container named istio-proxy/],
+    [
+      'a native sidecar alone',
+      pod({ initContainers: [proxy({ restartPolicy: 'Always' })], containers: [] }),
+      /only 1 container/,
+    ],
+    [
+      'a pod whose istio-proxy is neither container nor init container',
+      pod({ initContainers: [validation], containers: [app, { name: 'logger' }] }),
+      /no container named istio-proxy/,
+    ],
   ])('%s', (_name, p, skip) => {
     const d = decide(p);
     if (skip === null) expect(d).toEqual({ capture: true });
@@ -59,7 +122,7 @@ describe('pod selection as Istio does it', () => {
     }
   });
 
-  it('reads a native sidecar\'s env and ids for the rules, as it does a container\'s', () => {
+  it("reads a native sidecar's env and ids for the rules, as it does a container's", () => {
     const env = [{ name: 'ISTIO_META_DNS_CAPTURE', value: 'true' }];
     const ids = { securityContext: { runAsUser: 2000, runAsGroup: 3000 } };
     const a = planPod(nativeSidecar({ env, ...ids }), cfg);
@@ -87,11 +150,27 @@ describe('pod selection as Istio does it', () => {
 
   it.each<[string, C, RegExp]>([
     ['args that are not a list of strings', classic({ args: ['proxy', 7] }), /spec\.containers\[istio-proxy\]\.args/],
-    ['a native sidecar with a bad runAsUser', nativeSidecar({ securityContext: { runAsUser: -1 } }), /spec\.initContainers\[istio-proxy\]\.securityContext\.runAsUser/],
-    ['initContainers that are not a list', pod({ initContainers: { a: 1 }, containers: [app, proxy()] }), /spec\.initContainers/],
-    ['an init container without a name', pod({ initContainers: [{ image: 'x' }], containers: [app, proxy()] }), /spec\.initContainers\[0\]\.name/],
+    [
+      'a native sidecar with a bad runAsUser',
+      nativeSidecar({ securityContext: { runAsUser: -1 } }),
+      /spec\.initContainers\[istio-proxy\]\.securityContext\.runAsUser/,
+    ],
+    [
+      'initContainers that are not a list',
+      pod({ initContainers: { a: 1 }, containers: [app, proxy()] }),
+      /spec\.initContainers/,
+    ],
+    [
+      'an init container without a name',
+      pod({ initContainers: [{ image: 'x' }], containers: [app, proxy()] }),
+      /spec\.initContainers\[0\]\.name/,
+    ],
     ['hostNetwork that is not a boolean', pod({ hostNetwork: 'yes', containers: [app, proxy()] }), /spec\.hostNetwork/],
-    ['an inject label that is not a string', pod({ containers: [app, proxy()] }, { labels: { 'sidecar.istio.io/inject': false } }), /metadata\.labels\.sidecar\.istio\.io\/inject/],
+    [
+      'an inject label that is not a string',
+      pod({ containers: [app, proxy()] }, { labels: { 'sidecar.istio.io/inject': false } }),
+      /metadata\.labels\.sidecar\.istio\.io\/inject/,
+    ],
   ])('refuses %s, naming the field', (_n, p, field) => {
     expect(() => podFromObject(p)).toThrow(field);
   });

@@ -44,8 +44,12 @@ describe('golden cases in the kernel: meshcni vs iptables-nft-restore', () => {
     // One transaction for IPv4 and IPv6, exactly what the agent sends.
     await applyTables(netnsPath(ours), plan.tables);
     inNetns(theirs, 'iptables-nft-restore', [], c.v4!);
-    expect(normaliseSave(inNetns(ours, 'iptables-nft-save', []))).toBe(normaliseSave(inNetns(theirs, 'iptables-nft-save', [])));
+    expect(normaliseSave(inNetns(ours, 'iptables-nft-save', []))).toBe(
+      normaliseSave(inNetns(theirs, 'iptables-nft-save', [])),
+    );
     if (c.v6) inNetns(theirs, 'ip6tables-nft-restore', [], c.v6);
-    expect(normaliseSave(inNetns(ours, 'ip6tables-nft-save', []))).toBe(normaliseSave(inNetns(theirs, 'ip6tables-nft-save', [])));
+    expect(normaliseSave(inNetns(ours, 'ip6tables-nft-save', []))).toBe(
+      normaliseSave(inNetns(theirs, 'ip6tables-nft-save', [])),
+    );
   });
 });

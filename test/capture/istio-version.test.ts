@@ -11,7 +11,12 @@ const pod = (image: string): Record<string, unknown> => ({
   apiVersion: 'v1',
   kind: 'Pod',
   metadata: { name: 'p', namespace: 'shop', annotations: {} },
-  spec: { containers: [{ name: 'app', image: 'example/app' }, { name: 'istio-proxy', image }] },
+  spec: {
+    containers: [
+      { name: 'app', image: 'example/app' },
+      { name: 'istio-proxy', image },
+    ],
+  },
 });
 const rulesOf = (config: CaptureConfig, image: string): string => {
   const p = planPod(pod(image), config);

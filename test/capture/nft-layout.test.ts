@@ -41,13 +41,28 @@ describe.each([true, false])("nft layout of Istio 1.30.3's rule set (sets %s) vs
 
 describe('nft layout shape', () => {
   it("uses Istio's table and chain names", () => {
-    const plan = planPod(podObject({ annotations: { 'sidecar.istio.io/interceptionMode': 'TPROXY' } }), parseCaptureConfig({ layout: 'nft' }));
+    const plan = planPod(
+      podObject({ annotations: { 'sidecar.istio.io/interceptionMode': 'TPROXY' } }),
+      parseCaptureConfig({ layout: 'nft' }),
+    );
     if (!plan.capture) throw new Error('expected capture');
     expect(plan.tables.map((t) => t.table.name)).toEqual(['istio-proxy-nat', 'istio-proxy-mangle']);
     // With TPROXY nothing is left for nat prerouting: inbound capture lives in mangle (istio-inbound in
     // nat only holds the tunnel-port rule, as 1.17.8 writes it).
-    expect(plan.tables[0]!.chains.map((c) => c.name)).toEqual(['output', 'istio-inbound', 'istio-redirect', 'istio-in-redirect', 'istio-output']);
-    expect(plan.tables[1]!.chains.map((c) => c.name)).toEqual(['prerouting', 'output', 'istio-divert', 'istio-tproxy', 'istio-inbound']);
+    expect(plan.tables[0]!.chains.map((c) => c.name)).toEqual([
+      'output',
+      'istio-inbound',
+      'istio-redirect',
+      'istio-in-redirect',
+      'istio-output',
+    ]);
+    expect(plan.tables[1]!.chains.map((c) => c.name)).toEqual([
+      'prerouting',
+      'output',
+      'istio-divert',
+      'istio-tproxy',
+      'istio-inbound',
+    ]);
   });
 
   it('keeps the rule count flat as lists grow when sets are on', () => {
@@ -55,7 +70,12 @@ describe('nft layout shape', () => {
       const ports = Array.from({ length: n }, (_, i) => 20000 + i).join(',');
       const cidrs = Array.from({ length: n }, (_, i) => `10.${i}.0.0/16`).join(',');
       const plan = planPod(
-        podObject({ annotations: { 'traffic.sidecar.istio.io/excludeOutboundPorts': ports, 'traffic.sidecar.istio.io/excludeOutboundIPRanges': cidrs } }),
+        podObject({
+          annotations: {
+            'traffic.sidecar.istio.io/excludeOutboundPorts': ports,
+            'traffic.sidecar.istio.io/excludeOutboundIPRanges': cidrs,
+          },
+        }),
         parseCaptureConfig({ layout: 'nft', nftSets: sets }),
       );
       return plan.capture ? plan.tables.reduce((a, t) => a + t.rules.length, 0) : -1;

@@ -8,8 +8,15 @@ import { MAX_LIST_ENTRIES } from '../../src/capture/settings.js';
 import { podObject } from './golden.js';
 
 const A = 'traffic.sidecar.istio.io/';
-const plan = (annotations: Record<string, string>, proxy: Record<string, unknown> = {}, layout: 'iptables' | 'nft' = 'iptables') =>
-  planPod(podObject({ annotations, containers: [{ name: 'app' }, { name: 'istio-proxy', ...proxy }] }), layout === 'nft' ? parseCaptureConfig({ layout: 'nft', dualStack: true }) : DEFAULT_CAPTURE_CONFIG);
+const plan = (
+  annotations: Record<string, string>,
+  proxy: Record<string, unknown> = {},
+  layout: 'iptables' | 'nft' = 'iptables',
+) =>
+  planPod(
+    podObject({ annotations, containers: [{ name: 'app' }, { name: 'istio-proxy', ...proxy }] }),
+    layout === 'nft' ? parseCaptureConfig({ layout: 'nft', dualStack: true }) : DEFAULT_CAPTURE_CONFIG,
+  );
 const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 
 describe('invalid annotation values name the annotation and the value', () => {
@@ -39,11 +46,17 @@ describe('invalid annotation values name the annotation and the value', () => {
     [`${A}kubevirtInterfaces`, 'a-name-longer-than-15', 'a-name-longer-than-15'],
     ['istio.io/reroute-virtual-interfaces', 'net1,,net2', 'net1,,net2'],
   ])('%s=%j', (annotation, value, bad) => {
-    expect(() => plan({ [annotation]: value })).toThrow(new RegExp(`^${esc(annotation)}=${esc(JSON.stringify(bad))}: `));
+    expect(() => plan({ [annotation]: value })).toThrow(
+      new RegExp(`^${esc(annotation)}=${esc(JSON.stringify(bad))}: `),
+    );
   });
 
   it('accepts what Istio accepts: blanks around ports, port 0, host bits in a CIDR, an empty list', () => {
-    const p = plan({ [`${A}includeInboundPorts`]: ' 80 , 0', [`${A}excludeOutboundIPRanges`]: '10.96.0.1/12', [`${A}includeOutboundIPRanges`]: '' });
+    const p = plan({
+      [`${A}includeInboundPorts`]: ' 80 , 0',
+      [`${A}excludeOutboundIPRanges`]: '10.96.0.1/12',
+      [`${A}includeOutboundIPRanges`]: '',
+    });
     if (!p.capture) throw new Error('expected capture');
     expect(p.settings.includeInboundPorts).toEqual({ all: false, ports: [80, 0] });
     expect(p.settings.excludeOutboundCidrs).toEqual(['10.96.0.0/12']);
@@ -59,7 +72,8 @@ describe('invalid annotation values name the annotation and the value', () => {
 
 describe(`list-valued annotations hold at most ${MAX_LIST_ENTRIES} entries`, () => {
   const ports = (n: number): string => Array.from({ length: n }, (_, i) => String(1 + (i % 65535))).join(',');
-  const v4s = (n: number): string => Array.from({ length: n }, (_, i) => `10.${(i >> 8) & 255}.${i & 255}.0/24`).join(',');
+  const v4s = (n: number): string =>
+    Array.from({ length: n }, (_, i) => `10.${(i >> 8) & 255}.${i & 255}.0/24`).join(',');
   const ifs = (n: number): string => Array.from({ length: n }, (_, i) => `v${i}`).join(',');
 
   it('exports the limit', () => expect(MAX_LIST_ENTRIES).toBe(16384));
@@ -82,30 +96,46 @@ describe(`list-valued annotations hold at most ${MAX_LIST_ENTRIES} entries`, () 
   });
 
   it('bounds reroute interfaces × include CIDRs, one rule per pair', () => {
-    expect(() => plan({ 'istio.io/reroute-virtual-interfaces': ifs(128), [`${A}includeOutboundIPRanges`]: v4s(129) })).toThrow(
+    expect(() =>
+      plan({ 'istio.io/reroute-virtual-interfaces': ifs(128), [`${A}includeOutboundIPRanges`]: v4s(129) }),
+    ).toThrow(
       /^istio\.io\/reroute-virtual-interfaces × traffic\.sidecar\.istio\.io\/includeOutboundIPRanges="\(16512 pairs\)": at most 16384/,
     );
-    expect(() => plan({ 'istio.io/reroute-virtual-interfaces': ifs(128), [`${A}includeOutboundIPRanges`]: v4s(128) })).not.toThrow();
+    expect(() =>
+      plan({ 'istio.io/reroute-virtual-interfaces': ifs(128), [`${A}includeOutboundIPRanges`]: v4s(128) }),
+    ).not.toThrow();
   });
 
-  it.each(['iptables', 'nft'] as const)('plans a dual-stack pod with four 10,000-entry lists (%s layout), every entry a rule or set element', (layout) => {
-    const v6s = Array.from({ length: 10_000 }, (_, i) => `fd00:${i.toString(16)}::/32`).join(',');
-    const p = plan(
-      { [`${A}excludeOutboundPorts`]: ports(10_000), [`${A}includeOutboundPorts`]: ports(10_000), [`${A}excludeOutboundIPRanges`]: v4s(10_000), [`${A}includeOutboundIPRanges`]: v6s },
-      { env: { ISTIO_DUAL_STACK: 'true' } },
-      layout,
-    );
-    if (!p.capture) throw new Error('expected capture');
-    const v4 = p.iptables.v4.tables.find((t) => t.name === 'nat')!.rules.filter((r) => r.chain === 'ISTIO_OUTPUT').length;
-    const v6 = p.iptables.v6!.tables.find((t) => t.name === 'nat')!.rules.filter((r) => r.chain === 'ISTIO_OUTPUT').length;
-    // 12 fixed rules (passthrough, owners, localhost) + ports both ways + the family's CIDRs (+ RETURN after v6 includes).
-    expect(v4).toBe(10_000 + 1 + 6 + 1 + 10_000 + 10_000);
-    expect(v6).toBe(10_000 + 1 + 6 + 1 + 10_000 + 10_000 + 1);
-    if (layout === 'nft') {
-      const elements = p.tables.flatMap((t) => t.sets).reduce((n, s) => n + s.elements.length, 0);
-      expect(elements).toBeGreaterThanOrEqual(10_000 * 3);
-    }
-  });
+  it.each(['iptables', 'nft'] as const)(
+    'plans a dual-stack pod with four 10,000-entry lists (%s layout), every entry a rule or set element',
+    (layout) => {
+      const v6s = Array.from({ length: 10_000 }, (_, i) => `fd00:${i.toString(16)}::/32`).join(',');
+      const p = plan(
+        {
+          [`${A}excludeOutboundPorts`]: ports(10_000),
+          [`${A}includeOutboundPorts`]: ports(10_000),
+          [`${A}excludeOutboundIPRanges`]: v4s(10_000),
+          [`${A}includeOutboundIPRanges`]: v6s,
+        },
+        { env: { ISTIO_DUAL_STACK: 'true' } },
+        layout,
+      );
+      if (!p.capture) throw new Error('expected capture');
+      const v4 = p.iptables.v4.tables
+        .find((t) => t.name === 'nat')!
+        .rules.filter((r) => r.chain === 'ISTIO_OUTPUT').length;
+      const v6 = p.iptables
+        .v6!.tables.find((t) => t.name === 'nat')!
+        .rules.filter((r) => r.chain === 'ISTIO_OUTPUT').length;
+      // 12 fixed rules (passthrough, owners, localhost) + ports both ways + the family's CIDRs (+ RETURN after v6 includes).
+      expect(v4).toBe(10_000 + 1 + 6 + 1 + 10_000 + 10_000);
+      expect(v6).toBe(10_000 + 1 + 6 + 1 + 10_000 + 10_000 + 1);
+      if (layout === 'nft') {
+        const elements = p.tables.flatMap((t) => t.sets).reduce((n, s) => n + s.elements.length, 0);
+        expect(elements).toBeGreaterThanOrEqual(10_000 * 3);
+      }
+    },
+  );
 });
 
 describe("the istio-proxy container's runAsUser / runAsGroup", () => {
@@ -118,7 +148,9 @@ describe("the istio-proxy container's runAsUser / runAsGroup", () => {
     ['runAsGroup', 2 ** 53],
   ])('%s %j fails naming the container field and the value', (field, value) => {
     expect(() => plan({}, { [field]: value })).toThrow(
-      new RegExp(`^spec\\.containers\\[istio-proxy\\]\\.securityContext\\.${field}=${esc(JSON.stringify(value))}: must be an integer id from 0 to 4294967294$`),
+      new RegExp(
+        `^spec\\.containers\\[istio-proxy\\]\\.securityContext\\.${field}=${esc(JSON.stringify(value))}: must be an integer id from 0 to 4294967294$`,
+      ),
     );
   });
 
@@ -130,6 +162,11 @@ describe("the istio-proxy container's runAsUser / runAsGroup", () => {
   });
 
   it("ignores other containers' ids: they never become rules", () => {
-    expect(() => planPod(podObject({ containers: [{ name: 'app', runAsUser: 4294967295 }, { name: 'istio-proxy' }] }), DEFAULT_CAPTURE_CONFIG)).not.toThrow();
+    expect(() =>
+      planPod(
+        podObject({ containers: [{ name: 'app', runAsUser: 4294967295 }, { name: 'istio-proxy' }] }),
+        DEFAULT_CAPTURE_CONFIG,
+      ),
+    ).not.toThrow();
   });
 });

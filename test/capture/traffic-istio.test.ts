@@ -70,7 +70,10 @@ const PY = '/usr/bin/python3';
 
 function listen(ns: string, who: string, specs: string[], ids?: number): Promise<void> {
   const as = ids === undefined ? [] : ['setpriv', `--reuid=${ids}`, `--regid=${ids}`, '--clear-groups'];
-  const child = spawn('ip', ['netns', 'exec', ns, ...as, PY, '-c', SERVER, ...specs], { env: { ...process.env, WHO: who }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn('ip', ['netns', 'exec', ns, ...as, PY, '-c', SERVER, ...specs], {
+    env: { ...process.env, WHO: who },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   children.push(child);
   return new Promise((resolve, reject) => {
     child.stdout!.once('data', () => resolve());
@@ -79,7 +82,13 @@ function listen(ns: string, who: string, specs: string[], ids?: number): Promise
 }
 
 /** From `ns`, as root or as uid=gid=`ids`: the reply, or `error:…`. */
-function request(ns: string, proto: 'tcp' | 'udp', host: string, port: number, o: { ids?: number; src?: string; mark?: number } = {}): string {
+function request(
+  ns: string,
+  proto: 'tcp' | 'udp',
+  host: string,
+  port: number,
+  o: { ids?: number; src?: string; mark?: number } = {},
+): string {
   const py = [PY, '-c', CLIENT, proto, host, String(port), o.src ?? '', String(o.mark ?? 0)];
   const cmd = o.ids === undefined ? py : ['setpriv', `--reuid=${o.ids}`, `--regid=${o.ids}`, '--clear-groups', ...py];
   return inNetns(ns, cmd[0]!, cmd.slice(1)).trim();
@@ -87,13 +96,26 @@ function request(ns: string, proto: 'tcp' | 'udp', host: string, port: number, o
 
 let links = 0;
 /** A veth between two namespaces with IPv4 and IPv6 addresses on both ends (made here, removed with the netns). */
-function link(a: string, b: string): { aIf: string; bIf: string; aIp: string; bIp: string; aIp6: string; bIp6: string } {
+function link(
+  a: string,
+  b: string,
+): { aIf: string; bIf: string; aIp: string; bIp: string; aIp6: string; bIp6: string } {
   links++;
   const n = (process.pid * 3 + links * 11) % 250;
   const [aIf, bIf] = [`mti${process.pid % 10000}a${links}`, `mti${process.pid % 10000}b${links}`];
   execFileSync('ip', ['link', 'add', aIf, 'netns', a, 'type', 'veth', 'peer', 'name', bIf, 'netns', b]);
-  const r = { aIf, bIf, aIp: `10.251.${n}.2`, bIp: `10.251.${n}.1`, aIp6: `fd51:${n.toString(16)}::2`, bIp6: `fd51:${n.toString(16)}::1` };
-  for (const [ns, ifc, ip, ip6] of [[a, aIf, r.aIp, r.aIp6], [b, bIf, r.bIp, r.bIp6]] as const) {
+  const r = {
+    aIf,
+    bIf,
+    aIp: `10.251.${n}.2`,
+    bIp: `10.251.${n}.1`,
+    aIp6: `fd51:${n.toString(16)}::2`,
+    bIp6: `fd51:${n.toString(16)}::1`,
+  };
+  for (const [ns, ifc, ip, ip6] of [
+    [a, aIf, r.aIp, r.aIp6],
+    [b, bIf, r.bIp, r.bIp6],
+  ] as const) {
     inNetns(ns, 'ip', ['addr', 'add', `${ip}/24`, 'dev', ifc]);
     inNetns(ns, 'ip', ['-6', 'addr', 'add', `${ip6}/64`, 'dev', ifc, 'nodad']);
     inNetns(ns, 'ip', ['link', 'set', ifc, 'up']);
@@ -165,7 +187,10 @@ describe.each(LAYOUTS)('reroute (virtual machine) interface (%s layout)', (layou
     for (const dst of [p.bIp, p.aIp]) inNetns(vm, 'ip', ['route', 'add', `${dst}/32`, 'via', v.aIp]);
     const annotations: Record<string, string> = { 'istio.io/reroute-virtual-interfaces': v.aIf };
     if (include) annotations['traffic.sidecar.istio.io/includeOutboundIPRanges'] = include(p.bIp);
-    const plan = planPod(podObject({ name: 'ti', annotations, containers: [{ name: 'app' }, proxy()] }), parseCaptureConfig({ layout }));
+    const plan = planPod(
+      podObject({ name: 'ti', annotations, containers: [{ name: 'app' }, proxy()] }),
+      parseCaptureConfig({ layout }),
+    );
     if (!plan.capture) throw new Error('expected capture');
     await applyTables(netnsPath(pod), plan.tables);
     await listen(pod, 'pod', ['tcp:15001', 'tcp:15021']);
@@ -238,7 +263,10 @@ describe.each(LAYOUTS)('dual stack (%s layout)', (layout) => {
     inNetns(peer, 'ip', ['addr', 'add', `${other}/24`, 'dev', l.bIf]);
     inNetns(peer, 'ip', ['-6', 'addr', 'add', `${other6}/64`, 'dev', l.bIf, 'nodad']);
     const annotations = { 'traffic.sidecar.istio.io/includeOutboundIPRanges': `${l.bIp}/32,${l.bIp6}/128` };
-    const plan = planPod(podObject({ name: 'ti', annotations, containers: [{ name: 'app' }, proxy({ ISTIO_DUAL_STACK: 'true' })] }), parseCaptureConfig({ layout }));
+    const plan = planPod(
+      podObject({ name: 'ti', annotations, containers: [{ name: 'app' }, proxy({ ISTIO_DUAL_STACK: 'true' })] }),
+      parseCaptureConfig({ layout }),
+    );
     if (!plan.capture) throw new Error('expected capture');
     if (plan.routing) await applyRouting(netnsPath(pod), plan.routing);
     await applyTables(netnsPath(pod), plan.tables);

@@ -25,7 +25,10 @@ for (const p of process.argv.slice(1).map(Number)) {
 setTimeout(() => console.log('up'), 100);`;
 
 function listen(ns: string, who: string, ports: number[]): Promise<void> {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', SERVER, ...ports.map(String)], { env: { ...process.env, WHO: who }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', SERVER, ...ports.map(String)], {
+    env: { ...process.env, WHO: who },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   children.push(child);
   return new Promise((resolve, reject) => {
     child.stdout!.once('data', () => resolve());
@@ -43,7 +46,10 @@ function connect(ns: string, host: string, port: number, ids?: number): string {
 }
 
 let subnet = 0;
-async function world(tables: TableContents[], routing?: Parameters<typeof applyRouting>[1]): Promise<{ pod: string; peer: string; podIp: string; peerIp: string }> {
+async function world(
+  tables: TableContents[],
+  routing?: Parameters<typeof applyRouting>[1],
+): Promise<{ pod: string; peer: string; podIp: string; peerIp: string }> {
   subnet++;
   const n = (process.pid + subnet * 7) % 250;
   const pod = pool.create();
@@ -84,11 +90,31 @@ describe.each(['iptables', 'nft'] as const)('traffic through a captured pod (%s 
 
 describe('one transaction for IPv4 and IPv6', () => {
   it('a late failure leaves neither IPv4 nor IPv6 rules behind', async () => {
-    const dual = planPod(podObject({ name: 'dual', containers: [{ name: 'app' }, { name: 'istio-proxy', runAsUser: 1337, env: { ISTIO_DUAL_STACK: 'true' } }] }), parseCaptureConfig({}));
+    const dual = planPod(
+      podObject({
+        name: 'dual',
+        containers: [{ name: 'app' }, { name: 'istio-proxy', runAsUser: 1337, env: { ISTIO_DUAL_STACK: 'true' } }],
+      }),
+      parseCaptureConfig({}),
+    );
     if (!dual.capture) throw new Error('not captured');
     const last = dual.tables.at(-1)!;
     expect(last.table.family).toBe('ip6');
-    const broken: TableContents[] = [...dual.tables.slice(0, -1), { ...last, rules: [...last.rules, { family: 'ip6', table: last.table.name, chain: 'ISTIO_OUTPUT', exprs: [{ type: 'verdict', verdict: { code: 'jump', chain: 'NO_SUCH_CHAIN' } }] }] }];
+    const broken: TableContents[] = [
+      ...dual.tables.slice(0, -1),
+      {
+        ...last,
+        rules: [
+          ...last.rules,
+          {
+            family: 'ip6',
+            table: last.table.name,
+            chain: 'ISTIO_OUTPUT',
+            exprs: [{ type: 'verdict', verdict: { code: 'jump', chain: 'NO_SUCH_CHAIN' } }],
+          },
+        ],
+      },
+    ];
     const ns = pool.create();
     await expect(applyTables(netnsPath(ns), broken)).rejects.toThrow(/add rule ip6 nat ISTIO_OUTPUT #\d+.*ENOENT/);
     expect(inNetns(ns, 'nft', ['list', 'ruleset']).trim()).toBe('');

@@ -26,17 +26,27 @@ function podFile(name: string, annotations: Record<string, string>, containers =
   const ann = Object.entries(annotations)
     .map(([k, v]) => `    ${k}: ${JSON.stringify(v)}\n`)
     .join('');
-  writeFileSync(path, `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\n  namespace: shop\n${ann ? `  annotations:\n${ann}` : ''}spec:\n  containers:\n${containers.map((c) => `    - name: ${c}\n`).join('')}`);
+  writeFileSync(
+    path,
+    `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\n  namespace: shop\n${ann ? `  annotations:\n${ann}` : ''}spec:\n  containers:\n${containers.map((c) => `    - name: ${c}\n`).join('')}`,
+  );
   return path;
 }
 
-const documented = (): string => podFile('doc', { 'traffic.sidecar.istio.io/excludeInboundPorts': '22', 'traffic.sidecar.istio.io/excludeOutboundIPRanges': '192.168.0.1/32' });
+const documented = (): string =>
+  podFile('doc', {
+    'traffic.sidecar.istio.io/excludeInboundPorts': '22',
+    'traffic.sidecar.istio.io/excludeOutboundIPRanges': '192.168.0.1/32',
+  });
 
 describe('meshcni-agent rules', () => {
   it('prints the iptables-save text istio-iptables would produce', () => {
     const r = cli('rules', '--pod', documented());
     expect(r.code).toBe(0);
-    const body = r.stdout.split('\n').filter((l) => l && !l.startsWith('#')).join('\n');
+    const body = r.stdout
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'))
+      .join('\n');
     expect(body).toBe(normaliseSave(fixture));
   });
 
@@ -74,7 +84,19 @@ describe('meshcni-agent rules', () => {
 
 // The documented interface: every command and the flags it accepts (besides --help).
 const FLAGS: Record<string, string[]> = {
-  serve: ['config', 'log-level', 'pods-dir', 'cni-conf-dir', 'cni-bin-dir', 'socket', 'state-dir', 'metrics-address', 'metrics-scrape-address', 'layout', 'install'],
+  serve: [
+    'config',
+    'log-level',
+    'pods-dir',
+    'cni-conf-dir',
+    'cni-bin-dir',
+    'socket',
+    'state-dir',
+    'metrics-address',
+    'metrics-scrape-address',
+    'layout',
+    'install',
+  ],
   rules: ['pod', 'config', 'layout'],
   apply: ['pod', 'config', 'layout', 'netns'],
   verify: ['pod', 'config', 'layout', 'netns'],
@@ -87,7 +109,9 @@ describe('meshcni-agent usage', () => {
     const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
     const r = cli('--version');
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe(`meshcni-agent ${version} (node ${process.versions.node}, ${process.platform}-${process.arch})\n`);
+    expect(r.stdout).toBe(
+      `meshcni-agent ${version} (node ${process.versions.node}, ${process.platform}-${process.arch})\n`,
+    );
   });
 
   it('--help lists every command with every flag it accepts', () => {
@@ -132,7 +156,9 @@ describe('meshcni-agent serve settings', () => {
   ])('rejects --metrics-scrape-address %j before starting anything', (value, reason) => {
     const r = cli('serve', '--pods-dir', '/nonexistent-pods', '--metrics-scrape-address', value);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`meshcni-agent: flags: setting 'metricsScrapeAddress' = ${JSON.stringify(value)}: ${reason} such as 0.0.0.0:15121 or [::]:15121 (or '' to disable)\n`);
+    expect(r.stderr).toBe(
+      `meshcni-agent: flags: setting 'metricsScrapeAddress' = ${JSON.stringify(value)}: ${reason} such as 0.0.0.0:15121 or [::]:15121 (or '' to disable)\n`,
+    );
   });
 });
 
@@ -146,7 +172,9 @@ describe('meshcni-agent apply and verify', () => {
     expect(a.code).toBe(0);
     expect(a.stdout).toMatch(/programmed 1 table\(s\), 21 rule\(s\)/);
     inNetns(oracle, 'iptables-nft-restore', [], fixture);
-    expect(normaliseSave(inNetns(ns, 'iptables-nft-save', ['-t', 'nat']))).toBe(normaliseSave(inNetns(oracle, 'iptables-nft-save', ['-t', 'nat'])));
+    expect(normaliseSave(inNetns(ns, 'iptables-nft-save', ['-t', 'nat']))).toBe(
+      normaliseSave(inNetns(oracle, 'iptables-nft-save', ['-t', 'nat'])),
+    );
     const v = cli('verify', '--pod', pod, '--netns', netnsPath(ns));
     expect(v.code).toBe(0);
     expect(v.stdout).toMatch(/holds exactly the expected rules/);

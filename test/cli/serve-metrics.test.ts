@@ -33,7 +33,9 @@ function get(port: number, path: string): Promise<{ status: number; body: string
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, body, type: String(res.headers['content-type']) }));
+      res.on('end', () =>
+        resolvePromise({ status: res.statusCode ?? 0, body, type: String(res.headers['content-type']) }),
+      );
     });
     req.on('timeout', () => req.destroy(new Error(`GET ${path} timed out`)));
     req.on('error', reject);
@@ -42,7 +44,11 @@ function get(port: number, path: string): Promise<{ status: number; body: string
 }
 
 /** Polls `probe` until it returns a value (the log line, a scrape that shows the change); throws `why()` after `ms`. */
-async function waitFor<T>(probe: () => T | undefined | Promise<T | undefined>, ms: number, why: () => string): Promise<T> {
+async function waitFor<T>(
+  probe: () => T | undefined | Promise<T | undefined>,
+  ms: number,
+  why: () => string,
+): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await probe();
@@ -70,13 +76,34 @@ describe('meshcni-agent serve metrics', () => {
     let log = '';
     agent = spawn(
       process.execPath,
-      [MAIN, 'serve', '--install', '--pods-dir', join(dir, 'pods'), '--state-dir', join(dir, 'state'), '--socket', join(dir, 'cni.sock'),
-        '--cni-conf-dir', conf, '--cni-bin-dir', bin, '--metrics-address', '127.0.0.1:0', '--metrics-scrape-address', '127.0.0.1:0'],
+      [
+        MAIN,
+        'serve',
+        '--install',
+        '--pods-dir',
+        join(dir, 'pods'),
+        '--state-dir',
+        join(dir, 'state'),
+        '--socket',
+        join(dir, 'cni.sock'),
+        '--cni-conf-dir',
+        conf,
+        '--cni-bin-dir',
+        bin,
+        '--metrics-address',
+        '127.0.0.1:0',
+        '--metrics-scrape-address',
+        '127.0.0.1:0',
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_NAME: 'node-a' } },
     );
     agent.stdout!.on('data', (c: Buffer) => (log += c.toString()));
     agent.stderr!.on('data', (c: Buffer) => (log += c.toString()));
-    const ready = await waitFor(() => log.split('\n').find((l) => l.includes('meshcni agent ready')), 30_000, () => `agent not ready:\n${log}`);
+    const ready = await waitFor(
+      () => log.split('\n').find((l) => l.includes('meshcni agent ready')),
+      30_000,
+      () => `agent not ready:\n${log}`,
+    );
     const { adminPort, scrapePort } = JSON.parse(ready) as { adminPort: number; scrapePort: number };
     expect(scrapePort).toBeGreaterThan(0);
     expect(scrapePort).not.toBe(adminPort);
@@ -84,8 +111,15 @@ describe('meshcni-agent serve metrics', () => {
     const m = await get(adminPort, '/metrics');
     expect(m.status).toBe(200);
     expect(m.type).toMatch(/^text\/plain; version=0\.0\.4/);
-    expect(m.body).toContain(`meshcni_build_info{version="${VERSION}",node="node-a",nodejs="${process.versions.node}",arch="${process.arch}"} 1`);
-    for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_seconds', 'nodejs_heap_size_used_bytes']) {
+    expect(m.body).toContain(
+      `meshcni_build_info{version="${VERSION}",node="node-a",nodejs="${process.versions.node}",arch="${process.arch}"} 1`,
+    );
+    for (const name of [
+      'process_cpu_seconds_total',
+      'process_resident_memory_bytes',
+      'nodejs_eventloop_lag_seconds',
+      'nodejs_heap_size_used_bytes',
+    ]) {
       expect(sample(m.body, name), name).toBeGreaterThanOrEqual(0);
     }
     expect(sample(m.body, 'meshcni_install_ready')).toBe(1);
@@ -100,10 +134,21 @@ describe('meshcni-agent serve metrics', () => {
 
     // The primary CNI writes a config meshcni cannot chain into: not ready; fixed again: ready.
     writeFileSync(primary, '{ not json');
-    await waitFor(async () => sample((await get(scrapePort, '/metrics')).body, 'meshcni_install_ready') === 0 || undefined, 30_000, () => `install_ready never 0:\n${log}`);
+    await waitFor(
+      async () => sample((await get(scrapePort, '/metrics')).body, 'meshcni_install_ready') === 0 || undefined,
+      30_000,
+      () => `install_ready never 0:\n${log}`,
+    );
     writeFileSync(primary, good);
-    await waitFor(async () => sample((await get(scrapePort, '/metrics')).body, 'meshcni_install_ready') === 1 || undefined, 30_000, () => `install_ready never back to 1:\n${log}`);
-    expect(JSON.parse(readFileSync(primary, 'utf8')).plugins.map((p: { type: string }) => p.type)).toEqual(['bridge', 'meshcni']);
+    await waitFor(
+      async () => sample((await get(scrapePort, '/metrics')).body, 'meshcni_install_ready') === 1 || undefined,
+      30_000,
+      () => `install_ready never back to 1:\n${log}`,
+    );
+    expect(JSON.parse(readFileSync(primary, 'utf8')).plugins.map((p: { type: string }) => p.type)).toEqual([
+      'bridge',
+      'meshcni',
+    ]);
   });
 });
 
@@ -114,7 +159,14 @@ describe('agent latency histograms', () => {
     m.applySeconds.observe({ layout: 'nft' }, 4);
     const text = await m.registry.metrics();
     for (const h of ['meshcni_cni_add_duration_seconds', 'meshcni_apply_duration_seconds']) {
-      const le = (b: string): number | undefined => sample(text.split('\n').filter((l) => l.includes(`le="${b}"`)).join('\n'), `${h}_bucket`);
+      const le = (b: string): number | undefined =>
+        sample(
+          text
+            .split('\n')
+            .filter((l) => l.includes(`le="${b}"`))
+            .join('\n'),
+          `${h}_bucket`,
+        );
       expect(le('2.5'), h).toBe(0);
       expect(le('5'), h).toBe(1);
     }

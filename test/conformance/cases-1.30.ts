@@ -31,12 +31,20 @@ const INBOUND_ALL = [
 /** 1.30: every protocol enters ISTIO_OUTPUT; an excluded port is excluded for TCP and UDP. */
 const OUTPUT_HEAD = (excluded: number[] = [15020]): string[] => [
   '-A OUTPUT -j ISTIO_OUTPUT',
-  ...excluded.flatMap((p) => [`-A ISTIO_OUTPUT -p tcp --dport ${p} -j RETURN`, `-A ISTIO_OUTPUT -p udp --dport ${p} -j RETURN`]),
+  ...excluded.flatMap((p) => [
+    `-A ISTIO_OUTPUT -p tcp --dport ${p} -j RETURN`,
+    `-A ISTIO_OUTPUT -p udp --dport ${p} -j RETURN`,
+  ]),
   '-A ISTIO_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN',
 ];
 /** The uid block then the gid block; the owner → inbound rules skip the HBONE port 15008. */
 const OWNERS = (uid = 1337, gid = 1337, loopbackReturn = true, lo = '127.0.0.1/32'): string[] =>
-  ([['uid', uid], ['gid', gid]] as const).flatMap(([k, id]) => [
+  (
+    [
+      ['uid', uid],
+      ['gid', gid],
+    ] as const
+  ).flatMap(([k, id]) => [
     `-A ISTIO_OUTPUT -o lo ! -d ${lo} -p tcp ! --dport 15008 -m owner --${k}-owner ${id} -j ISTIO_IN_REDIRECT`,
     ...(loopbackReturn ? [`-A ISTIO_OUTPUT -o lo -m owner ! --${k}-owner ${id} -j RETURN`] : []),
     `-A ISTIO_OUTPUT -m owner --${k}-owner ${id} -j RETURN`,
@@ -69,7 +77,13 @@ const TPROXY_MANGLE = (uid = 1337, gid = 1337): string[] => [
   '-I ISTIO_INBOUND 2 -p tcp -s 127.0.0.6/32 -i lo -j RETURN',
   '-I ISTIO_INBOUND 3 -p tcp -i lo -m mark ! --mark 1338 -j RETURN',
 ];
-const TPROXY_NAT = (uid?: number, gid?: number): string[] => [...NAT_HEAD, ...NAT_FIXED, ...OUTPUT_HEAD(), ...OWNERS(uid, gid), ...OUTPUT_TAIL];
+const TPROXY_NAT = (uid?: number, gid?: number): string[] => [
+  ...NAT_HEAD,
+  ...NAT_FIXED,
+  ...OUTPUT_HEAD(),
+  ...OWNERS(uid, gid),
+  ...OUTPUT_TAIL,
+];
 
 /**
  * A golden's inputs where the _test.go's are the same at 1.30.3 as at 1.17.8 (run_test.go's all, and
@@ -79,12 +93,23 @@ function sameInputs(name: string, v4: string, v6?: string): ConformanceCase {
   const golden = name.includes('.') ? `${CNI}${name}` : `${TOOLS}${name}.golden`;
   const c = CASES.find((x) => x.golden === golden);
   if (!c) throw new Error(`no 1.17.8 case for ${golden}`);
-  return { golden, annotations: c.annotations, ...(c.proxyEnv ? { proxyEnv: c.proxyEnv } : {}), v4, ...(v6 ? { v6 } : {}) };
+  return {
+    golden,
+    annotations: c.annotations,
+    ...(c.proxyEnv ? { proxyEnv: c.proxyEnv } : {}),
+    v4,
+    ...(v6 ? { v6 } : {}),
+  };
 }
 
 export const CASES_1_30: ConformanceCase[] = [
   { golden: `${CNI}basic.txt.golden`, annotations: {}, v4: text(DEFAULT_NAT()) },
-  { golden: `${CNI}custom-uid.txt.golden`, annotations: {}, proxy: CUSTOM, v4: text(DEFAULT_NAT(CUSTOM.runAsUser, CUSTOM.runAsGroup)) },
+  {
+    golden: `${CNI}custom-uid.txt.golden`,
+    annotations: {},
+    proxy: CUSTOM,
+    v4: text(DEFAULT_NAT(CUSTOM.runAsUser, CUSTOM.runAsGroup)),
+  },
   { golden: `${CNI}tproxy.txt.golden`, annotations: { [MODE]: 'TPROXY' }, v4: text(TPROXY_MANGLE(), TPROXY_NAT()) },
   {
     golden: `${CNI}custom-uid-tproxy.txt.golden`,
@@ -163,7 +188,15 @@ export const CASES_1_30: ConformanceCase[] = [
     golden: `${CNI}invalid-drop.txt.golden`,
     annotations: {},
     proxyEnv: { INVALID_DROP: 'true' },
-    v4: text(['*mangle', '-N ISTIO_DROP', '-A PREROUTING -m conntrack --ctstate INVALID -j ISTIO_DROP', '-A ISTIO_DROP -j DROP'], DEFAULT_NAT()),
+    v4: text(
+      [
+        '*mangle',
+        '-N ISTIO_DROP',
+        '-A PREROUTING -m conntrack --ctstate INVALID -j ISTIO_DROP',
+        '-A ISTIO_DROP -j DROP',
+      ],
+      DEFAULT_NAT(),
+    ),
   },
 ];
 
@@ -183,15 +216,30 @@ const INBOUND_PORTS = (...ports: number[]): string[] => [
   ...ports.map((p) => `-A ISTIO_INBOUND -p tcp --dport ${p} -j ISTIO_IN_REDIRECT`),
 ];
 const VIRT_RETURN = (...ifs: string[]): string[] => ifs.map((i) => `-I PREROUTING 1 -i ${i} -j RETURN`);
-const REDIRECT_PORTS = ['-A ISTIO_OUTPUT -p tcp --dport 32000 -j ISTIO_REDIRECT', '-A ISTIO_OUTPUT -p tcp --dport 31000 -j ISTIO_REDIRECT'];
+const REDIRECT_PORTS = [
+  '-A ISTIO_OUTPUT -p tcp --dport 32000 -j ISTIO_REDIRECT',
+  '-A ISTIO_OUTPUT -p tcp --dport 31000 -j ISTIO_REDIRECT',
+];
 
-const PORTS_4000_5000 = (v6: boolean, virt: boolean): string => text(TOOLS_NAT(v6, virt ? VIRT_RETURN('eth0', 'eth1') : [], INBOUND_PORTS(4000, 5000)));
+const PORTS_4000_5000 = (v6: boolean, virt: boolean): string =>
+  text(TOOLS_NAT(v6, virt ? VIRT_RETURN('eth0', 'eth1') : [], INBOUND_PORTS(4000, 5000)));
 
 CASES_1_30.push(
-  sameInputs('basic-exclude-nic', text(TOOLS_NAT(false, ['-A PREROUTING -i not-istio-nic -j RETURN', '-A OUTPUT -o not-istio-nic -j RETURN']))),
+  sameInputs(
+    'basic-exclude-nic',
+    text(TOOLS_NAT(false, ['-A PREROUTING -i not-istio-nic -j RETURN', '-A OUTPUT -o not-istio-nic -j RETURN'])),
+  ),
   sameInputs(
     'drop-invalid',
-    text(['*mangle', '-N ISTIO_DROP', '-A PREROUTING -m conntrack --ctstate INVALID -j ISTIO_DROP', '-A ISTIO_DROP -j DROP'], TOOLS_NAT(false)),
+    text(
+      [
+        '*mangle',
+        '-N ISTIO_DROP',
+        '-A PREROUTING -m conntrack --ctstate INVALID -j ISTIO_DROP',
+        '-A ISTIO_DROP -j DROP',
+      ],
+      TOOLS_NAT(false),
+    ),
   ),
   sameInputs('empty', text(TOOLS_NAT(false))),
   sameInputs('inbound-ports-include', text(TOOLS_NAT(false, [], INBOUND_PORTS(32000, 31000)))),
@@ -244,31 +292,71 @@ CASES_1_30.push(
       '-A ISTIO_OUTPUT -d 2001:db8::/32 -j ISTIO_REDIRECT',
     ]),
   ),
-  sameInputs('ipv6-outbound-ports', text([...TOOLS_NAT(false), ...REDIRECT_PORTS]), text([...TOOLS_NAT(true), ...REDIRECT_PORTS])),
+  sameInputs(
+    'ipv6-outbound-ports',
+    text([...TOOLS_NAT(false), ...REDIRECT_PORTS]),
+    text([...TOOLS_NAT(true), ...REDIRECT_PORTS]),
+  ),
 );
 
 /** 1.17.8's capture goldens that 1.30.3 still has, skipped for the same reasons (same run_test.go inputs). */
-const SKIPPED_TOOLS_AS_1_17 = SKIPPED.filter((s) => s.golden.startsWith(TOOLS) && !s.golden.endsWith('/logging.golden'));
+const SKIPPED_TOOLS_AS_1_17 = SKIPPED.filter(
+  (s) => s.golden.startsWith(TOOLS) && !s.golden.endsWith('/logging.golden'),
+);
 
 export const SKIPPED_1_30: SkippedGolden[] = [
   ...SKIPPED_TOOLS_AS_1_17,
   {
     golden: `${TOOLS}host-ipv4-loopback-cidr.golden`,
-    reason: 'HostIPv4LoopbackCidr (127.0.0.1/8 for the loopback rules) has no pod-level knob; the CNI plug-in keeps 127.0.0.1/32',
+    reason:
+      'HostIPv4LoopbackCidr (127.0.0.1/8 for the loopback rules) has no pod-level knob; the CNI plug-in keeps 127.0.0.1/32',
   },
-  { golden: `${CNI}status-ports.txt.golden`, reason: 'no input: no _test.go at 1.30.3 names this file (plugin_dryrun_test.go does not)' },
+  {
+    golden: `${CNI}status-ports.txt.golden`,
+    reason: 'no input: no _test.go at 1.30.3 names this file (plugin_dryrun_test.go does not)',
+  },
 ];
 
 /** Every golden file at ISTIO_1_30_COMMIT (`git ls-tree` of both testdata directories). */
 export const ALL_GOLDENS_1_30 = [
-  ...['basic', 'custom-uid-tproxy', 'custom-uid', 'dns', 'include-exclude-ip', 'include-exclude-ports', 'invalid-drop', 'status-ports', 'tproxy'].map(
-    (n) => `${CNI}${n}.txt.golden`,
-  ),
   ...[
-    'basic-exclude-nic', 'dns-uid-gid', 'drop-invalid', 'empty', 'host-ipv4-loopback-cidr', 'inbound-ports-include', 'inbound-ports-tproxy',
-    'inbound-ports-wildcard-tproxy', 'inbound-ports-wildcard', 'ip-range', 'ipnets-with-kube-virt-interfaces', 'ipnets',
-    'ipv6-dns-outbound-owner-groups-exclude', 'ipv6-dns-outbound-owner-groups', 'ipv6-dns-uid-gid', 'ipv6-empty-inbound-ports', 'ipv6-inbound-ports',
-    'ipv6-ipnets', 'ipv6-outbound-ports', 'ipv6-uid-gid', 'ipv6-virt-interfaces', 'kube-virt-interfaces', 'loopback-outbound-iprange',
-    'outbound-owner-groups-exclude', 'outbound-owner-groups', 'outbound-ports-include', 'tproxy',
+    'basic',
+    'custom-uid-tproxy',
+    'custom-uid',
+    'dns',
+    'include-exclude-ip',
+    'include-exclude-ports',
+    'invalid-drop',
+    'status-ports',
+    'tproxy',
+  ].map((n) => `${CNI}${n}.txt.golden`),
+  ...[
+    'basic-exclude-nic',
+    'dns-uid-gid',
+    'drop-invalid',
+    'empty',
+    'host-ipv4-loopback-cidr',
+    'inbound-ports-include',
+    'inbound-ports-tproxy',
+    'inbound-ports-wildcard-tproxy',
+    'inbound-ports-wildcard',
+    'ip-range',
+    'ipnets-with-kube-virt-interfaces',
+    'ipnets',
+    'ipv6-dns-outbound-owner-groups-exclude',
+    'ipv6-dns-outbound-owner-groups',
+    'ipv6-dns-uid-gid',
+    'ipv6-empty-inbound-ports',
+    'ipv6-inbound-ports',
+    'ipv6-ipnets',
+    'ipv6-outbound-ports',
+    'ipv6-uid-gid',
+    'ipv6-virt-interfaces',
+    'kube-virt-interfaces',
+    'loopback-outbound-iprange',
+    'outbound-owner-groups-exclude',
+    'outbound-owner-groups',
+    'outbound-ports-include',
+    'tproxy',
   ].map((n) => `${TOOLS}${n}.golden`),
 ];

@@ -32,7 +32,11 @@ const MODE = 'sidecar.istio.io/interceptionMode';
  * capture/run_test.go starts from a config with no inbound ports, no outbound ranges and no excluded
  * outbound ports; the CNI plug-in's defaults differ, so those cases set the three annotations empty.
  */
-const TOOLS_BASE = { [`${T}includeInboundPorts`]: '', [`${T}includeOutboundIPRanges`]: '', [`${T}excludeOutboundPorts`]: '' };
+const TOOLS_BASE = {
+  [`${T}includeInboundPorts`]: '',
+  [`${T}includeOutboundIPRanges`]: '',
+  [`${T}excludeOutboundPorts`]: '',
+};
 const DUAL = { ISTIO_DUAL_STACK: 'true' };
 
 /** The four nat chains and the three rules run.go always writes first. */
@@ -165,7 +169,11 @@ export const CASES: ConformanceCase[] = [
   },
   {
     golden: `${CNI}include-exclude-ports.txt.golden`,
-    annotations: { [`${T}includeInboundPorts`]: '1111,2222', [`${T}excludeInboundPorts`]: '3333,4444', [`${T}excludeOutboundPorts`]: '5555,6666' },
+    annotations: {
+      [`${T}includeInboundPorts`]: '1111,2222',
+      [`${T}excludeInboundPorts`]: '3333,4444',
+      [`${T}excludeOutboundPorts`]: '5555,6666',
+    },
     v4: text([
       ...NAT_HEAD(),
       '-A PREROUTING -p tcp -j ISTIO_INBOUND',
@@ -262,7 +270,11 @@ export const CASES: ConformanceCase[] = [
   },
   {
     golden: `${TOOLS}ipnets-with-kube-virt-interfaces.golden`,
-    annotations: { ...TOOLS_BASE, [`${T}includeOutboundIPRanges`]: '10.0.0.0/8', [`${T}kubevirtInterfaces`]: 'eth1,eth2' },
+    annotations: {
+      ...TOOLS_BASE,
+      [`${T}includeOutboundIPRanges`]: '10.0.0.0/8',
+      [`${T}kubevirtInterfaces`]: 'eth1,eth2',
+    },
     v4: text([
       ...NAT_HEAD(['-I PREROUTING 1 -i eth1 -j RETURN', '-I PREROUTING 1 -i eth2 -j RETURN']),
       ...TOOLS_EMPTY_NAT().slice(NAT_HEAD().length),
@@ -286,7 +298,11 @@ export const CASES: ConformanceCase[] = [
   {
     golden: `${TOOLS}outbound-ports-include.golden`,
     annotations: { ...TOOLS_BASE, [`${T}includeOutboundPorts`]: '32000,31000' },
-    v4: text([...TOOLS_EMPTY_NAT(), '-A ISTIO_OUTPUT -p tcp --dport 32000 -j ISTIO_REDIRECT', '-A ISTIO_OUTPUT -p tcp --dport 31000 -j ISTIO_REDIRECT']),
+    v4: text([
+      ...TOOLS_EMPTY_NAT(),
+      '-A ISTIO_OUTPUT -p tcp --dport 32000 -j ISTIO_REDIRECT',
+      '-A ISTIO_OUTPUT -p tcp --dport 31000 -j ISTIO_REDIRECT',
+    ]),
   },
   // EnableInboundIPv6 is the pod's ISTIO_DUAL_STACK: the same rules for IPv6 with ::1 and ::6.
   {
@@ -307,7 +323,11 @@ export const CASES: ConformanceCase[] = [
     ];
     return {
       golden: `${TOOLS}${name}.golden`,
-      annotations: { ...TOOLS_BASE, [`${T}includeInboundPorts`]: '4000,5000', ...(virt ? { [`${T}kubevirtInterfaces`]: 'eth0,eth1' } : {}) },
+      annotations: {
+        ...TOOLS_BASE,
+        [`${T}includeInboundPorts`]: '4000,5000',
+        ...(virt ? { [`${T}kubevirtInterfaces`]: 'eth0,eth1' } : {}),
+      },
       proxyEnv: DUAL,
       v4: text(body(false)),
       v6: text(body(true)),
@@ -351,25 +371,44 @@ export const CASES: ConformanceCase[] = [
     golden: `${TOOLS}ipv6-outbound-ports.golden`,
     annotations: { ...TOOLS_BASE, [`${T}includeOutboundPorts`]: '32000,31000' },
     proxyEnv: DUAL,
-    v4: text([...TOOLS_EMPTY_NAT(), '-A ISTIO_OUTPUT -p tcp --dport 32000 -j ISTIO_REDIRECT', '-A ISTIO_OUTPUT -p tcp --dport 31000 -j ISTIO_REDIRECT']),
-    v6: text([...TOOLS_EMPTY_NAT(true), '-A ISTIO_OUTPUT -p tcp --dport 32000 -j ISTIO_REDIRECT', '-A ISTIO_OUTPUT -p tcp --dport 31000 -j ISTIO_REDIRECT']),
+    v4: text([
+      ...TOOLS_EMPTY_NAT(),
+      '-A ISTIO_OUTPUT -p tcp --dport 32000 -j ISTIO_REDIRECT',
+      '-A ISTIO_OUTPUT -p tcp --dport 31000 -j ISTIO_REDIRECT',
+    ]),
+    v6: text([
+      ...TOOLS_EMPTY_NAT(true),
+      '-A ISTIO_OUTPUT -p tcp --dport 32000 -j ISTIO_REDIRECT',
+      '-A ISTIO_OUTPUT -p tcp --dport 31000 -j ISTIO_REDIRECT',
+    ]),
   },
 ];
 
-const MULTI_ID = 'ProxyUID "3,4" / ProxyGID "1,2": a list of proxy uids/gids has no pod-level knob (one runAsUser, one runAsGroup)';
-const DNS_SERVERS = 'DNS capture limited to resolv.conf servers (CaptureAllDNS off): the CNI plug-in always captures all DNS, no pod-level knob';
+const MULTI_ID =
+  'ProxyUID "3,4" / ProxyGID "1,2": a list of proxy uids/gids has no pod-level knob (one runAsUser, one runAsGroup)';
+const DNS_SERVERS =
+  'DNS capture limited to resolv.conf servers (CaptureAllDNS off): the CNI plug-in always captures all DNS, no pod-level knob';
 const OWNER_GROUPS = 'OwnerGroupsInclude/Exclude has no pod-level knob (the CNI plug-in never sets it)';
 
 export const SKIPPED: SkippedGolden[] = [
-  { golden: `${CNI}status-ports.txt.golden`, reason: 'no input: no _test.go at 1.17.8 (or in its history) drives this file' },
+  {
+    golden: `${CNI}status-ports.txt.golden`,
+    reason: 'no input: no _test.go at 1.17.8 (or in its history) drives this file',
+  },
   { golden: `${TOOLS}dns-uid-gid.golden`, reason: `${MULTI_ID}; ${DNS_SERVERS}` },
   { golden: `${TOOLS}ip-range.golden`, reason: `${MULTI_ID}; ${DNS_SERVERS}` },
   { golden: `${TOOLS}loopback-outbound-iprange.golden`, reason: `${MULTI_ID}; ${DNS_SERVERS}` },
   { golden: `${TOOLS}ipv6-uid-gid.golden`, reason: MULTI_ID },
   { golden: `${TOOLS}ipv6-dns-uid-gid.golden`, reason: `${MULTI_ID}; ${DNS_SERVERS}` },
   { golden: `${TOOLS}tproxy.golden`, reason: DNS_SERVERS },
-  { golden: `${TOOLS}inbound-ports-wildcard.golden`, reason: 'inbound "*" without 15020,15021,15090 excluded: the CNI plug-in always excludes them, no pod-level knob' },
-  { golden: `${TOOLS}inbound-ports-wildcard-tproxy.golden`, reason: 'inbound "*" without 15020,15021,15090 excluded: the CNI plug-in always excludes them, no pod-level knob' },
+  {
+    golden: `${TOOLS}inbound-ports-wildcard.golden`,
+    reason: 'inbound "*" without 15020,15021,15090 excluded: the CNI plug-in always excludes them, no pod-level knob',
+  },
+  {
+    golden: `${TOOLS}inbound-ports-wildcard-tproxy.golden`,
+    reason: 'inbound "*" without 15020,15021,15090 excluded: the CNI plug-in always excludes them, no pod-level knob',
+  },
   { golden: `${TOOLS}outbound-owner-groups.golden`, reason: OWNER_GROUPS },
   { golden: `${TOOLS}outbound-owner-groups-exclude.golden`, reason: OWNER_GROUPS },
   { golden: `${TOOLS}ipv6-dns-outbound-owner-groups.golden`, reason: OWNER_GROUPS },
@@ -379,13 +418,37 @@ export const SKIPPED: SkippedGolden[] = [
 
 /** Every golden file at ISTIO_COMMIT (`git ls-tree` of both testdata directories). */
 export const ALL_GOLDENS = [
-  ...['basic', 'dns', 'include-exclude-ip', 'include-exclude-ports', 'invalid-drop', 'status-ports', 'tproxy'].map((n) => `${CNI}${n}.txt.golden`),
+  ...['basic', 'dns', 'include-exclude-ip', 'include-exclude-ports', 'invalid-drop', 'status-ports', 'tproxy'].map(
+    (n) => `${CNI}${n}.txt.golden`,
+  ),
   ...[
-    'basic-exclude-nic', 'dns-uid-gid', 'drop-invalid', 'empty', 'inbound-ports-include', 'inbound-ports-tproxy', 'inbound-ports-wildcard-tproxy',
-    'inbound-ports-wildcard', 'ip-range', 'ipnets-with-kube-virt-interfaces', 'ipnets', 'ipv6-dns-outbound-owner-groups-exclude',
-    'ipv6-dns-outbound-owner-groups', 'ipv6-dns-uid-gid', 'ipv6-empty-inbound-ports', 'ipv6-inbound-ports', 'ipv6-ipnets', 'ipv6-outbound-ports',
-    'ipv6-uid-gid', 'ipv6-virt-interfaces', 'kube-virt-interfaces', 'logging', 'loopback-outbound-iprange', 'outbound-owner-groups-exclude',
-    'outbound-owner-groups', 'outbound-ports-include', 'tproxy',
+    'basic-exclude-nic',
+    'dns-uid-gid',
+    'drop-invalid',
+    'empty',
+    'inbound-ports-include',
+    'inbound-ports-tproxy',
+    'inbound-ports-wildcard-tproxy',
+    'inbound-ports-wildcard',
+    'ip-range',
+    'ipnets-with-kube-virt-interfaces',
+    'ipnets',
+    'ipv6-dns-outbound-owner-groups-exclude',
+    'ipv6-dns-outbound-owner-groups',
+    'ipv6-dns-uid-gid',
+    'ipv6-empty-inbound-ports',
+    'ipv6-inbound-ports',
+    'ipv6-ipnets',
+    'ipv6-outbound-ports',
+    'ipv6-uid-gid',
+    'ipv6-virt-interfaces',
+    'kube-virt-interfaces',
+    'logging',
+    'loopback-outbound-iprange',
+    'outbound-owner-groups-exclude',
+    'outbound-owner-groups',
+    'outbound-ports-include',
+    'tproxy',
   ].map((n) => `${TOOLS}${n}.golden`),
 ];
 
@@ -400,11 +463,20 @@ export function podManifest(c: ConformanceCase, commit = ISTIO_COMMIT, image = '
     {
       apiVersion: 'v1',
       kind: 'Pod',
-      metadata: { name, namespace: 'conformance', annotations: { 'meshcni.example/istio-golden': `${c.golden}@${commit}`, ...c.annotations } },
+      metadata: {
+        name,
+        namespace: 'conformance',
+        annotations: { 'meshcni.example/istio-golden': `${c.golden}@${commit}`, ...c.annotations },
+      },
       spec: {
         containers: [
           { name: 'app', image: 'example/app' },
-          { name: 'istio-proxy', image, ...(env.length ? { env } : {}), ...(c.proxy ? { securityContext: c.proxy } : {}) },
+          {
+            name: 'istio-proxy',
+            image,
+            ...(env.length ? { env } : {}),
+            ...(c.proxy ? { securityContext: c.proxy } : {}),
+          },
         ],
       },
     },

@@ -12,7 +12,15 @@ import { parsePodManifest } from '../../src/capture/pod.js';
 import { planPod } from '../../src/capture/plan.js';
 import { applyTables } from '../../src/nft/apply.js';
 import { NetnsPool, inNetns, netnsPath, normaliseSave } from '../helpers/netns.js';
-import { ALL_GOLDENS, CASES, ISTIO_COMMIT, SKIPPED, podManifest, type ConformanceCase, type SkippedGolden } from './cases.js';
+import {
+  ALL_GOLDENS,
+  CASES,
+  ISTIO_COMMIT,
+  SKIPPED,
+  podManifest,
+  type ConformanceCase,
+  type SkippedGolden,
+} from './cases.js';
 import { ALL_GOLDENS_1_30, CASES_1_30, ISTIO_1_30_COMMIT, SKIPPED_1_30 } from './cases-1.30.js';
 
 const MAIN = join(resolve(fileURLToPath(import.meta.url), '../../..'), 'dist/cli/main.js');

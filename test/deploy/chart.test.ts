@@ -9,7 +9,12 @@ import { parseSettings, type AgentSettings } from '../../src/agent/config.js';
 import { CHART_DIR, helm, helmTemplate } from '../../scripts/helm.js';
 import { validateObject } from './k8s-schema.js';
 
-type Doc = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; annotations?: Record<string, string> }; [k: string]: any };
+type Doc = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; annotations?: Record<string, string> };
+  [k: string]: any;
+};
 
 interface Render {
   docs: Doc[];
@@ -22,7 +27,9 @@ interface Render {
 }
 
 function render(set: Record<string, string> = {}, extra: string[] = []): Render {
-  const docs = parseAllDocuments(helmTemplate(set, extra)).map((d) => d.toJS() as Doc).filter((d) => d !== null);
+  const docs = parseAllDocuments(helmTemplate(set, extra))
+    .map((d) => d.toJS() as Doc)
+    .filter((d) => d !== null);
   const ds = docs.find((d) => d.kind === 'DaemonSet')!;
   const cm = docs.find((d) => d.kind === 'ConfigMap')!;
   const pod = ds.spec.template.spec;
@@ -36,11 +43,13 @@ function render(set: Record<string, string> = {}, extra: string[] = []): Render 
   return { docs, ds, pod, agent, settings, hostPaths };
 }
 
-const PROFILES = readdirSync(`${CHART_DIR}/files`).map((f) => /^profile-(.+)\.yaml$/.exec(f)?.[1]).filter((p) => p !== undefined);
+const PROFILES = readdirSync(`${CHART_DIR}/files`)
+  .map((f) => /^profile-(.+)\.yaml$/.exec(f)?.[1])
+  .filter((p) => p !== undefined);
 const RENDERED_PROFILES = ['', ...PROFILES];
 /** The Multus CRD is no built-in API type: its known shape, checked by hand. */
 function validateNad(d: Doc): string[] {
-  const { apiVersion, kind, metadata, ...rest } = d;
+  const { apiVersion, kind: _kind, metadata, ...rest } = d;
   const problems = validateObject({ apiVersion: 'v1', kind: 'ConfigMap', metadata }); // V1ObjectMeta's fields
   if (apiVersion !== 'k8s.cni.cncf.io/v1') problems.push(`apiVersion ${apiVersion}`);
   for (const k of Object.keys(rest)) if (k !== 'spec') problems.push(`unknown field ${k}`);
@@ -49,11 +58,18 @@ function validateNad(d: Doc): string[] {
 
 describe('helm lint', () => {
   it.each(RENDERED_PROFILES)('passes for profile %j', (profile) => {
-    expect(helm(['lint', '--strict', CHART_DIR, '--set', `profile=${profile}`])).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+    expect(helm(['lint', '--strict', CHART_DIR, '--set', `profile=${profile}`])).toMatch(
+      /1 chart\(s\) linted, 0 chart\(s\) failed/,
+    );
   });
 });
 
-const CLUSTER_SCOPED = new Set(['ClusterRole', 'ClusterRoleBinding', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']);
+const CLUSTER_SCOPED = new Set([
+  'ClusterRole',
+  'ClusterRoleBinding',
+  'ValidatingAdmissionPolicy',
+  'ValidatingAdmissionPolicyBinding',
+]);
 
 describe('helm template', () => {
   it('knows the platforms the issue lists, one file each', () => {
@@ -63,10 +79,16 @@ describe('helm template', () => {
   it.each(RENDERED_PROFILES)('renders profile %j into valid Kubernetes objects in the release namespace', (profile) => {
     const { docs } = render({ profile });
     const nad = profile === 'openshift' ? ['NetworkAttachmentDefinition/meshcni'] : [];
-    expect(docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual(
-      ['ClusterRole/meshcni-agent', 'ClusterRoleBinding/meshcni-agent', 'ConfigMap/meshcni-config', 'DaemonSet/meshcni-agent', ...nad, 'ServiceAccount/meshcni-agent',
-        'ValidatingAdmissionPolicy/meshcni-agent-node-taint', 'ValidatingAdmissionPolicyBinding/meshcni-agent-node-taint'],
-    );
+    expect(docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual([
+      'ClusterRole/meshcni-agent',
+      'ClusterRoleBinding/meshcni-agent',
+      'ConfigMap/meshcni-config',
+      'DaemonSet/meshcni-agent',
+      ...nad,
+      'ServiceAccount/meshcni-agent',
+      'ValidatingAdmissionPolicy/meshcni-agent-node-taint',
+      'ValidatingAdmissionPolicyBinding/meshcni-agent-node-taint',
+    ]);
     for (const d of docs) {
       if (d.kind === 'NetworkAttachmentDefinition') {
         expect(validateNad(d)).toEqual([]);
@@ -80,7 +102,12 @@ describe('helm template', () => {
 
   it('openshift: a standalone meshcni network in the Multus conf dir, its NetworkAttachmentDefinition, SELinux spc_t', () => {
     const { settings, docs, agent } = render({ profile: 'openshift' });
-    expect(settings).toMatchObject({ chained: false, cniConfDir: '/etc/cni/multus/net.d', cniConfFileName: 'meshcni.conf', cniBinDir: '/var/lib/cni/bin' });
+    expect(settings).toMatchObject({
+      chained: false,
+      cniConfDir: '/etc/cni/multus/net.d',
+      cniConfFileName: 'meshcni.conf',
+      cniBinDir: '/var/lib/cni/bin',
+    });
     expect(docs.find((d) => d.kind === 'NetworkAttachmentDefinition')?.metadata.name).toBe('meshcni');
     expect(agent.securityContext.seLinuxOptions).toEqual({ type: 'spc_t' });
     expect(render().agent.securityContext.seLinuxOptions).toBeUndefined();
@@ -99,13 +126,24 @@ describe('platform profiles', () => {
     ['gke', '/home/kubernetes/bin', '/etc/cni/net.d', '/var/run/netns'],
     ['k3s', '/var/lib/rancher/k3s/data/cni', '/var/lib/rancher/k3s/agent/etc/cni/net.d', '/var/run/netns'],
     ['k3d', '/bin', '/var/lib/rancher/k3s/agent/etc/cni/net.d', '/var/run/netns'],
-    ['microk8s', '/var/snap/microk8s/current/opt/cni/bin', '/var/snap/microk8s/current/args/cni-network', '/var/run/netns'],
+    [
+      'microk8s',
+      '/var/snap/microk8s/current/opt/cni/bin',
+      '/var/snap/microk8s/current/args/cni-network',
+      '/var/run/netns',
+    ],
     ['openshift', '/var/lib/cni/bin', '/etc/cni/multus/net.d', '/var/run/netns'],
     ['minikube', '/opt/cni/bin', '/etc/cni/net.d', '/var/run/docker/netns'],
   ])('profile %j: bin %s, conf %s, netns %s in the hostPaths and the agent config', (profile, bin, conf, netns) => {
     const { settings, hostPaths } = render({ profile });
     expect({ bin: settings.cniBinDir, conf: settings.cniConfDir }).toEqual({ bin, conf });
-    expect(hostPaths).toEqual({ [conf]: conf, [bin]: bin, [netns]: netns, '/var/run/meshcni': '/var/run/meshcni', '/host/proc': '/proc' });
+    expect(hostPaths).toEqual({
+      [conf]: conf,
+      [bin]: bin,
+      [netns]: netns,
+      '/var/run/meshcni': '/var/run/meshcni',
+      '/host/proc': '/proc',
+    });
   });
 
   it('set only the platform-dependent values', () => {
@@ -137,13 +175,34 @@ describe('values', () => {
 
   it('lands each pod-level value on the DaemonSet', () => {
     const { ds, pod, agent } = render({}, [
-      '--set', 'image.repository=localhost/meshcni', '--set', 'image.tag=dev', '--set', 'image.pullPolicy=Never',
-      '--set', 'priorityClassName=mesh-critical', '--set', 'terminationGracePeriodSeconds=45',
-      '--set', 'updateStrategy.rollingUpdate.maxUnavailable=25%', '--set', 'podLabels.team=mesh',
-      '--set', 'podAnnotations.owner=net', '--set', 'nodeSelector.pool=mesh', '--set', 'tolerations[0].key=dedicated',
-      '--set', 'tolerations[0].operator=Exists', '--set', 'resources.requests.cpu=10m',
-      '--set', 'affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=mesh',
-      '--set', 'affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists',
+      '--set',
+      'image.repository=localhost/meshcni',
+      '--set',
+      'image.tag=dev',
+      '--set',
+      'image.pullPolicy=Never',
+      '--set',
+      'priorityClassName=mesh-critical',
+      '--set',
+      'terminationGracePeriodSeconds=45',
+      '--set',
+      'updateStrategy.rollingUpdate.maxUnavailable=25%',
+      '--set',
+      'podLabels.team=mesh',
+      '--set',
+      'podAnnotations.owner=net',
+      '--set',
+      'nodeSelector.pool=mesh',
+      '--set',
+      'tolerations[0].key=dedicated',
+      '--set',
+      'tolerations[0].operator=Exists',
+      '--set',
+      'resources.requests.cpu=10m',
+      '--set',
+      'affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=mesh',
+      '--set',
+      'affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists',
     ]);
     expect(validateObject(ds)).toEqual([]);
     expect([agent.image, agent.imagePullPolicy]).toEqual(['localhost/meshcni:dev', 'Never']);
@@ -155,7 +214,9 @@ describe('values', () => {
     expect(pod.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux', pool: 'mesh' });
     expect(pod.tolerations).toEqual([{ key: 'dedicated', operator: 'Exists' }]);
     expect(agent.resources.requests.cpu).toBe('10m');
-    expect(pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0]).toEqual({ key: 'mesh', operator: 'Exists' });
+    expect(
+      pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0],
+    ).toEqual({ key: 'mesh', operator: 'Exists' });
   });
 
   it("tags the image with the chart's appVersion by default", () => {
@@ -164,25 +225,61 @@ describe('values', () => {
   });
 
   it("names the image `npm run image` builds: appVersion is package.json's version", () => {
-    const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    const version = (
+      JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+    ).version;
     const script = new URL('../../scripts/build-image.sh', import.meta.url).pathname;
-    const built = execFileSync('bash', ['-c', `cd "$(dirname "$1")/.." && eval "$(grep '^IMAGE=' "$1")" && echo "$IMAGE"`, 'sh', script], { encoding: 'utf8' });
+    const built = execFileSync(
+      'bash',
+      ['-c', `cd "$(dirname "$1")/.." && eval "$(grep '^IMAGE=' "$1")" && echo "$IMAGE"`, 'sh', script],
+      { encoding: 'utf8' },
+    );
     expect(built.trim()).toBe(`ghcr.io/meshcni/meshcni:${version}`);
     expect(render().agent.image).toBe(built.trim());
   });
 
   it.each([
-    ['excludeNamespaces', ['--set-json', 'excludeNamespaces=["kube-system","linkerd"]'], (s: AgentSettings) => s.capture.excludeNamespaces, ['kube-system', 'linkerd']],
+    [
+      'excludeNamespaces',
+      ['--set-json', 'excludeNamespaces=["kube-system","linkerd"]'],
+      (s: AgentSettings) => s.capture.excludeNamespaces,
+      ['kube-system', 'linkerd'],
+    ],
     ['layout', ['--set', 'layout=nft'], (s: AgentSettings) => s.capture.layout, 'nft'],
     ['repairPolicy', ['--set', 'repairPolicy=report'], (s: AgentSettings) => s.repairPolicy, 'report'],
     ['logLevel', ['--set', 'logLevel=debug'], (s: AgentSettings) => s.logLevel, 'debug'],
-    ['cniConfFileName', ['--set', 'cniConfFileName=10-calico.conflist'], (s: AgentSettings) => s.cniConfFileName, '10-calico.conflist'],
-    ['readinessTaint.enabled', ['--set', 'readinessTaint.enabled=false'], (s: AgentSettings) => s.removeReadinessTaint, false],
-    ['readinessTaint.key', ['--set', 'readinessTaint.key=example.com/cni'], (s: AgentSettings) => s.readinessTaintKey, 'example.com/cni'],
-    ['reconcileIntervalSeconds', ['--set', 'reconcileIntervalSeconds=0'], (s: AgentSettings) => s.reconcileIntervalSeconds, 0],
+    [
+      'cniConfFileName',
+      ['--set', 'cniConfFileName=10-calico.conflist'],
+      (s: AgentSettings) => s.cniConfFileName,
+      '10-calico.conflist',
+    ],
+    [
+      'readinessTaint.enabled',
+      ['--set', 'readinessTaint.enabled=false'],
+      (s: AgentSettings) => s.removeReadinessTaint,
+      false,
+    ],
+    [
+      'readinessTaint.key',
+      ['--set', 'readinessTaint.key=example.com/cni'],
+      (s: AgentSettings) => s.readinessTaintKey,
+      'example.com/cni',
+    ],
+    [
+      'reconcileIntervalSeconds',
+      ['--set', 'reconcileIntervalSeconds=0'],
+      (s: AgentSettings) => s.reconcileIntervalSeconds,
+      0,
+    ],
     ['uninstallOnShutdown', ['--set', 'uninstallOnShutdown=true'], (s: AgentSettings) => s.uninstallOnShutdown, true],
     ['ownedConfig', ['--set', 'ownedConfig=true'], (s: AgentSettings) => s.ownedConfigFileName, '02-meshcni.conflist'],
-    ['ownedConfigFileName', ['--set', 'ownedConfig=true', '--set', 'ownedConfigFileName=00-mesh.conflist'], (s: AgentSettings) => s.ownedConfigFileName, '00-mesh.conflist'],
+    [
+      'ownedConfigFileName',
+      ['--set', 'ownedConfig=true', '--set', 'ownedConfigFileName=00-mesh.conflist'],
+      (s: AgentSettings) => s.ownedConfigFileName,
+      '00-mesh.conflist',
+    ],
     ['ownedConfig left false', [], (s: AgentSettings) => s.ownedConfigFileName, ''],
   ])('%s lands in the agent config', (_name, extra, read, want) => {
     expect(read(render({}, extra).settings)).toEqual(want);
@@ -204,11 +301,17 @@ describe('values', () => {
   });
 
   it('renders the pod-delete RBAC only with repairPolicy=delete', () => {
-    const names = (r: Render): string[] => r.docs.filter((d) => d.kind.startsWith('ClusterRole')).map((d) => `${d.kind}/${d.metadata.name}`).sort();
+    const names = (r: Render): string[] =>
+      r.docs
+        .filter((d) => d.kind.startsWith('ClusterRole'))
+        .map((d) => `${d.kind}/${d.metadata.name}`)
+        .sort();
     expect(names(render())).toEqual(['ClusterRole/meshcni-agent', 'ClusterRoleBinding/meshcni-agent']);
     expect(names(render({ repairPolicy: 'delete' }))).toEqual([
-      'ClusterRole/meshcni-agent', 'ClusterRole/meshcni-agent-repair-delete',
-      'ClusterRoleBinding/meshcni-agent', 'ClusterRoleBinding/meshcni-agent-repair-delete',
+      'ClusterRole/meshcni-agent',
+      'ClusterRole/meshcni-agent-repair-delete',
+      'ClusterRoleBinding/meshcni-agent',
+      'ClusterRoleBinding/meshcni-agent-repair-delete',
     ]);
   });
 
@@ -223,15 +326,35 @@ describe('values', () => {
 describe('values the agent cannot honour', () => {
   it.each([
     ['an unknown profile', { profile: 'eks' }, /profile "eks": no such profile/],
-    ['chained=false with the default provider', { chained: 'false' }, /chained false with provider "default": want chained: true with provider: default, or chained: false with provider: multus/],
+    [
+      'chained=false with the default provider',
+      { chained: 'false' },
+      /chained false with provider "default": want chained: true with provider: default, or chained: false with provider: multus/,
+    ],
     ['provider=multus while chained', { provider: 'multus' }, /chained true with provider "multus": want/],
-    ['standalone without its own .conf', { chained: 'false', provider: 'multus' }, /cniConfFileName "": chained: false needs the name of meshcni's own .conf/],
-    ['an owned conflist in standalone mode', { profile: 'openshift', ownedConfig: 'true' }, /ownedConfig true with chained: false/],
+    [
+      'standalone without its own .conf',
+      { chained: 'false', provider: 'multus' },
+      /cniConfFileName "": chained: false needs the name of meshcni's own .conf/,
+    ],
+    [
+      'an owned conflist in standalone mode',
+      { profile: 'openshift', ownedConfig: 'true' },
+      /ownedConfig true with chained: false/,
+    ],
     ['an unknown provider', { provider: 'calico' }, /provider "calico": want default or multus/],
-    ['an ownedConfigFileName that is no .conflist', { ownedConfig: 'true', ownedConfigFileName: '02-meshcni.conf' }, /ownedConfigFileName "02-meshcni.conf": want a .conflist/],
+    [
+      'an ownedConfigFileName that is no .conflist',
+      { ownedConfig: 'true', ownedConfigFileName: '02-meshcni.conf' },
+      /ownedConfigFileName "02-meshcni.conf": want a .conflist/,
+    ],
     ['a relative cniBinDir', { cniBinDir: 'opt/cni/bin' }, /cniBinDir "opt\/cni\/bin": want an absolute host path/],
     ['a relative cniNetnsDir', { cniNetnsDir: 'run/netns' }, /cniNetnsDir "run\/netns": want an absolute host path/],
-    ['a path as cniConfFileName', { cniConfFileName: '/etc/cni/net.d/10.conflist' }, /cniConfFileName "\/etc\/cni\/net.d\/10.conflist": want a file name/],
+    [
+      'a path as cniConfFileName',
+      { cniConfFileName: '/etc/cni/net.d/10.conflist' },
+      /cniConfFileName "\/etc\/cni\/net.d\/10.conflist": want a file name/,
+    ],
     ['an unknown layout', { layout: 'ipvs' }, /layout "ipvs": want iptables or nft/],
     ['an unknown repairPolicy', { repairPolicy: 'fix' }, /repairPolicy "fix": want capture/],
     ['an unknown logLevel', { logLevel: 'loud' }, /logLevel "loud": want trace/],

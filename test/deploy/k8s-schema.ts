@@ -22,7 +22,14 @@ export function modelName(apiVersion: string, kind: string): string {
   return `${version[0]!.toUpperCase()}${version.slice(1)}${kind}`;
 }
 
-const describeValue = (v: unknown): string => (Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`);
+const describeValue = (v: unknown): string =>
+  Array.isArray(v)
+    ? 'an array'
+    : v === null
+      ? 'null'
+      : typeof v === 'object'
+        ? 'an object'
+        : `${typeof v} ${JSON.stringify(v)}`;
 
 function check(value: unknown, type: string, format: string, path: string, problems: string[]): void {
   const wrong = (want: string): void => {
@@ -40,7 +47,8 @@ function check(value: unknown, type: string, format: string, path: string, probl
   } else if (type === 'string' || type === 'Date') {
     if (typeof value !== 'string') wrong('a string');
   } else if (type === 'number') {
-    if (typeof value !== 'number' || (/^int/.test(format) && !Number.isInteger(value))) wrong(/^int/.test(format) ? 'an integer' : 'a number');
+    if (typeof value !== 'number' || (/^int/.test(format) && !Number.isInteger(value)))
+      wrong(/^int/.test(format) ? 'an integer' : 'a number');
   } else if (type === 'boolean') {
     if (typeof value !== 'boolean') wrong('true or false');
   } else if (type === 'IntOrString') {
@@ -63,7 +71,8 @@ function check(value: unknown, type: string, format: string, path: string, probl
 
 /** Every problem of one manifest object, as `kind/name.path: reason` lines; [] when it is valid. */
 export function validateObject(obj: { apiVersion?: unknown; kind?: unknown; metadata?: { name?: unknown } }): string[] {
-  if (typeof obj.apiVersion !== 'string' || typeof obj.kind !== 'string') return ['apiVersion and kind must be strings'];
+  if (typeof obj.apiVersion !== 'string' || typeof obj.kind !== 'string')
+    return ['apiVersion and kind must be strings'];
   const name = modelName(obj.apiVersion, obj.kind);
   if (!model(name)) return [`${obj.apiVersion} ${obj.kind}: no such Kubernetes API type (${name})`];
   const problems: string[] = [];

@@ -11,7 +11,12 @@ import { validateObject } from './k8s-schema.js';
 
 const DEPLOY = new URL('../../deploy/', import.meta.url).pathname;
 
-type Doc = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; [k: string]: any };
+type Doc = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  [k: string]: any;
+};
 
 function load(file: string): Doc[] {
   const docs = parseAllDocuments(readFileSync(DEPLOY + file, 'utf8'));
@@ -62,13 +67,41 @@ describe('the Kubernetes API type check', () => {
   };
 
   it.each([
-    ['an unknown container field', (d: any) => (d.spec.template.spec.containers[0].imagePullPolcy = 'Always'), /containers\[0\]\.imagePullPolcy: unknown field of V1Container/],
-    ['an unknown top-level field', (d: any) => (d.specs = {}), /DaemonSet\/meshcni-agent\.specs: unknown field of V1DaemonSet/],
-    ['a string for a boolean', (d: any) => (d.spec.template.spec.hostNetwork = 'true'), /spec\.hostNetwork: want true or false, got string "true"/],
-    ['a boolean label value (unquoted false)', (d: any) => (d.spec.template.metadata.labels['sidecar.istio.io/inject'] = false), /labels\.sidecar\.istio\.io\/inject: want a string, got boolean false/],
-    ['a fractional port', (d: any) => (d.spec.template.spec.containers[0].ports[0].containerPort = 15121.5), /containerPort: want an integer/],
-    ['an object for a list', (d: any) => (d.spec.template.spec.tolerations = { operator: 'Exists' }), /tolerations: want Array<V1Toleration>, got an object/],
-    ['a list for an int-or-string', (d: any) => (d.spec.template.spec.containers[0].readinessProbe.httpGet.port = [15120]), /httpGet\.port: want an integer or a string, got an array/],
+    [
+      'an unknown container field',
+      (d: any) => (d.spec.template.spec.containers[0].imagePullPolcy = 'Always'),
+      /containers\[0\]\.imagePullPolcy: unknown field of V1Container/,
+    ],
+    [
+      'an unknown top-level field',
+      (d: any) => (d.specs = {}),
+      /DaemonSet\/meshcni-agent\.specs: unknown field of V1DaemonSet/,
+    ],
+    [
+      'a string for a boolean',
+      (d: any) => (d.spec.template.spec.hostNetwork = 'true'),
+      /spec\.hostNetwork: want true or false, got string "true"/,
+    ],
+    [
+      'a boolean label value (unquoted false)',
+      (d: any) => (d.spec.template.metadata.labels['sidecar.istio.io/inject'] = false),
+      /labels\.sidecar\.istio\.io\/inject: want a string, got boolean false/,
+    ],
+    [
+      'a fractional port',
+      (d: any) => (d.spec.template.spec.containers[0].ports[0].containerPort = 15121.5),
+      /containerPort: want an integer/,
+    ],
+    [
+      'an object for a list',
+      (d: any) => (d.spec.template.spec.tolerations = { operator: 'Exists' }),
+      /tolerations: want Array<V1Toleration>, got an object/,
+    ],
+    [
+      'a list for an int-or-string',
+      (d: any) => (d.spec.template.spec.containers[0].readinessProbe.httpGet.port = [15120]),
+      /httpGet\.port: want an integer or a string, got an array/,
+    ],
   ])('rejects %s, naming the path', (_what, edit, message) => {
     const problems = validateObject(mutated(edit));
     expect(problems).toHaveLength(1);
@@ -76,13 +109,15 @@ describe('the Kubernetes API type check', () => {
   });
 
   it('rejects a kind that is no Kubernetes API type', () => {
-    expect(validateObject({ apiVersion: 'apps/v1', kind: 'DaemonSets', metadata: { name: 'x' } })).toEqual(['apps/v1 DaemonSets: no such Kubernetes API type (V1DaemonSets)']);
+    expect(validateObject({ apiVersion: 'apps/v1', kind: 'DaemonSets', metadata: { name: 'x' } })).toEqual([
+      'apps/v1 DaemonSets: no such Kubernetes API type (V1DaemonSets)',
+    ]);
   });
 });
 
 describe('the kustomize manifests', () => {
   // The guard for one source of truth: a change made here and not in deploy/chart fails this test.
-  it.each([...renderManifests()])('%s is exactly the chart\'s default render (npm run deploy:render)', (file, text) => {
+  it.each([...renderManifests()])("%s is exactly the chart's default render (npm run deploy:render)", (file, text) => {
     expect(readFileSync(DEPLOY + file, 'utf8')).toBe(text);
   });
 
@@ -92,7 +127,11 @@ describe('the kustomize manifests', () => {
 });
 
 describe('kustomization.yaml', () => {
-  const k = parseYaml(readFileSync(DEPLOY + 'kustomization.yaml', 'utf8')) as { apiVersion: string; kind: string; resources: string[] };
+  const k = parseYaml(readFileSync(DEPLOY + 'kustomization.yaml', 'utf8')) as {
+    apiVersion: string;
+    kind: string;
+    resources: string[];
+  };
 
   it('lists every default manifest, and not the optional pod-delete RBAC', () => {
     expect(k).toMatchObject({ apiVersion: 'kustomize.config.k8s.io/v1beta1', kind: 'Kustomization' });
@@ -120,7 +159,11 @@ describe('daemonset.yaml', () => {
   it("is scraped by Prometheus on the ConfigMap's metricsScrapeAddress, /metrics only", () => {
     const port = settings.metricsScrapeAddress.split(':').pop();
     const { 'checksum/config': _checksum, ...annotations } = ds.spec.template.metadata.annotations;
-    expect(annotations).toEqual({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': port, 'prometheus.io/path': '/metrics' });
+    expect(annotations).toEqual({
+      'prometheus.io/scrape': 'true',
+      'prometheus.io/port': port,
+      'prometheus.io/path': '/metrics',
+    });
     expect(agent.ports).toEqual([{ name: 'metrics', containerPort: Number(port), protocol: 'TCP' }]);
     // The probes stay on the loopback admin address, not on the scrape port.
     expect(settings.metricsAddress).toMatch(/^127\.0\.0\.1:/);
@@ -128,7 +171,12 @@ describe('daemonset.yaml', () => {
   });
 
   it('runs `meshcni-agent serve` with the ConfigMap mounted where --config points', () => {
-    expect([...agent.command, ...agent.args]).toEqual(['meshcni-agent', 'serve', '--config', '/etc/meshcni/config.yaml']);
+    expect([...agent.command, ...agent.args]).toEqual([
+      'meshcni-agent',
+      'serve',
+      '--config',
+      '/etc/meshcni/config.yaml',
+    ]);
     const vol = pod.volumes.find((v: any) => v.configMap?.name === cm.metadata.name);
     expect(vol).toBeDefined();
     expect(agent.volumeMounts).toContainEqual({ name: vol.name, mountPath: '/etc/meshcni', readOnly: true });
@@ -150,7 +198,8 @@ describe('daemonset.yaml', () => {
     const hostPaths = new Map<string, { path: string; propagation?: string }>();
     for (const m of agent.volumeMounts) {
       const v = pod.volumes.find((x: any) => x.name === m.name);
-      if (v?.hostPath && m.mountPath !== '/host/proc') hostPaths.set(m.mountPath, { path: v.hostPath.path, propagation: m.mountPropagation });
+      if (v?.hostPath && m.mountPath !== '/host/proc')
+        hostPaths.set(m.mountPath, { path: v.hostPath.path, propagation: m.mountPropagation });
     }
     expect(Object.fromEntries(hostPaths)).toEqual({
       '/etc/cni/net.d': { path: '/etc/cni/net.d', propagation: undefined },
@@ -198,22 +247,52 @@ describe('configmap.yaml', () => {
   it('holds a config.yaml the agent accepts, with every documented key', () => {
     expect(Object.keys(settingsDoc).sort()).toEqual(
       [
-        'excludeNamespaces', 'layout', 'nftSets', 'dualStack', 'socketPath', 'install', 'cniConfDir', 'cniBinDir',
-        'metricsAddress', 'metricsScrapeAddress', 'logLevel', 'repairPolicy', 'reconcileIntervalSeconds', 'uninstallOnShutdown',
-        'removeReadinessTaint', 'readinessTaintKey', 'uninstallOnRemoval', 'procRoot',
+        'excludeNamespaces',
+        'layout',
+        'nftSets',
+        'dualStack',
+        'socketPath',
+        'install',
+        'cniConfDir',
+        'cniBinDir',
+        'metricsAddress',
+        'metricsScrapeAddress',
+        'logLevel',
+        'repairPolicy',
+        'reconcileIntervalSeconds',
+        'uninstallOnShutdown',
+        'removeReadinessTaint',
+        'readinessTaintKey',
+        'uninstallOnRemoval',
+        'procRoot',
       ].sort(),
     );
-    expect(settings).toMatchObject({ install: true, repairPolicy: 'capture', metricsAddress: '127.0.0.1:15120', metricsScrapeAddress: '0.0.0.0:15121', removeReadinessTaint: true, uninstallOnRemoval: true });
-    expect(parseCaptureConfig(settings.capture)).toMatchObject({ layout: 'iptables', excludeNamespaces: ['kube-system', 'istio-system'] });
+    expect(settings).toMatchObject({
+      install: true,
+      repairPolicy: 'capture',
+      metricsAddress: '127.0.0.1:15120',
+      metricsScrapeAddress: '0.0.0.0:15121',
+      removeReadinessTaint: true,
+      uninstallOnRemoval: true,
+    });
+    expect(parseCaptureConfig(settings.capture)).toMatchObject({
+      layout: 'iptables',
+      excludeNamespaces: ['kube-system', 'istio-system'],
+    });
   });
 });
 
 describe('rbac.yaml and rbac-repair-delete.yaml', () => {
   const roles = [...load('rbac.yaml'), ...load('rbac-repair-delete.yaml')].filter((d) => d.kind === 'ClusterRole');
-  const bindings = [...load('rbac.yaml'), ...load('rbac-repair-delete.yaml')].filter((d) => d.kind === 'ClusterRoleBinding');
+  const bindings = [...load('rbac.yaml'), ...load('rbac-repair-delete.yaml')].filter(
+    (d) => d.kind === 'ClusterRoleBinding',
+  );
 
   it('grants the agent only get/list/watch on pods, get/patch on nodes (its taint), create on events and get on daemonsets by default', () => {
-    expect(load('rbac.yaml').map((d) => `${d.kind}/${d.metadata.name}`)).toEqual(['ClusterRole/meshcni-agent', 'ClusterRoleBinding/meshcni-agent']);
+    expect(load('rbac.yaml').map((d) => `${d.kind}/${d.metadata.name}`)).toEqual([
+      'ClusterRole/meshcni-agent',
+      'ClusterRoleBinding/meshcni-agent',
+    ]);
     expect(one('rbac.yaml', 'ClusterRole', 'meshcni-agent').rules).toEqual([
       { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
       { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'patch'] },
@@ -225,9 +304,12 @@ describe('rbac.yaml and rbac-repair-delete.yaml', () => {
   it('keeps pod delete in its own file, marked optional for the delete repair policy', () => {
     const withDelete = roles.filter((r) => r.rules.some((rule: any) => rule.verbs.includes('delete')));
     expect(withDelete.map((r) => r.metadata.name)).toEqual(['meshcni-agent-repair-delete']);
-    expect(one('rbac-repair-delete.yaml', 'ClusterRole').rules).toEqual([{ apiGroups: [''], resources: ['pods'], verbs: ['delete'] }]);
+    expect(one('rbac-repair-delete.yaml', 'ClusterRole').rules).toEqual([
+      { apiGroups: [''], resources: ['pods'], verbs: ['delete'] },
+    ]);
     expect(one('rbac-repair-delete.yaml', 'ClusterRoleBinding').roleRef.name).toBe('meshcni-agent-repair-delete');
-    for (const d of load('rbac-repair-delete.yaml')) expect(d.metadata.labels?.['meshcni.io/optional']).toBe('repair-policy-delete');
+    for (const d of load('rbac-repair-delete.yaml'))
+      expect(d.metadata.labels?.['meshcni.io/optional']).toBe('repair-policy-delete');
     expect(readFileSync(DEPLOY + 'rbac-repair-delete.yaml', 'utf8')).toMatch(/OPTIONAL.*repairPolicy: delete/s);
   });
 
@@ -244,7 +326,9 @@ describe('rbac.yaml and rbac-repair-delete.yaml', () => {
     expect(bindings.map((b) => b.roleRef.name).sort()).toEqual(roles.map((r) => r.metadata.name).sort());
     for (const b of bindings) {
       expect(b.roleRef).toMatchObject({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole' });
-      expect(b.subjects).toEqual([{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: sa.metadata.namespace }]);
+      expect(b.subjects).toEqual([
+        { kind: 'ServiceAccount', name: sa.metadata.name, namespace: sa.metadata.namespace },
+      ]);
     }
   });
 });

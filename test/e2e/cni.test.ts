@@ -10,7 +10,10 @@ import { World, nftRuleset, pluginFailure, saveIn } from './helpers.js';
 
 const fixture = readFileSync(new URL('../fixtures/istio-sidecar-default.v4.rules', import.meta.url), 'utf8');
 /** The seed's documented pod: the fixture is what istio-iptables makes of these annotations. */
-const DOCUMENTED = { 'traffic.sidecar.istio.io/excludeInboundPorts': '22', 'traffic.sidecar.istio.io/excludeOutboundIPRanges': '192.168.0.1/32' };
+const DOCUMENTED = {
+  'traffic.sidecar.istio.io/excludeInboundPorts': '22',
+  'traffic.sidecar.istio.io/excludeOutboundIPRanges': '192.168.0.1/32',
+};
 
 const worlds: World[] = [];
 const pool = new NetnsPool('e2e');
@@ -42,7 +45,8 @@ describe('CNI ADD through bridge + loopback + meshcni', () => {
     expect(s.address()).toMatch(/^10\.249\./); // the bridge plug-in's result came through meshcni untouched
     expect(saveIn(s.netnsName)).toBe(oracleSave());
     const listing = inNetns(s.netnsName, 'iptables', ['-t', 'nat', '-L', '-n', '-v']);
-    for (const c of ['ISTIO_INBOUND', 'ISTIO_REDIRECT', 'ISTIO_IN_REDIRECT', 'ISTIO_OUTPUT']) expect(listing).toContain(`Chain ${c}`);
+    for (const c of ['ISTIO_INBOUND', 'ISTIO_REDIRECT', 'ISTIO_IN_REDIRECT', 'ISTIO_OUTPUT'])
+      expect(listing).toContain(`Chain ${c}`);
     await s.check();
     const stateFile = join(w.stateDir, 'pods', `${s.containerId}.json`);
     expect(existsSync(stateFile)).toBe(true);
@@ -65,7 +69,9 @@ describe('CNI ADD through bridge + loopback + meshcni', () => {
     const once = saveIn(s.netnsName);
     await s.add().catch(() => undefined); // the bridge plug-in may object to a second ADD; meshcni must not
     const r = spawnSync('ip', ['netns', 'exec', s.netnsName, 'iptables-nft-save', '-t', 'nat'], { encoding: 'utf8' });
-    expect(r.stdout.split('\n').filter((l) => l.startsWith('-A')).length).toBe(once.split('\n').filter((l) => l.startsWith('-A')).length);
+    expect(r.stdout.split('\n').filter((l) => l.startsWith('-A')).length).toBe(
+      once.split('\n').filter((l) => l.startsWith('-A')).length,
+    );
   });
 
   it('leaves a pod without an istio-proxy container untouched', async () => {
@@ -129,7 +135,12 @@ describe('under load and failure', () => {
     for (let i = 0; i < 40; i++) w.addPod({ namespace: 'kill', name: `p${i}`, annotations: DOCUMENTED });
     await w.startAgent();
     const boxes = Array.from({ length: 40 }, (_, i) => w.sandbox({ namespace: 'kill', name: `p${i}` }));
-    const adds = boxes.map((b) => b.add().then(() => 'ok', () => 'failed'));
+    const adds = boxes.map((b) =>
+      b.add().then(
+        () => 'ok',
+        () => 'failed',
+      ),
+    );
     await new Promise((r) => setTimeout(r, 150));
     await w.stopAgent('SIGKILL');
     const outcomes = await Promise.all(adds);
@@ -149,11 +160,14 @@ describe('under load and failure', () => {
     await w.startAgent();
     const post = (body: string, type = 'application/json'): Promise<{ status: number; body: string }> =>
       new Promise((resolveRes, reject) => {
-        const req = request({ socketPath: w.socketPath, path: '/v1/cni', method: 'POST', headers: { 'content-type': type } }, (res) => {
-          let b = '';
-          res.on('data', (c: Buffer) => (b += c.toString()));
-          res.on('end', () => resolveRes({ status: res.statusCode ?? 0, body: b }));
-        });
+        const req = request(
+          { socketPath: w.socketPath, path: '/v1/cni', method: 'POST', headers: { 'content-type': type } },
+          (res) => {
+            let b = '';
+            res.on('data', (c: Buffer) => (b += c.toString()));
+            res.on('end', () => resolveRes({ status: res.statusCode ?? 0, body: b }));
+          },
+        );
         req.on('error', reject);
         req.end(body);
       });

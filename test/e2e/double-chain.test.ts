@@ -26,7 +26,13 @@ function secondChain(w: World): ConfList {
     cniVersion: '1.0.0',
     name: 'second-net',
     plugins: [
-      { type: 'bridge', bridge, isGateway: true, ipMasq: false, ipam: { type: 'host-local', ranges: [[{ subnet: `10.247.${n}.0/24` }]], dataDir: join(w.dir, 'ipam2') } },
+      {
+        type: 'bridge',
+        bridge,
+        isGateway: true,
+        ipMasq: false,
+        ipam: { type: 'host-local', ranges: [[{ subnet: `10.247.${n}.0/24` }]], dataDir: join(w.dir, 'ipam2') },
+      },
       { type: 'meshcni', ...w.entry() },
     ],
   };
@@ -43,7 +49,8 @@ const onNet1 = (s: Sandbox, command: CniInvocation['command']): CniInvocation =>
   path: [UPSTREAM_CNI_DIR],
 });
 /** The ruleset with handles: a replace gives every rule a new handle, so equal text means untouched. */
-const withHandles = (netns: string): string => spawnSync('ip', ['netns', 'exec', netns, 'nft', '-a', 'list', 'ruleset'], { encoding: 'utf8' }).stdout;
+const withHandles = (netns: string): string =>
+  spawnSync('ip', ['netns', 'exec', netns, 'nft', '-a', 'list', 'ruleset'], { encoding: 'utf8' }).stdout;
 
 describe('the same netns ADDed by two chains', () => {
   it('keeps one ruleset, skips the second replace, and survives DEL and CHECK from either chain', async () => {

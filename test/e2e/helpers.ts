@@ -76,9 +76,24 @@ export class World {
   /** Starts the built agent (`meshcni-agent serve`) and waits until /readyz says ready. */
   async startAgent(): Promise<void> {
     const cfg = join(this.dir, 'config.yaml');
-    const conf = { podsDir: this.podsDir, socketPath: this.socketPath, stateDir: this.stateDir, metricsAddress: '127.0.0.1:0', reconcileIntervalSeconds: 0, logLevel: 'info', ...this.extraConfig };
-    writeFileSync(cfg, Object.entries(conf).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join('\n') + '\n');
-    const child = spawn(process.execPath, [AGENT_MAIN, 'serve', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const conf = {
+      podsDir: this.podsDir,
+      socketPath: this.socketPath,
+      stateDir: this.stateDir,
+      metricsAddress: '127.0.0.1:0',
+      reconcileIntervalSeconds: 0,
+      logLevel: 'info',
+      ...this.extraConfig,
+    };
+    writeFileSync(
+      cfg,
+      Object.entries(conf)
+        .map(([k, v]) => `${k}: ${JSON.stringify(v)}`)
+        .join('\n') + '\n',
+    );
+    const child = spawn(process.execPath, [AGENT_MAIN, 'serve', '--config', cfg], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     this.agent = child;
     child.stdout!.on('data', (c: Buffer) => (this.agentLog += c.toString()));
     child.stderr!.on('data', (c: Buffer) => (this.agentLog += c.toString()));
@@ -119,8 +134,16 @@ export class World {
     return { socketPath: this.socketPath, excludeNamespaces: ['kube-system'], timeoutSeconds: 5, ...over };
   }
 
-  sandbox(pod: { namespace: string; name: string }, entry: MeshcniEntry | null = this.entry(), cniVersion = '1.0.0'): Sandbox {
-    const conf = podConfList({ bridge: this.bridge, subnet: this.subnet, ipamDataDir: join(this.dir, 'ipam') }, entry, cniVersion);
+  sandbox(
+    pod: { namespace: string; name: string },
+    entry: MeshcniEntry | null = this.entry(),
+    cniVersion = '1.0.0',
+  ): Sandbox {
+    const conf = podConfList(
+      { bridge: this.bridge, subnet: this.subnet, ipamDataDir: join(this.dir, 'ipam') },
+      entry,
+      cniVersion,
+    );
     const id = `e${process.pid % 100000}-${this.sandboxes.length}-${World.count}`;
     const s = new Sandbox(id, pod, conf, SHIM);
     s.create();

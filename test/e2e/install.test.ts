@@ -19,7 +19,6 @@ afterEach(async () => {
   pool.cleanup();
 });
 
-
 describe('serve with install', () => {
   it('chains into the primary conflist, serves pods through it, and leaves it byte-identical on shutdown', async () => {
     const probe = new World();
@@ -34,7 +33,12 @@ describe('serve with install', () => {
         cniVersion: '1.0.0',
         name: 'podnet',
         plugins: [
-          { type: 'bridge', bridge: probe.bridge, isGateway: true, ipam: { type: 'host-local', ranges: [[{ subnet: probe.subnet }]], dataDir: join(probe.dir, 'ipam') } },
+          {
+            type: 'bridge',
+            bridge: probe.bridge,
+            isGateway: true,
+            ipam: { type: 'host-local', ranges: [[{ subnet: probe.subnet }]], dataDir: join(probe.dir, 'ipam') },
+          },
           { type: 'loopback' },
         ],
       },

@@ -17,7 +17,11 @@ const DOCUMENTED = {
 };
 type C = Record<string, unknown>;
 const app: C = { name: 'app', image: 'example/app' };
-const validation: C = { name: 'istio-validation', image: 'istio/proxyv2:1.30.3', args: ['istio-iptables', '--run-validation'] };
+const validation: C = {
+  name: 'istio-validation',
+  image: 'istio/proxyv2:1.30.3',
+  args: ['istio-iptables', '--run-validation'],
+};
 const proxy = (extra: C = {}): C => ({
   name: 'istio-proxy',
   image: 'istio/proxyv2:1.30.3',
@@ -36,7 +40,10 @@ function pod(name: string, spec: C, meta: C = {}): { metadata: { namespace: stri
 const PODS = {
   native: pod('native', { initContainers: [validation, proxy({ restartPolicy: 'Always' })], containers: [app] }),
   gateway: pod('gateway', { containers: [proxy({ args: ['proxy', 'router'] }), app] }),
-  selfInit: pod('self-init', { initContainers: [{ name: 'istio-init', image: 'istio/proxyv2:1.30.3' }], containers: [app, proxy()] }),
+  selfInit: pod('self-init', {
+    initContainers: [{ name: 'istio-init', image: 'istio/proxyv2:1.30.3' }],
+    containers: [app, proxy()],
+  }),
   disabled: pod('disabled', { containers: [app, proxy({ env: [{ name: 'DISABLE_ENVOY', value: 'true' }] })] }),
   labelled: pod('labelled', { containers: [app, proxy()] }, { labels: { 'sidecar.istio.io/inject': 'false' } }),
   host: pod('host', { hostNetwork: true, containers: [app, proxy()] }),
@@ -62,7 +69,10 @@ async function world(): Promise<World> {
   return w;
 }
 const sandboxOf = (w: World, p: (typeof PODS)[keyof typeof PODS], entry?: MeshcniEntry) =>
-  w.sandbox({ namespace: 'shop', name: p.metadata.name, uid: p.metadata.uid } as { namespace: string; name: string }, entry);
+  w.sandbox(
+    { namespace: 'shop', name: p.metadata.name, uid: p.metadata.uid } as { namespace: string; name: string },
+    entry,
+  );
 
 describe("today's injected pods through the real chain", () => {
   it('captures a native-sidecar pod with exactly the documented rules', async () => {

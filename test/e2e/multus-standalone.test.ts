@@ -30,18 +30,38 @@ describe('serve with chained: false (Multus)', () => {
     const primaryText = `${JSON.stringify(primary, null, 2)}\n`;
     writeFileSync(primaryPath, primaryText);
 
-    const agent = new World({ install: true, uninstallOnShutdown: true, cniConfDir: confDir, cniBinDir: binDir, chained: false, cniConfFileName: 'meshcni.conf' });
+    const agent = new World({
+      install: true,
+      uninstallOnShutdown: true,
+      cniConfDir: confDir,
+      cniBinDir: binDir,
+      chained: false,
+      cniConfFileName: 'meshcni.conf',
+    });
     worlds.push(agent);
-    agent.addPod({ namespace: 'shop', name: 'web', annotations: { 'traffic.sidecar.istio.io/excludeInboundPorts': '22' } });
+    agent.addPod({
+      namespace: 'shop',
+      name: 'web',
+      annotations: { 'traffic.sidecar.istio.io/excludeInboundPorts': '22' },
+    });
     await agent.startAgent();
 
-    expect(readdirSync(confDir).filter((f) => !f.startsWith('.')).sort()).toEqual(['10-bridge.conflist', 'meshcni.conf']);
+    expect(
+      readdirSync(confDir)
+        .filter((f) => !f.startsWith('.'))
+        .sort(),
+    ).toEqual(['10-bridge.conflist', 'meshcni.conf']);
     expect(readFileSync(primaryPath, 'utf8')).toBe(primaryText);
     const own = JSON.parse(readFileSync(join(confDir, 'meshcni.conf'), 'utf8')) as Record<string, unknown>;
     expect(own).toMatchObject({ cniVersion: '0.3.1', name: 'meshcni', type: 'meshcni', socketPath: agent.socketPath });
 
     // The pod's default network, as the runtime (through Multus) runs it first.
-    const box = new Sandbox(`mus${process.pid % 10000}`, { namespace: 'shop', name: 'web' }, primary, join(binDir, 'meshcni'));
+    const box = new Sandbox(
+      `mus${process.pid % 10000}`,
+      { namespace: 'shop', name: 'web' },
+      primary,
+      join(binDir, 'meshcni'),
+    );
     boxes.push(box);
     box.create();
     await box.add();
@@ -49,8 +69,12 @@ describe('serve with chained: false (Multus)', () => {
     // Then meshcni's network, as Multus runs an additional one: a lone config is a one-plug-in list (libcni).
     const { cniVersion, name, ...plugin } = own;
     const inv: CniInvocation = {
-      command: 'ADD', containerId: box.containerId, netns: box.netnsPath, ifName: 'net1',
-      args: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web', path: ['/usr/lib/cni'],
+      command: 'ADD',
+      containerId: box.containerId,
+      netns: box.netnsPath,
+      ifName: 'net1',
+      args: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web',
+      path: ['/usr/lib/cni'],
     };
     const list = { cniVersion: String(cniVersion), name: String(name), plugins: [plugin] };
     const locate = (): string => join(binDir, 'meshcni');

@@ -17,7 +17,6 @@ afterEach(async () => {
 const PLAIN_UID = '0b7c5a52-7a3e-4c0e-9d2a-3f1b2c4d5e6f';
 const MESHED_UID = '9f8e7d6c-5b4a-4321-8fed-cba987654321';
 
-
 /** A world whose agent wrote the index for a plain and a meshed pod, then died (SIGKILL: an outage). */
 async function outage(): Promise<{ w: World; entry: MeshcniEntry; index: string; bytes: Buffer }> {
   const w = new World();
@@ -58,7 +57,10 @@ describe('pod index following the pod source', () => {
     }
     await w.stopAgent('SIGKILL');
     const entry = { ...w.entry(), podIndexPath: index } as MeshcniEntry;
-    const s = w.sandbox({ namespace: 'shop', name: 'late', uid: PLAIN_UID } as { namespace: string; name: string }, entry);
+    const s = w.sandbox(
+      { namespace: 'shop', name: 'late', uid: PLAIN_UID } as { namespace: string; name: string },
+      entry,
+    );
     await s.add();
     expect(nftRuleset(s.netnsName)).toBe('');
   });
@@ -67,7 +69,10 @@ describe('pod index following the pod source', () => {
 describe('ADD while the agent is down', () => {
   it('passes a pod recorded as not captured through with prevResult and a note on stderr', async () => {
     const { w, entry } = await outage();
-    const s = w.sandbox({ namespace: 'shop', name: 'plain', uid: PLAIN_UID } as { namespace: string; name: string }, entry);
+    const s = w.sandbox(
+      { namespace: 'shop', name: 'plain', uid: PLAIN_UID } as { namespace: string; name: string },
+      entry,
+    );
     const result = await s.add();
     expect(result.cniVersion).toBe('1.0.0');
     expect(s.address()).toMatch(/^10\.249\./); // the bridge plug-in's result came through
@@ -75,8 +80,21 @@ describe('ADD while the agent is down', () => {
     // The shim alone, fed the same call, says why it let the pod through.
     const run = await execPlugin(
       SHIM,
-      { command: 'ADD', containerId: s.containerId, netns: s.netnsPath, ifName: 'eth0', args: `K8S_POD_NAMESPACE=shop;K8S_POD_NAME=plain;K8S_POD_UID=${PLAIN_UID}`, path: ['/usr/lib/cni'] },
-      JSON.stringify({ cniVersion: '1.0.0', name: 'x', type: 'meshcni', ...entry, prevResult: { cniVersion: '1.0.0', ips: [] } }),
+      {
+        command: 'ADD',
+        containerId: s.containerId,
+        netns: s.netnsPath,
+        ifName: 'eth0',
+        args: `K8S_POD_NAMESPACE=shop;K8S_POD_NAME=plain;K8S_POD_UID=${PLAIN_UID}`,
+        path: ['/usr/lib/cni'],
+      },
+      JSON.stringify({
+        cniVersion: '1.0.0',
+        name: 'x',
+        type: 'meshcni',
+        ...entry,
+        prevResult: { cniVersion: '1.0.0', ips: [] },
+      }),
     );
     expect(run, run.stdout + run.stderr).toMatchObject({ code: 0 });
     expect(JSON.parse(run.stdout)).toEqual({ cniVersion: '1.0.0', ips: [] });
@@ -86,7 +104,10 @@ describe('ADD while the agent is down', () => {
   const refused: [string, { namespace: string; name: string; uid?: string }][] = [
     ['a pod recorded as captured', { namespace: 'shop', name: 'meshed', uid: MESHED_UID }],
     ['a pod the index does not know', { namespace: 'shop', name: 'newcomer', uid: PLAIN_UID }],
-    ['a pod whose uid differs (recreated under the same name)', { namespace: 'shop', name: 'plain', uid: '11111111-2222-3333-4444-555555555555' }],
+    [
+      'a pod whose uid differs (recreated under the same name)',
+      { namespace: 'shop', name: 'plain', uid: '11111111-2222-3333-4444-555555555555' },
+    ],
     ['a pod in another namespace with the same name and uid', { namespace: 'other', name: 'plain', uid: PLAIN_UID }],
     ['a call without K8S_POD_UID', { namespace: 'shop', name: 'plain' }],
   ];
@@ -101,15 +122,27 @@ describe('ADD while the agent is down', () => {
   const damaged: [string, (b: Buffer) => Buffer][] = [
     ['truncated mid-record', (b) => b.subarray(0, b.indexOf('S shop plain') + 20)],
     ['truncated before its checksum line', (b) => b.subarray(0, b.lastIndexOf('end '))],
-    ['with one byte flipped in a record', (b) => Buffer.from(b.toString('ascii').replace('C shop meshed', 'S shop meshed'), 'ascii')],
-    ['with an extra record the count does not cover', (b) => Buffer.from(b.toString('ascii').replace(/\nend /, `\nS shop meshed ${MESHED_UID}\nend `), 'ascii')],
-    ['of another version', (b) => Buffer.from(b.toString('ascii').replace('meshcni-pod-index 1', 'meshcni-pod-index 2'), 'ascii')],
+    [
+      'with one byte flipped in a record',
+      (b) => Buffer.from(b.toString('ascii').replace('C shop meshed', 'S shop meshed'), 'ascii'),
+    ],
+    [
+      'with an extra record the count does not cover',
+      (b) => Buffer.from(b.toString('ascii').replace(/\nend /, `\nS shop meshed ${MESHED_UID}\nend `), 'ascii'),
+    ],
+    [
+      'of another version',
+      (b) => Buffer.from(b.toString('ascii').replace('meshcni-pod-index 1', 'meshcni-pod-index 2'), 'ascii'),
+    ],
     ['empty', () => Buffer.alloc(0)],
   ];
   it.each(damaged)('fails a not-captured pod with code 11 when the index is %s', async (_what, damage) => {
     const { w, entry, index, bytes } = await outage();
     writeFileSync(index, damage(bytes));
-    const s = w.sandbox({ namespace: 'shop', name: 'plain', uid: PLAIN_UID } as { namespace: string; name: string }, entry);
+    const s = w.sandbox(
+      { namespace: 'shop', name: 'plain', uid: PLAIN_UID } as { namespace: string; name: string },
+      entry,
+    );
     const e = await pluginFailure(s.add());
     expect(e.cniError?.code).toBe(11);
   });
@@ -126,7 +159,9 @@ describe('ADD while the agent is down', () => {
   it('rejects a podIndexPath that is not an absolute path as invalid config (code 7), naming it', async () => {
     const { w, entry } = await outage();
     const bad = { ...entry, podIndexPath: 'state/pod-index' } as MeshcniEntry;
-    const e = await pluginFailure(w.sandbox({ namespace: 'shop', name: 'plain', uid: PLAIN_UID } as { namespace: string; name: string }, bad).add());
+    const e = await pluginFailure(
+      w.sandbox({ namespace: 'shop', name: 'plain', uid: PLAIN_UID } as { namespace: string; name: string }, bad).add(),
+    );
     expect(e.cniError?.code).toBe(7);
     expect(e.cniError?.msg).toMatch(/podIndexPath "state\\?\/pod-index" must be an absolute path/);
   });

@@ -29,14 +29,30 @@ describe('serve with an owned config', () => {
     mkdirSync(confDir);
     mkdirSync(binDir);
     const primaryPath = join(confDir, '10-bridge.conflist');
-    const bridge = { type: 'bridge', bridge: w.bridge, isGateway: true, ipam: { type: 'host-local', ranges: [[{ subnet: w.subnet }]], dataDir: join(w.dir, 'ipam') } };
-    const primaryText = (plugins: unknown[]): string => `${JSON.stringify({ cniVersion: '1.0.0', name: 'podnet', plugins }, null, 2)}\n`;
+    const bridge = {
+      type: 'bridge',
+      bridge: w.bridge,
+      isGateway: true,
+      ipam: { type: 'host-local', ranges: [[{ subnet: w.subnet }]], dataDir: join(w.dir, 'ipam') },
+    };
+    const primaryText = (plugins: unknown[]): string =>
+      `${JSON.stringify({ cniVersion: '1.0.0', name: 'podnet', plugins }, null, 2)}\n`;
     const original = primaryText([bridge, { type: 'loopback' }]);
     writeFileSync(primaryPath, original);
 
-    const agent = new World({ install: true, uninstallOnShutdown: true, cniConfDir: confDir, cniBinDir: binDir, ownedConfigFileName: OWNED });
+    const agent = new World({
+      install: true,
+      uninstallOnShutdown: true,
+      cniConfDir: confDir,
+      cniBinDir: binDir,
+      ownedConfigFileName: OWNED,
+    });
     worlds.push(agent);
-    agent.addPod({ namespace: 'shop', name: 'web', annotations: { 'traffic.sidecar.istio.io/excludeInboundPorts': '22' } });
+    agent.addPod({
+      namespace: 'shop',
+      name: 'web',
+      annotations: { 'traffic.sidecar.istio.io/excludeInboundPorts': '22' },
+    });
     await agent.startAgent();
 
     // The runtime loads the first file: meshcni's. The primary's file is byte for byte what the primary wrote.
@@ -47,7 +63,12 @@ describe('serve with an owned config', () => {
     expect(owned().plugins.map((p) => p.type)).toEqual(['bridge', 'loopback', 'meshcni']);
 
     const pod = async (n: number): Promise<Sandbox> => {
-      const box = new Sandbox(`own${process.pid % 10000}x${n}`, { namespace: 'shop', name: 'web' }, owned(), join(binDir, 'meshcni'));
+      const box = new Sandbox(
+        `own${process.pid % 10000}x${n}`,
+        { namespace: 'shop', name: 'web' },
+        owned(),
+        join(binDir, 'meshcni'),
+      );
       boxes.push(box);
       box.create();
       await box.add();
@@ -57,7 +78,11 @@ describe('serve with an owned config', () => {
     expect(saveIn(first.netnsName)).toContain('-A ISTIO_INBOUND -p tcp -m tcp --dport 22 -j RETURN');
 
     // The primary rewrites its file (temp + rename, as CNI daemons do) with one more plug-in.
-    const rewritten = primaryText([bridge, { type: 'loopback' }, { type: 'portmap', capabilities: { portMappings: true } }]);
+    const rewritten = primaryText([
+      bridge,
+      { type: 'loopback' },
+      { type: 'portmap', capabilities: { portMappings: true } },
+    ]);
     writeFileSync(join(confDir, '.primary-tmp'), rewritten);
     renameSync(join(confDir, '.primary-tmp'), primaryPath);
     await until(() => owned().plugins.length === 4, 10_000, 25);

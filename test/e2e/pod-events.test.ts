@@ -12,10 +12,18 @@ import { World } from './helpers.js';
 import { addPodWithUid, PodProcess } from './pod-process.js';
 
 const silent = pino({ level: 'silent' });
-const uid = (n: number): string => `${(process.pid % 1e8).toString(16).padStart(8, '0')}-eeee-4bbb-8ccc-${String(n).padStart(12, '0')}`;
+const uid = (n: number): string =>
+  `${(process.pid % 1e8).toString(16).padStart(8, '0')}-eeee-4bbb-8ccc-${String(n).padStart(12, '0')}`;
 const DOCUMENTED = { 'traffic.sidecar.istio.io/excludeInboundPorts': '22' };
 
-type Event = { metadata: { namespace: string }; involvedObject: { kind: string; namespace: string; name: string; uid?: string }; type: string; reason: string; message: string; source: { component: string } };
+type Event = {
+  metadata: { namespace: string };
+  involvedObject: { kind: string; namespace: string; name: string; uid?: string };
+  type: string;
+  reason: string;
+  message: string;
+  source: { component: string };
+};
 
 /** Accepts POST /api/v1/namespaces/<ns>/events (what `events: create` allows) and nothing else. */
 class EventsApi {
@@ -33,7 +41,8 @@ class EventsApi {
         return;
       }
       const ev = JSON.parse(body) as Event;
-      if (ev.metadata.namespace !== m[1]) return void res.writeHead(400).end(JSON.stringify({ kind: 'Status', code: 400 }));
+      if (ev.metadata.namespace !== m[1])
+        return void res.writeHead(400).end(JSON.stringify({ kind: 'Status', code: 400 }));
       this.events.push(ev);
       res.writeHead(201).end(body);
     });
@@ -61,7 +70,21 @@ async function setup() {
   const w = new World();
   cleanups.push(() => w.cleanup());
   const events = new KubePodEvents(fakeKubeConfig(api.port), 'node-1', silent);
-  const agent = new Agent(parseSettings({ podsDir: w.podsDir, socketPath: w.socketPath, stateDir: w.stateDir, metricsAddress: '', reconcileIntervalSeconds: 0, warmStart: false }, 'test'), silent, { events });
+  const agent = new Agent(
+    parseSettings(
+      {
+        podsDir: w.podsDir,
+        socketPath: w.socketPath,
+        stateDir: w.stateDir,
+        metricsAddress: '',
+        reconcileIntervalSeconds: 0,
+        warmStart: false,
+      },
+      'test',
+    ),
+    silent,
+    { events },
+  );
   cleanups.push(() => agent.stop());
   return { api, w, events, agent };
 }
@@ -81,7 +104,11 @@ describe('Kubernetes Events', () => {
     await agent.start();
     await agent.reconcile();
     await events.flush();
-    expect(api.events.map((e) => [e.involvedObject, e.type, e.reason])).toContainEqual([{ apiVersion: 'v1', kind: 'Pod', namespace: 'shop', name: 'early', uid: uid(1) }, 'Normal', 'CapturedInPlace']);
+    expect(api.events.map((e) => [e.involvedObject, e.type, e.reason])).toContainEqual([
+      { apiVersion: 'v1', kind: 'Pod', namespace: 'shop', name: 'early', uid: uid(1) },
+      'Normal',
+      'CapturedInPlace',
+    ]);
     const ev = api.events.find((e) => e.reason === 'CapturedInPlace')!;
     expect(ev.message).toMatch(/captured this pod in place .*netns \d+:\d+/);
     expect(ev.source.component).toBe('meshcni-agent');
@@ -101,10 +128,17 @@ describe('Kubernetes Events', () => {
 
   it('a refused ADD gets a Warning naming the bad annotation and value', async () => {
     const { api, w, events, agent } = await setup();
-    w.addPod({ namespace: 'shop', name: 'bad', annotations: { 'traffic.sidecar.istio.io/excludeInboundPorts': '99999' } });
+    w.addPod({
+      namespace: 'shop',
+      name: 'bad',
+      annotations: { 'traffic.sidecar.istio.io/excludeInboundPorts': '99999' },
+    });
     await agent.start();
     const s = w.sandbox({ namespace: 'shop', name: 'bad' });
-    const e = await s.add().then(() => null, (x: unknown) => x);
+    const e = await s.add().then(
+      () => null,
+      (x: unknown) => x,
+    );
     expect(e).toBeInstanceOf(CniPluginError);
     await events.flush();
     const ev = api.events.find((x) => x.involvedObject.name === 'bad')!;

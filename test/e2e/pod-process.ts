@@ -33,7 +33,10 @@ export class PodProcess {
   async start(): Promise<number> {
     addNetns(this.netns);
     const top = join(cgroupRoot(), `mcni-test-${process.pid}-${++count}${this.driver === 'systemd' ? '.slice' : ''}`);
-    const leaf = this.driver === 'systemd' ? join(top, `kubepods-besteffort-pod${this.uid.replace(/-/g, '_')}.slice`) : join(top, `pod${this.uid}`);
+    const leaf =
+      this.driver === 'systemd'
+        ? join(top, `kubepods-besteffort-pod${this.uid.replace(/-/g, '_')}.slice`)
+        : join(top, `pod${this.uid}`);
     for (const d of [top, leaf]) {
       mkdirSync(d);
       this.dirs.unshift(d);
@@ -46,7 +49,11 @@ export class PodProcess {
     });
     // `ip netns exec` execs sleep in the same pid once it has entered the netns: wait for that.
     const deadline = Date.now() + 5000;
-    while (spawnSync('readlink', [`/proc/${child.pid}/exe`], { encoding: 'utf8' }).stdout.trim().endsWith('/ip')) {
+    while (
+      spawnSync('readlink', [`/proc/${child.pid}/exe`], { encoding: 'utf8' })
+        .stdout.trim()
+        .endsWith('/ip')
+    ) {
       if (Date.now() > deadline) throw new Error('pod process did not enter its netns');
       await new Promise((r) => setTimeout(r, 10));
     }
@@ -83,5 +90,8 @@ export class PodProcess {
 
 /** A pod manifest (helpers' podManifest) with metadata.uid, written into the world's pods dir. */
 export function addPodWithUid(podsDir: string, p: PodSpec, uid: string): void {
-  writeFileSync(join(podsDir, `${p.namespace}-${p.name}.yaml`), podManifest(p).replace(/^( {2}name: .*\n)/m, `$1  uid: ${uid}\n`));
+  writeFileSync(
+    join(podsDir, `${p.namespace}-${p.name}.yaml`),
+    podManifest(p).replace(/^( {2}name: .*\n)/m, `$1  uid: ${uid}\n`),
+  );
 }

@@ -21,9 +21,13 @@ import { World, nftRuleset, saveIn } from './helpers.js';
 import { addPodWithUid, cgroupRoot, PodProcess } from './pod-process.js';
 
 const fixture = readFileSync(new URL('../fixtures/istio-sidecar-default.v4.rules', import.meta.url), 'utf8');
-const DOCUMENTED = { 'traffic.sidecar.istio.io/excludeInboundPorts': '22', 'traffic.sidecar.istio.io/excludeOutboundIPRanges': '192.168.0.1/32' };
+const DOCUMENTED = {
+  'traffic.sidecar.istio.io/excludeInboundPorts': '22',
+  'traffic.sidecar.istio.io/excludeOutboundIPRanges': '192.168.0.1/32',
+};
 const silent = pino({ level: 'silent' });
-const uid = (n: number): string => `${(process.pid % 1e8).toString(16).padStart(8, '0')}-aaaa-4bbb-8ccc-${String(n).padStart(12, '0')}`;
+const uid = (n: number): string =>
+  `${(process.pid % 1e8).toString(16).padStart(8, '0')}-aaaa-4bbb-8ccc-${String(n).padStart(12, '0')}`;
 
 const worlds: World[] = [];
 const agents: Agent[] = [];
@@ -58,31 +62,49 @@ function world(): World {
 }
 
 async function startAgent(w: World, policy = 'capture'): Promise<Agent> {
-  const a = new Agent(parseSettings({ podsDir: w.podsDir, socketPath: w.socketPath, stateDir: w.stateDir, metricsAddress: '', reconcileIntervalSeconds: 0, repairPolicy: policy }, 'test'), silent);
+  const a = new Agent(
+    parseSettings(
+      {
+        podsDir: w.podsDir,
+        socketPath: w.socketPath,
+        stateDir: w.stateDir,
+        metricsAddress: '',
+        reconcileIntervalSeconds: 0,
+        repairPolicy: policy,
+      },
+      'test',
+    ),
+    silent,
+  );
   agents.push(a);
   await a.start();
   return a;
 }
 
 describe('repairPolicy capture', () => {
-  it.each(['cgroupfs', 'systemd'] as const)('captures a sidecar pod that started before the agent, in place (%s cgroup driver)', async (driver) => {
-    const w = world();
-    const early = await runningPod(uid(1), driver);
-    const plain = await runningPod(uid(2), driver);
-    addPodWithUid(w.podsDir, { namespace: 'shop', name: 'early', annotations: DOCUMENTED }, uid(1));
-    addPodWithUid(w.podsDir, { namespace: 'shop', name: 'plain', containers: ['app'] }, uid(2));
-    const agent = await startAgent(w);
-    const report = await agent.reconcile();
-    expect(report.captured).toEqual(['shop/early']);
-    expect(report.errors).toEqual([]);
-    expect(saveIn(early.netns)).toBe(oracle());
-    expect(nftRuleset(plain.netns)).toBe(''); // no sidecar: nothing to capture
-    expect(await agent.metrics.registry.getSingleMetricAsString('meshcni_repairs_total')).toMatch(/result="captured"\} 1/);
-    // Tracked from now on: the next pass finds it intact instead of capturing it again.
-    const again = await agent.reconcile();
-    expect(again.captured).toEqual([]);
-    expect(again.intact).toBe(1);
-  });
+  it.each(['cgroupfs', 'systemd'] as const)(
+    'captures a sidecar pod that started before the agent, in place (%s cgroup driver)',
+    async (driver) => {
+      const w = world();
+      const early = await runningPod(uid(1), driver);
+      const plain = await runningPod(uid(2), driver);
+      addPodWithUid(w.podsDir, { namespace: 'shop', name: 'early', annotations: DOCUMENTED }, uid(1));
+      addPodWithUid(w.podsDir, { namespace: 'shop', name: 'plain', containers: ['app'] }, uid(2));
+      const agent = await startAgent(w);
+      const report = await agent.reconcile();
+      expect(report.captured).toEqual(['shop/early']);
+      expect(report.errors).toEqual([]);
+      expect(saveIn(early.netns)).toBe(oracle());
+      expect(nftRuleset(plain.netns)).toBe(''); // no sidecar: nothing to capture
+      expect(await agent.metrics.registry.getSingleMetricAsString('meshcni_repairs_total')).toMatch(
+        /result="captured"\} 1/,
+      );
+      // Tracked from now on: the next pass finds it intact instead of capturing it again.
+      const again = await agent.reconcile();
+      expect(again.captured).toEqual([]);
+      expect(again.intact).toBe(1);
+    },
+  );
 
   it('never captures a pod in a namespace the agent excludes', async () => {
     const w = world();
@@ -170,7 +192,8 @@ function plantCgroup(podUid: string, tag: string): string {
 }
 
 /** The ruleset of the netns a process is in (nsenter: the test's own reading, not meshcni's). */
-const rulesetOf = (pid: number): string => execFileSync('nsenter', ['-t', String(pid), '-n', 'nft', 'list', 'ruleset'], { encoding: 'utf8' }).trim();
+const rulesetOf = (pid: number): string =>
+  execFileSync('nsenter', ['-t', String(pid), '-n', 'nft', 'list', 'ruleset'], { encoding: 'utf8' }).trim();
 
 describe('capture in place cannot be steered', () => {
   it('refuses a planted process in a user-owned netns that sorts first, and captures the real pod', async () => {
@@ -178,7 +201,20 @@ describe('capture in place cannot be steered', () => {
     const id = uid(10);
     // A non-root user (nobody) with its own user + network namespace, in a cgroup named for the pod,
     // started first so its pid sorts before the pod's.
-    const planted = await spawned(['setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups', 'unshare', '-U', '-r', '-n', 'sleep', '600']);
+    const planted = await spawned([
+      'setpriv',
+      '--reuid',
+      '65534',
+      '--regid',
+      '65534',
+      '--clear-groups',
+      'unshare',
+      '-U',
+      '-r',
+      '-n',
+      'sleep',
+      '600',
+    ]);
     const dir = plantCgroup(id, 'planted');
     await waitFor(() => readlinkSync(`/proc/${planted.pid}/exe`).endsWith('/sleep'));
     writeFileSync(join(dir, 'cgroup.procs'), String(planted.pid));
@@ -197,7 +233,20 @@ describe('capture in place cannot be steered', () => {
 
   it('names the owner of a planted netns when it is the only candidate, and programs nothing', async () => {
     const id = uid(11);
-    const planted = await spawned(['setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups', 'unshare', '-U', '-r', '-n', 'sleep', '600']);
+    const planted = await spawned([
+      'setpriv',
+      '--reuid',
+      '65534',
+      '--regid',
+      '65534',
+      '--clear-groups',
+      'unshare',
+      '-U',
+      '-r',
+      '-n',
+      'sleep',
+      '600',
+    ]);
     const dir = plantCgroup(id, 'alone');
     await waitFor(() => readlinkSync(`/proc/${planted.pid}/exe`).endsWith('/sleep'));
     writeFileSync(join(dir, 'cgroup.procs'), String(planted.pid));

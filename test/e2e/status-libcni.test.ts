@@ -21,7 +21,10 @@ function node(cniVersion: string) {
   mkdirSync(bin);
   copyFileSync(SHIM, join(bin, 'meshcni'));
   // What current containernetworking plug-ins do for STATUS: nothing to report, exit 0.
-  writeFileSync(join(bin, 'primary'), '#!/bin/sh\n[ "$CNI_COMMAND" = STATUS ] && exit 0\necho \'{"code":4,"msg":"only STATUS here"}\'; exit 1\n');
+  writeFileSync(
+    join(bin, 'primary'),
+    '#!/bin/sh\n[ "$CNI_COMMAND" = STATUS ] && exit 0\necho \'{"code":4,"msg":"only STATUS here"}\'; exit 1\n',
+  );
   chmodSync(join(bin, 'primary'), 0o755);
   const conflist = {
     cniVersion,
@@ -59,9 +62,15 @@ describe('CNI STATUS as libcni calls it', () => {
   });
 
   it.each([
-    ['the pod index is damaged', (dir: string) => writeFileSync(join(dir, 'pod-index'), 'meshcni-pod-index 1\npods 1\n', { mode: 0o600 })],
+    [
+      'the pod index is damaged',
+      (dir: string) => writeFileSync(join(dir, 'pod-index'), 'meshcni-pod-index 1\npods 1\n', { mode: 0o600 }),
+    ],
     ['the ready marker is not root-only', (dir: string) => chmodSync(join(dir, 'pod-index.ready'), 0o644)],
-    ['the ready marker holds something else', (dir: string) => writeFileSync(join(dir, 'pod-index.ready'), 'ready\n', { mode: 0o600 })],
+    [
+      'the ready marker holds something else',
+      (dir: string) => writeFileSync(join(dir, 'pod-index.ready'), 'ready\n', { mode: 0o600 }),
+    ],
   ])('1.1.0: fails with code 50 during an outage when %s', async (_what, spoil) => {
     const { w, status } = node('1.1.0');
     await w.startAgent();

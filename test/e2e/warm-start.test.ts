@@ -30,7 +30,9 @@ describe('warm start', () => {
     const w = new World();
     worlds.push(w);
     await w.startAgent();
-    const lines = w.agentLog.split('\n').filter((l) => l.includes('hot path warmed') || l.includes('meshcni agent ready'));
+    const lines = w.agentLog
+      .split('\n')
+      .filter((l) => l.includes('hot path warmed') || l.includes('meshcni agent ready'));
     expect(lines[0]).toContain('"steps":["plan","add","del","read"]');
     expect(lines[1]).toContain('meshcni agent ready'); // warmed first, ready after
     // Invisible to operators: no log line of the warm-up's own ADD, no record left, nothing recorded.

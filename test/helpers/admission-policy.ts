@@ -26,7 +26,9 @@ interface Policy {
 export type Verdict = { allowed: true; applied: boolean } | { allowed: false; message: string };
 
 export function loadPolicy(file: string, name: string): Policy {
-  const docs = parseAllDocuments(readFileSync(file, 'utf8')).map((d) => d.toJS() as { kind: string; metadata: { name: string } } & Policy);
+  const docs = parseAllDocuments(readFileSync(file, 'utf8')).map(
+    (d) => d.toJS() as { kind: string; metadata: { name: string } } & Policy,
+  );
   const p = docs.find((d) => d.kind === 'ValidatingAdmissionPolicy' && d.metadata.name === name);
   if (!p) throw new Error(`${file}: no ValidatingAdmissionPolicy ${name}`);
   return p;
@@ -34,10 +36,17 @@ export function loadPolicy(file: string, name: string): Policy {
 
 export function admit(policy: Policy, req: AdmissionRequest): Verdict {
   const full = req.subResource ? `${req.resource}/${req.subResource}` : req.resource;
-  const matched = policy.spec.matchConstraints.resourceRules.some((r) => r.resources.includes(full) && r.operations.includes(req.operation));
+  const matched = policy.spec.matchConstraints.resourceRules.some(
+    (r) => r.resources.includes(full) && r.operations.includes(req.operation),
+  );
   if (!matched) return { allowed: true, applied: false };
-  const vars = { object: req.object ?? null, oldObject: req.oldObject ?? null, request: { operation: req.operation, subResource: req.subResource ?? '', userInfo: req.userInfo } };
-  for (const c of policy.spec.matchConditions ?? []) if (evaluate(c.expression, vars) !== true) return { allowed: true, applied: false };
+  const vars = {
+    object: req.object ?? null,
+    oldObject: req.oldObject ?? null,
+    request: { operation: req.operation, subResource: req.subResource ?? '', userInfo: req.userInfo },
+  };
+  for (const c of policy.spec.matchConditions ?? [])
+    if (evaluate(c.expression, vars) !== true) return { allowed: true, applied: false };
   for (const v of policy.spec.validations) {
     let ok: unknown;
     try {

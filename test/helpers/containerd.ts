@@ -13,10 +13,21 @@ const PAUSE_C = fileURLToPath(new URL('./containerd-pause.c', import.meta.url));
 export const UPSTREAM_CNI_DIR = '/usr/lib/cni';
 
 /** Runs a command to completion; throws with its stderr when it fails. */
-export function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number; env?: Record<string, string> } = {}): string {
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { input?: string; timeoutMs?: number; env?: Record<string, string> } = {},
+): string {
   const env = opts.env ? { ...process.env, ...opts.env } : undefined;
-  const r = spawnSync(cmd, args, { input: opts.input, env, encoding: 'utf8', timeout: opts.timeoutMs ?? 120_000, maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr || r.error?.message || ''}`);
+  const r = spawnSync(cmd, args, {
+    input: opts.input,
+    env,
+    encoding: 'utf8',
+    timeout: opts.timeoutMs ?? 120_000,
+    maxBuffer: 64 << 20,
+  });
+  if (r.status !== 0)
+    throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr || r.error?.message || ''}`);
   return r.stdout;
 }
 
@@ -44,7 +55,9 @@ export class NodeRoot {
 
   async start(): Promise<void> {
     // unshare execs sleep: the holder's pid is the namespaces' anchor for nsenter.
-    this.holder = spawn('unshare', ['--mount', '--net', '--propagation', 'private', 'sleep', 'infinity'], { stdio: 'ignore' });
+    this.holder = spawn('unshare', ['--mount', '--net', '--propagation', 'private', 'sleep', 'infinity'], {
+      stdio: 'ignore',
+    });
     for (let i = 0; i < 100; i++) {
       const net = spawnSync('readlink', [`/proc/${this.holder.pid}/ns/net`], { encoding: 'utf8' }).stdout;
       if (net && net !== spawnSync('readlink', ['/proc/self/ns/net'], { encoding: 'utf8' }).stdout) break;
@@ -98,7 +111,9 @@ export class NodeRoot {
 
   /** Starts a long-running process inside the node. */
   spawn(cmd: string, args: string[]): ChildProcess {
-    return spawn('nsenter', ['-t', String(this.pid), '-m', '-n', '--', cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    return spawn('nsenter', ['-t', String(this.pid), '-m', '-n', '--', cmd, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
   }
 
   /** Ends the namespaces (their mounts go with them) and removes the temp dir. Call after stopping
@@ -122,7 +137,14 @@ export function primaryConfList(bridge: string, subnet: string, ipamDataDir: str
       cniVersion: '1.0.0',
       name: 'meshcni-test-primary',
       plugins: [
-        { type: 'bridge', bridge, isGateway: true, ipMasq: false, hairpinMode: false, ipam: { type: 'host-local', ranges: [[{ subnet }]], dataDir: ipamDataDir } },
+        {
+          type: 'bridge',
+          bridge,
+          isGateway: true,
+          ipMasq: false,
+          hairpinMode: false,
+          ipam: { type: 'host-local', ranges: [[{ subnet }]], dataDir: ipamDataDir },
+        },
       ],
     },
     null,
@@ -177,7 +199,10 @@ export class Containerd {
   /** The sandbox image's ref once start() imported it (also a container image: it runs forever). */
   pauseImage = '';
 
-  constructor(private readonly node: NodeRoot, private readonly opts: ContainerdOptions) {
+  constructor(
+    private readonly node: NodeRoot,
+    private readonly opts: ContainerdOptions,
+  ) {
     this.dir = join(node.dir, opts.name ?? 'containerd');
     this.socket = join(this.dir, 'containerd.sock');
     this.cgroupParent = `/meshcni-test-${process.pid}-${++Containerd.count}`;
@@ -239,8 +264,16 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     const deadline = Date.now() + 60_000;
     for (;;) {
       if (p.exitCode !== null) throw new Error(`containerd exited (${p.exitCode}):\n${this.log.slice(-4000)}`);
-      if (existsSync(this.socket) && (await cri.version().then(() => true, () => false))) break;
-      if (Date.now() > deadline) throw new Error(`containerd did not serve CRI on ${this.socket}:\n${this.log.slice(-4000)}`);
+      if (
+        existsSync(this.socket) &&
+        (await cri.version().then(
+          () => true,
+          () => false,
+        ))
+      )
+        break;
+      if (Date.now() > deadline)
+        throw new Error(`containerd did not serve CRI on ${this.socket}:\n${this.log.slice(-4000)}`);
       await sleep(200);
     }
     cri.close();
@@ -252,7 +285,17 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
   /** Imports a docker-archive into the CRI's image store (unpacked for this instance's snapshotter). */
   importArchive(archive: string): void {
-    run('ctr', ['--address', this.socket, '--namespace', 'k8s.io', 'images', 'import', '--snapshotter', this.snapshotter, archive]);
+    run('ctr', [
+      '--address',
+      this.socket,
+      '--namespace',
+      'k8s.io',
+      'images',
+      'import',
+      '--snapshotter',
+      this.snapshotter,
+      archive,
+    ]);
   }
 
   /** Copies a podman image into this containerd (saved to a docker-archive under its dir, imported). */
@@ -282,7 +325,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       const m = /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(l);
       return m ? [{ pid: Number(m[1]), ppid: Number(m[2]), args: m[3]! }] : [];
     });
-    const shims = new Set(procs.filter((p) => p.args.includes('containerd-shim') && p.args.includes(this.socket)).map((p) => p.pid));
+    const shims = new Set(
+      procs.filter((p) => p.args.includes('containerd-shim') && p.args.includes(this.socket)).map((p) => p.pid),
+    );
     const kill = (pid: number): void => {
       try {
         process.kill(pid, 'SIGKILL');
@@ -301,6 +346,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       spawnSync('rmdir', [d]);
     }
     // Unmount whatever the snapshotter and the shims left under our root before the dir goes.
-    if (this.node.running) spawnSync('sh', ['-c', `grep -o " ${this.dir}/[^ ]*" /proc/${this.node.pid}/mounts | sort -r | while read m; do nsenter -t ${this.node.pid} -m umount -l "$m"; done`]);
+    if (this.node.running)
+      spawnSync('sh', [
+        '-c',
+        `grep -o " ${this.dir}/[^ ]*" /proc/${this.node.pid}/mounts | sort -r | while read m; do nsenter -t ${this.node.pid} -m umount -l "$m"; done`,
+      ]);
   }
 }

@@ -38,17 +38,30 @@ export interface ContainerState {
   message: string;
 }
 
-type Unary = (req: object, opts: { deadline: Date }, cb: (err: grpc.ServiceError | null, res: Record<string, unknown>) => void) => void;
+type Unary = (
+  req: object,
+  opts: { deadline: Date },
+  cb: (err: grpc.ServiceError | null, res: Record<string, unknown>) => void,
+) => void;
 
 /** One CRI RuntimeService connection. Every call has a deadline so a wedged runtime fails the caller. */
 export class CriClient {
   private readonly client: grpc.Client & Record<string, Unary>;
 
   /** cgroupParent: the kubelet's per-pod cgroup parent; a test gives its own so it can remove it. */
-  constructor(readonly socket: string, private readonly timeoutMs = 60_000, private readonly cgroupParent = '') {
+  constructor(
+    readonly socket: string,
+    private readonly timeoutMs = 60_000,
+    private readonly cgroupParent = '',
+  ) {
     const def = protoLoader.loadSync(PROTO, { keepCase: false, longs: String, enums: String, defaults: true });
-    const pkg = grpc.loadPackageDefinition(def) as unknown as { runtime: { v1: { RuntimeService: grpc.ServiceClientConstructor } } };
-    this.client = new pkg.runtime.v1.RuntimeService(`unix://${socket}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Unary>;
+    const pkg = grpc.loadPackageDefinition(def) as unknown as {
+      runtime: { v1: { RuntimeService: grpc.ServiceClientConstructor } };
+    };
+    this.client = new pkg.runtime.v1.RuntimeService(
+      `unix://${socket}`,
+      grpc.credentials.createInsecure(),
+    ) as grpc.Client & Record<string, Unary>;
   }
 
   private call(method: string, req: object): Promise<Record<string, unknown>> {
@@ -62,7 +75,11 @@ export class CriClient {
 
   async version(): Promise<{ runtimeName: string; runtimeVersion: string; runtimeApiVersion: string }> {
     const r = await this.call('Version', { version: 'v1' });
-    return { runtimeName: String(r.runtimeName), runtimeVersion: String(r.runtimeVersion), runtimeApiVersion: String(r.runtimeApiVersion) };
+    return {
+      runtimeName: String(r.runtimeName),
+      runtimeVersion: String(r.runtimeVersion),
+      runtimeApiVersion: String(r.runtimeApiVersion),
+    };
   }
 
   /** RunPodSandbox as a kubelet sends it (metadata, hostname, labels naming the pod); returns the id. */
@@ -75,7 +92,11 @@ export class CriClient {
     return {
       metadata: { name: pod.name, namespace: pod.namespace, uid: pod.uid, attempt },
       hostname: pod.name,
-      labels: { 'io.kubernetes.pod.name': pod.name, 'io.kubernetes.pod.namespace': pod.namespace, 'io.kubernetes.pod.uid': pod.uid },
+      labels: {
+        'io.kubernetes.pod.name': pod.name,
+        'io.kubernetes.pod.namespace': pod.namespace,
+        'io.kubernetes.pod.uid': pod.uid,
+      },
       annotations: {},
       // As a kubelet does: one `pod<uid>` cgroup per pod under the parent (what capture in place finds).
       linux: { cgroupParent: this.cgroupParent ? `${this.cgroupParent}/pod${pod.uid}` : '' },
@@ -94,7 +115,11 @@ export class CriClient {
       annotations: {},
       linux: { securityContext: { capabilities: { addCapabilities: c.capabilities ?? [], dropCapabilities: [] } } },
     };
-    const r = await this.call('CreateContainer', { podSandboxId: sandboxId, config, sandboxConfig: this.sandboxConfig(pod) });
+    const r = await this.call('CreateContainer', {
+      podSandboxId: sandboxId,
+      config,
+      sandboxConfig: this.sandboxConfig(pod),
+    });
     return String(r.containerId);
   }
 
@@ -129,7 +154,8 @@ export class CriClient {
     const status = r.status as { id: string; state: SandboxStatus['state']; network?: { ip?: string } };
     const info = (r.info as Record<string, string> | undefined)?.info;
     const pid = info ? Number((JSON.parse(info) as { pid?: unknown }).pid) : NaN;
-    if (!Number.isInteger(pid) || pid <= 0) throw new Error(`CRI PodSandboxStatus ${id}: no pause pid in the verbose info (${String(info).slice(0, 200)})`);
+    if (!Number.isInteger(pid) || pid <= 0)
+      throw new Error(`CRI PodSandboxStatus ${id}: no pause pid in the verbose info (${String(info).slice(0, 200)})`);
     return { id: status.id, state: status.state, ip: status.network?.ip ?? '', pid };
   }
 

@@ -21,16 +21,37 @@ const atLeast110 = (v: string): boolean => {
   return a > 1 || (a === 1 && b >= 1);
 };
 
-export function libcniStatus(conflist: { cniVersion: string; name: string; plugins: Record<string, unknown>[] }, cniPath: string[]): StatusOutcome {
+export function libcniStatus(
+  conflist: { cniVersion: string; name: string; plugins: Record<string, unknown>[] },
+  cniPath: string[],
+): StatusOutcome {
   const out: StatusOutcome = { ok: true, execed: [], stderr: '' };
   if (!atLeast110(conflist.cniVersion)) return out;
   for (const plugin of conflist.plugins) {
     const type = String(plugin.type);
     const bin = cniPath.map((d) => join(d, type)).find((p) => existsSync(p));
-    if (!bin) return { ...out, ok: false, failed: { type, code: 0, msg: `failed to find plugin "${type}" in path ${cniPath.join(':')}` } };
+    if (!bin)
+      return {
+        ...out,
+        ok: false,
+        failed: { type, code: 0, msg: `failed to find plugin "${type}" in path ${cniPath.join(':')}` },
+      };
     out.execed.push(type);
-    const env = { PATH: process.env.PATH ?? '', CNI_COMMAND: 'STATUS', CNI_CONTAINERID: '', CNI_NETNS: '', CNI_IFNAME: '', CNI_ARGS: '', CNI_PATH: cniPath.join(':') };
-    const r = spawnSync(bin, [], { input: JSON.stringify({ ...plugin, name: conflist.name, cniVersion: conflist.cniVersion }), env, encoding: 'utf8', timeout: 10_000 });
+    const env = {
+      PATH: process.env.PATH ?? '',
+      CNI_COMMAND: 'STATUS',
+      CNI_CONTAINERID: '',
+      CNI_NETNS: '',
+      CNI_IFNAME: '',
+      CNI_ARGS: '',
+      CNI_PATH: cniPath.join(':'),
+    };
+    const r = spawnSync(bin, [], {
+      input: JSON.stringify({ ...plugin, name: conflist.name, cniVersion: conflist.cniVersion }),
+      env,
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
     out.stderr += r.stderr;
     if (r.status !== 0) {
       let err: { code?: number; msg?: string } = {};

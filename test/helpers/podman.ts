@@ -129,7 +129,8 @@ export function podmanRunArgs(pod: PodTemplate, b: NodeBinding): string[] {
   for (const cap of sc.capabilities?.add ?? []) args.push('--cap-add', cap);
   // Only the volumes the manifest declares are writable: no tmpfs podman would add by itself.
   if (sc.readOnlyRootFilesystem) args.push('--read-only', '--read-only-tmpfs=false');
-  if (sc.seccompProfile && sc.seccompProfile.type !== 'RuntimeDefault') throw new Error(`seccompProfile ${sc.seccompProfile.type} is not mapped`);
+  if (sc.seccompProfile && sc.seccompProfile.type !== 'RuntimeDefault')
+    throw new Error(`seccompProfile ${sc.seccompProfile.type} is not mapped`);
   if (c.resources?.limits?.memory) args.push('--memory', c.resources.limits.memory.replace(/i$/, '').toLowerCase());
 
   for (const e of c.env ?? []) {
@@ -137,8 +138,12 @@ export function podmanRunArgs(pod: PodTemplate, b: NodeBinding): string[] {
     else if (e.valueFrom?.fieldRef?.fieldPath === 'spec.nodeName') args.push('--env', `${e.name}=${b.nodeName}`);
     // A standalone run has no API server to ask about its pod; the names are still passed as a kubelet would.
     else if (e.valueFrom?.fieldRef?.fieldPath === 'metadata.name') args.push('--env', `${e.name}=${b.name}`);
-    else if (e.valueFrom?.fieldRef?.fieldPath === 'metadata.namespace') args.push('--env', `${e.name}=${pod.namespace}`);
-    else throw new Error(`env ${e.name}: only value and fieldRefs spec.nodeName, metadata.name and metadata.namespace are mapped`);
+    else if (e.valueFrom?.fieldRef?.fieldPath === 'metadata.namespace')
+      args.push('--env', `${e.name}=${pod.namespace}`);
+    else
+      throw new Error(
+        `env ${e.name}: only value and fieldRefs spec.nodeName, metadata.name and metadata.namespace are mapped`,
+      );
   }
 
   for (const m of c.volumeMounts ?? []) {

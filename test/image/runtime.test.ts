@@ -16,7 +16,10 @@ import { helmTemplate } from '../../scripts/helm.js';
 import { splitBySource } from '../../scripts/render-manifests.js';
 
 const fixture = readFileSync(new URL('../fixtures/istio-sidecar-default.v4.rules', import.meta.url), 'utf8');
-const DOCUMENTED = { 'traffic.sidecar.istio.io/excludeInboundPorts': '22', 'traffic.sidecar.istio.io/excludeOutboundIPRanges': '192.168.0.1/32' };
+const DOCUMENTED = {
+  'traffic.sidecar.istio.io/excludeInboundPorts': '22',
+  'traffic.sidecar.istio.io/excludeOutboundIPRanges': '192.168.0.1/32',
+};
 // The chart's default render, one file per template, in a temp dir (removed in afterAll).
 const rendered = mkdtempSync(join(tmpdir(), 'meshcni-chart-'));
 const DAEMONSET = join(rendered, 'daemonset.yaml');
@@ -35,17 +38,45 @@ let agentConfig: Record<string, unknown>;
 const sandboxes: string[] = [];
 
 const pods: Record<string, PodRef & { spec: PodSpec }> = {
-  web: { namespace: 'shop', name: 'web', uid: `uid-web-${tag}`, spec: { namespace: 'shop', name: 'web', annotations: DOCUMENTED } },
-  plain: { namespace: 'shop', name: 'plain', uid: `uid-plain-${tag}`, spec: { namespace: 'shop', name: 'plain', containers: ['app', 'logger'] } },
-  coredns: { namespace: 'kube-system', name: 'coredns', uid: `uid-dns-${tag}`, spec: { namespace: 'kube-system', name: 'coredns', annotations: DOCUMENTED } },
-  late: { namespace: 'shop', name: 'late', uid: `uid-late-${tag}`, spec: { namespace: 'shop', name: 'late', annotations: DOCUMENTED } },
-  early: { namespace: 'shop', name: 'early', uid: `uid-early-${tag}`, spec: { namespace: 'shop', name: 'early', annotations: DOCUMENTED } },
+  web: {
+    namespace: 'shop',
+    name: 'web',
+    uid: `uid-web-${tag}`,
+    spec: { namespace: 'shop', name: 'web', annotations: DOCUMENTED },
+  },
+  plain: {
+    namespace: 'shop',
+    name: 'plain',
+    uid: `uid-plain-${tag}`,
+    spec: { namespace: 'shop', name: 'plain', containers: ['app', 'logger'] },
+  },
+  coredns: {
+    namespace: 'kube-system',
+    name: 'coredns',
+    uid: `uid-dns-${tag}`,
+    spec: { namespace: 'kube-system', name: 'coredns', annotations: DOCUMENTED },
+  },
+  late: {
+    namespace: 'shop',
+    name: 'late',
+    uid: `uid-late-${tag}`,
+    spec: { namespace: 'shop', name: 'late', annotations: DOCUMENTED },
+  },
+  early: {
+    namespace: 'shop',
+    name: 'early',
+    uid: `uid-early-${tag}`,
+    spec: { namespace: 'shop', name: 'early', annotations: DOCUMENTED },
+  },
 };
 let early: { id: string; pid: number; ip: string };
 
-const podman = (args: string[], timeoutMs = 120_000): string => node.exec('podman', ['--network-config-dir', join(node.dir, 'podman-net'), ...args], { timeoutMs });
+const podman = (args: string[], timeoutMs = 120_000): string =>
+  node.exec('podman', ['--network-config-dir', join(node.dir, 'podman-net'), ...args], { timeoutMs });
 const agentLog = (): string => {
-  const r = spawnSync('nsenter', ['-t', String(node.pid), '-m', '-n', 'podman', 'logs', agentName], { encoding: 'utf8' });
+  const r = spawnSync('nsenter', ['-t', String(node.pid), '-m', '-n', 'podman', 'logs', agentName], {
+    encoding: 'utf8',
+  });
   return r.stdout + r.stderr;
 };
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -54,10 +85,17 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const confDir = (): string => node.hostDir('/etc/cni/net.d');
 const binDir = (): string => node.hostDir('/opt/cni/bin');
 const chained = (): boolean =>
-  readdirSync(confDir()).some((f) => f.endsWith('.conflist') && (JSON.parse(readFileSync(join(confDir(), f), 'utf8')) as { plugins: { type: string }[] }).plugins.some((p) => p.type === 'meshcni'));
+  readdirSync(confDir()).some(
+    (f) =>
+      f.endsWith('.conflist') &&
+      (JSON.parse(readFileSync(join(confDir(), f), 'utf8')) as { plugins: { type: string }[] }).plugins.some(
+        (p) => p.type === 'meshcni',
+      ),
+  );
 
 /** What the kernel holds in a sandbox's netns, read through its pause process. */
-const inSandbox = (pid: number, cmd: string, args: string[]): string => run('nsenter', ['-t', String(pid), '-n', cmd, ...args]);
+const inSandbox = (pid: number, cmd: string, args: string[]): string =>
+  run('nsenter', ['-t', String(pid), '-n', cmd, ...args]);
 
 async function runSandbox(p: PodRef): Promise<{ id: string; pid: number; ip: string }> {
   const id = await cri.runPodSandbox(p);
@@ -82,21 +120,30 @@ beforeAll(async () => {
   const template = daemonSetPod(DAEMONSET);
   expect(template.containers[0]!.image).toBe(image);
   for (const hp of hostPaths(template)) {
-    if (hp.type !== 'DirectoryOrCreate' && hp.type !== 'Directory') throw new Error(`hostPath ${hp.path}: type ${hp.type} is not mapped`);
+    if (hp.type !== 'DirectoryOrCreate' && hp.type !== 'Directory')
+      throw new Error(`hostPath ${hp.path}: type ${hp.type} is not mapped`);
     // The node shares this machine's pid namespace: its /proc already is the node's processes.
     if (hp.path !== '/proc') node.remap(hp.path);
   }
   // The node before meshcni: a bridge primary network and the upstream plug-ins.
-  writeFileSync(join(confDir(), '10-primary.conflist'), primaryConfList('mcnitest0', '10.88.0.0/24', join(node.dir, 'ipam')));
+  writeFileSync(
+    join(confDir(), '10-primary.conflist'),
+    primaryConfList('mcnitest0', '10.88.0.0/24', join(node.dir, 'ipam')),
+  );
   installUpstreamPlugins(binDir());
   const podsDir = join(node.dir, 'pods');
   mkdirSync(podsDir);
   for (const p of Object.values(pods)) {
-    writeFileSync(join(podsDir, `${p.namespace}-${p.name}.yaml`), podManifest(p.spec).replace(/^( {2}namespace: .*)$/m, `$1\n  uid: ${p.uid}`));
+    writeFileSync(
+      join(podsDir, `${p.namespace}-${p.name}.yaml`),
+      podManifest(p.spec).replace(/^( {2}namespace: .*)$/m, `$1\n  uid: ${p.uid}`),
+    );
   }
   const data = configMapData(CONFIGMAP, 'meshcni-config');
   agentConfig = parseYaml(data['config.yaml']!) as Record<string, unknown>;
-  const configMaps = { 'meshcni-config': { ...data, 'config.yaml': `${data['config.yaml']!}podsDir: ${PODS_MOUNT}\n` } };
+  const configMaps = {
+    'meshcni-config': { ...data, 'config.yaml': `${data['config.yaml']!}podsDir: ${PODS_MOUNT}\n` },
+  };
   // A pod that predates the agent: made through CRI on the bare primary network, before meshcni runs.
   containerd = new Containerd(node, { cniConfDir: confDir(), cniBinDir: binDir() });
   cri = await containerd.start();
@@ -113,7 +160,8 @@ beforeAll(async () => {
   podman(args);
   const deadline = Date.now() + 60_000;
   while (!(/meshcni agent ready/.test(agentLog()) && chained())) {
-    if (Date.now() > deadline) throw new Error(`the agent container did not become ready and chain itself in:\n${agentLog()}`);
+    if (Date.now() > deadline)
+      throw new Error(`the agent container did not become ready and chain itself in:\n${agentLog()}`);
     await sleep(250);
   }
 }, 45 * 60_000);
@@ -123,7 +171,10 @@ afterAll(async () => {
     await cri?.stopPodSandbox(id).catch(() => undefined);
     await cri?.removePodSandbox(id).catch(() => undefined);
   }
-  if (node.running) spawnSync('nsenter', ['-t', String(node.pid), '-m', '-n', 'podman', 'rm', '-f', '-t', '0', agentName], { stdio: 'ignore' });
+  if (node.running)
+    spawnSync('nsenter', ['-t', String(node.pid), '-m', '-n', 'podman', 'rm', '-f', '-t', '0', agentName], {
+      stdio: 'ignore',
+    });
   await containerd?.stop();
   await node.stop();
   spawnSync('podman', ['rmi', '-f', image], { stdio: 'ignore' });
@@ -133,34 +184,68 @@ afterAll(async () => {
 
 describe('the meshcni image holds only what runs', () => {
   const inImage = (script: string): string =>
-    run('podman', ['run', '--rm', '--network', 'none', '--runtime', 'runc', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024', '--entrypoint', '/bin/sh', image, '-c', script]);
+    run('podman', [
+      'run',
+      '--rm',
+      '--network',
+      'none',
+      '--runtime',
+      'runc',
+      '--ulimit',
+      'nofile=1024:1024',
+      '--ulimit',
+      'nproc=1024:1024',
+      '--entrypoint',
+      '/bin/sh',
+      image,
+      '-c',
+      script,
+    ]);
 
   it('is the agent, as root: ENTRYPOINT meshcni-agent, CMD serve, user 0', () => {
-    const cfg = JSON.parse(run('podman', ['image', 'inspect', image, '--format', '{{json .Config}}'])) as { User: string; Entrypoint: string[]; Cmd: string[] };
+    const cfg = JSON.parse(run('podman', ['image', 'inspect', image, '--format', '{{json .Config}}'])) as {
+      User: string;
+      Entrypoint: string[];
+      Cmd: string[];
+    };
     expect(cfg).toMatchObject({ User: '0:0', Entrypoint: ['meshcni-agent'], Cmd: ['serve'] });
     expect(inImage('readlink -f "$(command -v meshcni-agent)"').trim()).toBe('/app/dist/cli/main.js');
   });
 
   it('ships the package root the addon loader needs, the addon and the shim, and no sources, toolchain or dev-only packages', () => {
     const top = inImage('ls -A /app').trim().split('\n');
-    expect(top.filter((f) => f !== 'prebuilds')).toEqual(['binding.gyp', 'build', 'dist', 'node_modules', 'package.json']);
-    expect(inImage('ls /app/build/Release/meshcni.node /app/prebuilds/*/*.node 2>/dev/null || true')).toMatch(/\.node$/m);
+    expect(top.filter((f) => f !== 'prebuilds')).toEqual([
+      'binding.gyp',
+      'build',
+      'dist',
+      'node_modules',
+      'package.json',
+    ]);
+    expect(inImage('ls /app/build/Release/meshcni.node /app/prebuilds/*/*.node 2>/dev/null || true')).toMatch(
+      /\.node$/m,
+    );
     expect(inImage('test -x /app/build/Release/meshcni && echo shim').trim()).toBe('shim');
     expect(inImage('for t in cc gcc make python3 npm; do command -v $t; done; true').trim()).toBe('');
     // The lock file marks what only development needs (dev: true): none of it may ship.
-    const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };
+    const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as {
+      packages: Record<string, { dev?: boolean }>;
+    };
     const dev = Object.entries(lock.packages)
       .filter(([path, p]) => p.dev && /^node_modules\/(@[^/]+\/)?[^/]+$/.test(path))
       .map(([path]) => path.slice('node_modules/'.length));
     expect(dev).toContain('vitest');
-    const present = inImage(`cd /app/node_modules && for d in ${dev.join(' ')}; do [ -e "$d" ] && echo "$d"; done; true`).trim();
+    const present = inImage(
+      `cd /app/node_modules && for d in ${dev.join(' ')}; do [ -e "$d" ] && echo "$d"; done; true`,
+    ).trim();
     expect(present).toBe('');
   });
 });
 
 describe('the meshcni image under containerd CRI, run as deploy/daemonset.yaml says', () => {
   it('installed itself: the shim in the CNI bin dir and its entry chained after the primary network', () => {
-    const list = JSON.parse(readFileSync(join(confDir(), '10-primary.conflist'), 'utf8')) as { plugins: { type: string; socketPath?: string }[] };
+    const list = JSON.parse(readFileSync(join(confDir(), '10-primary.conflist'), 'utf8')) as {
+      plugins: { type: string; socketPath?: string }[];
+    };
     expect(list.plugins.map((p) => p.type)).toEqual(['bridge', 'meshcni']);
     expect(list.plugins[1]!.socketPath).toBe(agentConfig.socketPath);
     expect(existsSync(join(binDir(), 'meshcni'))).toBe(true);
@@ -186,11 +271,16 @@ describe('the meshcni image under containerd CRI, run as deploy/daemonset.yaml s
     inNetns(oracle, 'iptables-nft-restore', [], fixture);
     const want = normaliseSave(inNetns(oracle, 'iptables-nft-save', ['-t', 'nat']));
     const deadline = Date.now() + 30_000;
-    while (normaliseSave(inSandbox(early.pid, 'iptables-nft-save', ['-t', 'nat'])) !== want && Date.now() < deadline) await sleep(250);
+    while (normaliseSave(inSandbox(early.pid, 'iptables-nft-save', ['-t', 'nat'])) !== want && Date.now() < deadline)
+      await sleep(250);
     expect(normaliseSave(inSandbox(early.pid, 'iptables-nft-save', ['-t', 'nat']))).toBe(want);
     expect(agentLog()).toMatch(/captured it in place/);
-    const recs = readdirSync(join(node.hostDir('/var/run/meshcni'), 'pods')).map((f) => readFileSync(join(node.hostDir('/var/run/meshcni'), 'pods', f), 'utf8'));
-    const rec = recs.map((t) => JSON.parse(t) as { name: string; netns: string; netnsId?: string }).find((r) => r.name === 'early')!;
+    const recs = readdirSync(join(node.hostDir('/var/run/meshcni'), 'pods')).map((f) =>
+      readFileSync(join(node.hostDir('/var/run/meshcni'), 'pods', f), 'utf8'),
+    );
+    const rec = recs
+      .map((t) => JSON.parse(t) as { name: string; netns: string; netnsId?: string })
+      .find((r) => r.name === 'early')!;
     expect(rec).toMatchObject({ netns: '', netnsId: expect.stringMatching(/^\d+:\d+$/) });
   });
 

@@ -9,7 +9,12 @@ const BRIDGE_LIST = JSON.stringify({
   name: 'bridge-net',
   disableCheck: true,
   plugins: [
-    { type: 'bridge', bridge: 'cni0', isGateway: true, ipam: { type: 'host-local', ranges: [[{ subnet: '10.22.0.0/16' }]] } },
+    {
+      type: 'bridge',
+      bridge: 'cni0',
+      isGateway: true,
+      ipam: { type: 'host-local', ranges: [[{ subnet: '10.22.0.0/16' }]] },
+    },
     { type: 'portmap', capabilities: { portMappings: true } },
   ],
 });
@@ -38,7 +43,12 @@ describe('meshcniEntry', () => {
 describe('insertEntry', () => {
   it('appends the entry to a conflist and keeps every other plug-in and field', () => {
     const r = insertEntry('/etc/cni/net.d/10-bridge.conflist', BRIDGE_LIST, entry);
-    expect(r).toMatchObject({ fileName: '/etc/cni/net.d/10-bridge.conflist', changed: true, hadEntry: false, converted: false });
+    expect(r).toMatchObject({
+      fileName: '/etc/cni/net.d/10-bridge.conflist',
+      changed: true,
+      hadEntry: false,
+      converted: false,
+    });
     const orig = JSON.parse(BRIDGE_LIST);
     const out = JSON.parse(r.text);
     expect(out).toEqual({ ...orig, plugins: [...orig.plugins, entry] });
@@ -62,7 +72,11 @@ describe('insertEntry', () => {
 
   it("falls back to istio-cni's cniVersion and network name when the lone config has none", () => {
     const r = insertEntry('x.conf', JSON.stringify({ type: 'ptp' }), entry);
-    expect(JSON.parse(r.text)).toEqual({ cniVersion: '0.3.1', name: 'k8s-pod-network', plugins: [{ type: 'ptp' }, entry] });
+    expect(JSON.parse(r.text)).toEqual({
+      cniVersion: '0.3.1',
+      name: 'k8s-pod-network',
+      plugins: [{ type: 'ptp' }, entry],
+    });
   });
 
   it('never inserts twice: a second insertion is a no-op returning the same text', () => {
@@ -102,7 +116,9 @@ describe('insertEntry', () => {
   });
 
   it('rejects a file name the runtime would not load', () => {
-    expect(() => insertEntry('/etc/cni/net.d/10-x.yaml', BRIDGE_LIST, entry)).toThrow(/10-x.yaml: not a CNI config file name/);
+    expect(() => insertEntry('/etc/cni/net.d/10-x.yaml', BRIDGE_LIST, entry)).toThrow(
+      /10-x.yaml: not a CNI config file name/,
+    );
   });
 });
 
@@ -120,6 +136,8 @@ describe('removeEntry', () => {
   });
 
   it('refuses to leave an empty plug-in list', () => {
-    expect(() => removeEntry('x.conflist', JSON.stringify({ plugins: [entry] }))).toThrow(/x.conflist: holds only the meshcni entry/);
+    expect(() => removeEntry('x.conflist', JSON.stringify({ plugins: [entry] }))).toThrow(
+      /x.conflist: holds only the meshcni entry/,
+    );
   });
 });

@@ -1,6 +1,16 @@
 // The installer on real temporary directories: chaining in, re-inserting after the primary CNI
 // rewrites its file, exact uninstall, waiting for and retrying on bad configs, atomic shim copy.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, renameSync, mkdirSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  renameSync,
+  mkdirSync,
+} from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -85,7 +95,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const plugins = (path: string): { type: string }[] => JSON.parse(readFileSync(path, 'utf8')).plugins;
 const meshcniCount = (path: string): number => plugins(path).filter((p) => p.type === 'meshcni').length;
 const chainedLogs = (): number => lines.filter((l) => l.includes('meshcni chained into the CNI config')).length;
-const visible = (dir: string) => readdirSync(dir).filter((n) => n !== BACKUP_DIR_NAME).sort();
+const visible = (dir: string) =>
+  readdirSync(dir)
+    .filter((n) => n !== BACKUP_DIR_NAME)
+    .sort();
 
 /** How a primary CNI typically (re)writes its config: temp file + rename. */
 function primaryWrites(name: string, text: string): void {
@@ -138,7 +151,14 @@ describe('CniInstaller', () => {
       ...orig,
       plugins: [
         ...orig.plugins,
-        { type: 'meshcni', socketPath: '/var/run/meshcni/cni.sock', excludeNamespaces: ['kube-system'], timeoutSeconds: 5, logLevel: 'debug', podIndexPath: '/var/run/meshcni/pod-index' },
+        {
+          type: 'meshcni',
+          socketPath: '/var/run/meshcni/cni.sock',
+          excludeNamespaces: ['kube-system'],
+          timeoutSeconds: 5,
+          logLevel: 'debug',
+          podIndexPath: '/var/run/meshcni/pod-index',
+        },
       ],
     });
     expect(inst.installed).toBe('10-bridge.conflist');
@@ -197,18 +217,21 @@ describe('CniInstaller', () => {
   it.each([
     ['a bridge conflist', '10-bridge.conflist', BRIDGE_LIST],
     ['a lone .conf', '10-bridge.conf', LONE_CONF],
-  ])('uninstall leaves %s byte-identical, removes the backups and keeps the shim for pods added meanwhile', async (_case, name, text) => {
-    writeFileSync(join(confDir, name), text, { mode: 0o640 });
-    const before = readdirSync(confDir).sort();
-    const inst = makeInstaller();
-    await inst.start();
-    expect(readFileSync(join(confDir, inst.installed ?? ''), 'utf8')).toContain('"meshcni"');
-    await inst.stop({ uninstall: true });
-    expect(readdirSync(confDir).sort()).toEqual(before);
-    expect(readFileSync(join(confDir, name)).equals(Buffer.from(text))).toBe(true);
-    expect(statSync(join(confDir, name)).mode & 0o777).toBe(0o640);
-    expect(readdirSync(binDir)).toEqual([SHIM_NAME]);
-  });
+  ])(
+    'uninstall leaves %s byte-identical, removes the backups and keeps the shim for pods added meanwhile',
+    async (_case, name, text) => {
+      writeFileSync(join(confDir, name), text, { mode: 0o640 });
+      const before = readdirSync(confDir).sort();
+      const inst = makeInstaller();
+      await inst.start();
+      expect(readFileSync(join(confDir, inst.installed ?? ''), 'utf8')).toContain('"meshcni"');
+      await inst.stop({ uninstall: true });
+      expect(readdirSync(confDir).sort()).toEqual(before);
+      expect(readFileSync(join(confDir, name)).equals(Buffer.from(text))).toBe(true);
+      expect(statSync(join(confDir, name)).mode & 0o777).toBe(0o640);
+      expect(readdirSync(binDir)).toEqual([SHIM_NAME]);
+    },
+  );
 
   it('uninstall with purge removes the shim too', async () => {
     writeFileSync(join(confDir, '10-bridge.conflist'), BRIDGE_LIST);
@@ -282,8 +305,13 @@ describe('CniInstaller', () => {
     const inst = makeInstaller();
     await inst.start();
     primaryWrites('10-calico.conflist', BRIDGE_LIST.replace('bridge-net', 'calico'));
-    await waitFor('the entry in the new primary', () => readFileSync(join(confDir, '10-calico.conflist'), 'utf8').includes('meshcni'));
-    await waitFor('the old config restored', () => readFileSync(join(confDir, '20-bridge.conflist'), 'utf8') === BRIDGE_LIST);
+    await waitFor('the entry in the new primary', () =>
+      readFileSync(join(confDir, '10-calico.conflist'), 'utf8').includes('meshcni'),
+    );
+    await waitFor(
+      'the old config restored',
+      () => readFileSync(join(confDir, '20-bridge.conflist'), 'utf8') === BRIDGE_LIST,
+    );
     // The rename is visible on disk a moment before the installer's own continuation records it.
     await waitFor('the installer to name the new primary', () => inst.installed === '10-calico.conflist');
     expect(inst.installed).toBe('10-calico.conflist');
@@ -322,7 +350,9 @@ describe('runInstall / runUninstall', () => {
   /** A stand-in agent on the test's own socket: answers every request as the agent answers an unknown route. */
   async function fakeAgent(): Promise<string> {
     const path = join(root, 'agent.sock');
-    const server = createServer((c) => c.once('data', () => c.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n')));
+    const server = createServer((c) =>
+      c.once('data', () => c.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n')),
+    );
     await new Promise<void>((r) => server.listen(path, r));
     servers.push(server);
     return path;
@@ -336,7 +366,11 @@ describe('runInstall / runUninstall', () => {
     writeFileSync(join(confDir, '10-bridge.conf'), LONE_CONF);
     const socketPath = await fakeAgent();
     const res = await runInstall({ ...opts(), socketPath, waitTimeoutMs: 5000 });
-    expect(res).toEqual({ shim: join(binDir, SHIM_NAME), config: join(confDir, '10-bridge.conflist'), alreadyChained: false });
+    expect(res).toEqual({
+      shim: join(binDir, SHIM_NAME),
+      config: join(confDir, '10-bridge.conflist'),
+      alreadyChained: false,
+    });
     expect(meshcniCount(res.config)).toBe(1);
     // A second install (e.g. the DaemonSet restarting) changes nothing, and says so.
     expect(await runInstall({ ...opts(), socketPath, waitTimeoutMs: 5000 })).toMatchObject({ alreadyChained: true });
@@ -356,10 +390,13 @@ describe('runInstall / runUninstall', () => {
 
   it.each([
     ['no socket at all', (): string => join(root, 'missing.sock')],
-    ['a plain file where the socket should be', (): string => {
-      writeFileSync(join(root, 'file.sock'), '');
-      return join(root, 'file.sock');
-    }],
+    [
+      'a plain file where the socket should be',
+      (): string => {
+        writeFileSync(join(root, 'file.sock'), '');
+        return join(root, 'file.sock');
+      },
+    ],
   ])('refuses to chain in while no agent answers (%s), touching nothing', async (_what, socket) => {
     writeFileSync(join(confDir, '10-bridge.conflist'), BRIDGE_LIST);
     const socketPath = socket();
@@ -373,13 +410,20 @@ describe('runInstall / runUninstall', () => {
 
   it('chains in without an agent when told withoutAgent', async () => {
     writeFileSync(join(confDir, '10-bridge.conflist'), BRIDGE_LIST);
-    const res = await runInstall({ ...opts(), socketPath: join(root, 'missing.sock'), withoutAgent: true, waitTimeoutMs: 5000 });
+    const res = await runInstall({
+      ...opts(),
+      socketPath: join(root, 'missing.sock'),
+      withoutAgent: true,
+      waitTimeoutMs: 5000,
+    });
     expect(meshcniCount(res.config)).toBe(1);
   });
 
   it('install gives up with a clear error when no primary config appears in time, removing the shim it copied', async () => {
     const socketPath = await fakeAgent();
-    await expect(runInstall({ ...opts(), socketPath, waitTimeoutMs: 300 })).rejects.toThrow(`no valid primary CNI config in ${confDir} after 300 ms`);
+    await expect(runInstall({ ...opts(), socketPath, waitTimeoutMs: 300 })).rejects.toThrow(
+      `no valid primary CNI config in ${confDir} after 300 ms`,
+    );
     expect(readdirSync(binDir)).toEqual([]);
     expect(visible(confDir)).toEqual([]);
   });
@@ -387,7 +431,9 @@ describe('runInstall / runUninstall', () => {
   it('a failed install keeps a shim that was there before it (a running agent installed it)', async () => {
     const socketPath = await fakeAgent();
     await installShim(shimSrc, binDir);
-    await expect(runInstall({ ...opts(), socketPath, waitTimeoutMs: 300 })).rejects.toThrow(/no valid primary CNI config/);
+    await expect(runInstall({ ...opts(), socketPath, waitTimeoutMs: 300 })).rejects.toThrow(
+      /no valid primary CNI config/,
+    );
     expect(readdirSync(binDir)).toEqual([SHIM_NAME]);
   });
 });

@@ -11,26 +11,43 @@ let root: string;
 let confDir: string;
 const installers: CniInstaller[] = [];
 
-const LIST = (name: string): string => JSON.stringify({ cniVersion: '1.0.0', name, plugins: [{ type: 'bridge', bridge: 'cni0' }] });
+const LIST = (name: string): string =>
+  JSON.stringify({ cniVersion: '1.0.0', name, plugins: [{ type: 'bridge', bridge: 'cni0' }] });
 const MULTUS = JSON.stringify({
   cniVersion: '0.3.1',
   name: 'multus-cni-network',
   type: 'multus',
   kubeconfig: '/etc/cni/net.d/multus.d/multus.kubeconfig',
   delegates: [
-    { cniVersion: '0.3.1', name: 'default-net', plugins: [{ type: 'bridge', bridge: 'cni0' }, { type: 'portmap', capabilities: { portMappings: true } }] },
+    {
+      cniVersion: '0.3.1',
+      name: 'default-net',
+      plugins: [
+        { type: 'bridge', bridge: 'cni0' },
+        { type: 'portmap', capabilities: { portMappings: true } },
+      ],
+    },
     { cniVersion: '0.3.1', name: 'second', type: 'macvlan', master: 'eth1' },
   ],
 });
 
 function installer(extra: InstallerOptions = {}): CniInstaller {
   const built = new URL('../../build/Release/meshcni', import.meta.url).pathname;
-  const i = new CniInstaller({ cniConfDir: confDir, cniBinDir: join(root, 'bin'), shimPath: built, log: pino({ level: 'silent' }), recheckIntervalMs: 100, debounceMs: 10, ...extra });
+  const i = new CniInstaller({
+    cniConfDir: confDir,
+    cniBinDir: join(root, 'bin'),
+    shimPath: built,
+    log: pino({ level: 'silent' }),
+    recheckIntervalMs: 100,
+    debounceMs: 10,
+    ...extra,
+  });
   installers.push(i);
   return i;
 }
 const types = (o: { plugins?: { type: string }[] }): string[] => (o.plugins ?? []).map((p) => p.type);
-const read = (name: string): Record<string, unknown> => JSON.parse(readFileSync(join(confDir, name), 'utf8')) as Record<string, unknown>;
+const read = (name: string): Record<string, unknown> =>
+  JSON.parse(readFileSync(join(confDir, name), 'utf8')) as Record<string, unknown>;
 
 beforeEach(() => {
   root = mkdtempSync(join(tmpdir(), 'meshcni-targets-'));
@@ -66,17 +83,25 @@ describe('cniConfFileName', () => {
     expect(readFileSync(join(confDir, '00-first.conflist'), 'utf8')).toBe(LIST('first'));
   });
 
-  it.each(['../etc/x.conflist', 'sub/x.conflist', 'x.txt', '.hidden.conflist'])('rejects cniConfFileName %j, naming it', (bad) => {
-    expect(() => resolveOptions({ cniConfFileName: bad })).toThrow(new RegExp(`cniConfFileName "${bad.replace(/\./g, '\\.')}"`));
-  });
+  it.each(['../etc/x.conflist', 'sub/x.conflist', 'x.txt', '.hidden.conflist'])(
+    'rejects cniConfFileName %j, naming it',
+    (bad) => {
+      expect(() => resolveOptions({ cniConfFileName: bad })).toThrow(
+        new RegExp(`cniConfFileName "${bad.replace(/\./g, '\\.')}"`),
+      );
+    },
+  );
 });
 
 describe('Multus', () => {
-  it("chains into the default network (delegates[0]) of a Multus config, leaving other delegates alone, and uninstall restores it", async () => {
+  it('chains into the default network (delegates[0]) of a Multus config, leaving other delegates alone, and uninstall restores it', async () => {
     writeFileSync(join(confDir, '00-multus.conf'), MULTUS);
     const i = installer();
     await i.start();
-    const doc = read('00-multus.conf') as { type: string; delegates: { plugins?: { type: string }[]; type?: string }[] };
+    const doc = read('00-multus.conf') as {
+      type: string;
+      delegates: { plugins?: { type: string }[]; type?: string }[];
+    };
     expect(doc.type).toBe('multus');
     expect(types(doc.delegates[0]!)).toEqual(['bridge', 'portmap', 'meshcni']);
     expect(doc.delegates[1]).toEqual(JSON.parse(MULTUS).delegates[1]);
@@ -101,6 +126,9 @@ describe('Multus', () => {
     writeFileSync(join(multusDir, '10-flannel.conflist'), LIST('flannel'));
     const i = installer({ cniConfDir: multusDir, cniConfFileName: '10-flannel.conflist' });
     await i.start();
-    expect(types(JSON.parse(readFileSync(join(multusDir, '10-flannel.conflist'), 'utf8')))).toEqual(['bridge', 'meshcni']);
+    expect(types(JSON.parse(readFileSync(join(multusDir, '10-flannel.conflist'), 'utf8')))).toEqual([
+      'bridge',
+      'meshcni',
+    ]);
   });
 });

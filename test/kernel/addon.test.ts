@@ -24,7 +24,9 @@ import { encodeXtRuleset } from '../../src/nft/xtables/encode.js';
 import { parseRestore } from '../../src/nft/xtables/parse.js';
 import { NetnsPool, inNetns, netnsPath } from '../helpers/netns.js';
 
-const fixture = execFileSync('cat', [new URL('../fixtures/istio-sidecar-default.v4.rules', import.meta.url).pathname], { encoding: 'utf8' });
+const fixture = execFileSync('cat', [new URL('../fixtures/istio-sidecar-default.v4.rules', import.meta.url).pathname], {
+  encoding: 'utf8',
+});
 const tables = encodeXtRuleset(parseRestore(fixture, 'ip'));
 const pool = new NetnsPool('k');
 afterEach(() => pool.cleanup());
@@ -87,11 +89,21 @@ describe('opening a network namespace', () => {
   });
 
   it.each<[string, string, string, RegExp]>([
-    ['a missing path', '/var/run/netns/mcni-does-not-exist', 'ENOENT', /cannot open network namespace \/var\/run\/netns\/mcni-does-not-exist/],
+    [
+      'a missing path',
+      '/var/run/netns/mcni-does-not-exist',
+      'ENOENT',
+      /cannot open network namespace \/var\/run\/netns\/mcni-does-not-exist/,
+    ],
     ['a regular file', '/etc/hostname', 'ENOTNETNS', /\/etc\/hostname is not a network namespace/],
     ['another kind of namespace', '/proc/self/ns/mnt', 'ENOTNETNS', /\/proc\/self\/ns\/mnt is not a network namespace/],
     ['a relative path', 'var/run/netns/x', 'EINVAL', /must be absolute/],
-    ["the agent's own namespace", '/proc/self/ns/net', 'EHOSTNETNS', /refusing to program \/proc\/self\/ns\/net: it is the host's own/],
+    [
+      "the agent's own namespace",
+      '/proc/self/ns/net',
+      'EHOSTNETNS',
+      /refusing to program \/proc\/self\/ns\/net: it is the host's own/,
+    ],
     // In a sandbox whose PID 1 belongs to another user namespace even root gets EACCES: still refused.
     canOpen('/proc/1/ns/net')
       ? ["PID 1's namespace", '/proc/1/ns/net', 'EHOSTNETNS', /host's own network namespace/]
@@ -99,7 +111,9 @@ describe('opening a network namespace', () => {
   ])('refuses %s with a clear error', async (_what, path, code, message) => {
     const before = hostRuleset();
     for (const [how, commit] of COMMITS) {
-      const err = (await commit(path, replaceTablesBatch(tables).buffer).catch((e: unknown) => e)) as Error & { code: string };
+      const err = (await commit(path, replaceTablesBatch(tables).buffer).catch((e: unknown) => e)) as Error & {
+        code: string;
+      };
       expect(err, how).toBeInstanceOf(Error);
       expect(err.code, how).toBe(code);
       expect(err.message, how).toMatch(message);
@@ -137,21 +151,31 @@ describe('opening a network namespace', () => {
     // an empty, oddly named table, so even a regression could not disturb the host's traffic.
     const name = `mcni-hostrace-${process.pid}`;
     const alias = `/var/run/netns/${name}`;
-    const probe = replaceTablesBatch([{ table: { family: 'inet', name: `mcni_probe_${process.pid}` }, chains: [], sets: [], rules: [] }], 1, 'create').buffer;
+    const probe = replaceTablesBatch(
+      [{ table: { family: 'inet', name: `mcni_probe_${process.pid}` }, chains: [], sets: [], rules: [] }],
+      1,
+      'create',
+    ).buffer;
     const pods = Array.from({ length: 20 }, () => netnsPath(pool.create()));
     const before = hostRuleset();
     writeFileSync(alias, '');
     try {
       execFileSync('mount', ['--bind', '/proc/self/ns/net', alias]);
       for (let round = 0; round < 10; round++) {
-        const hostTries = Array.from({ length: 16 }, () => applyNetlinkBatch(alias, probe).then(() => 'applied', (e: { code?: string }) => e.code));
+        const hostTries = Array.from({ length: 16 }, () =>
+          applyNetlinkBatch(alias, probe).then(
+            () => 'applied',
+            (e: { code?: string }) => e.code,
+          ),
+        );
         for (const p of pods) applyNetlinkBatchInline(p, replaceTablesBatch(tables, 1, 'replace').buffer);
         expect(new Set(await Promise.all(hostTries))).toEqual(new Set(['EHOSTNETNS']));
       }
     } finally {
       execFileSync('umount', [alias]);
       rmSync(alias);
-      if (hostRuleset().includes(`mcni_probe_${process.pid}`)) execFileSync('nft', ['delete', 'table', 'inet', `mcni_probe_${process.pid}`]);
+      if (hostRuleset().includes(`mcni_probe_${process.pid}`))
+        execFileSync('nft', ['delete', 'table', 'inet', `mcni_probe_${process.pid}`]);
     }
     expect(hostRuleset()).toBe(before);
     expect(threadNetnsInodes().size).toBe(1);
@@ -170,7 +194,9 @@ describe('applying batches', () => {
     const read = await Promise.all(names.map((n) => readTables(netnsPath(n))));
     for (const t of read) expect(t.find((x) => x.table.name === 'nat')?.rules).toHaveLength(21);
     for (const n of [names[0]!, names[99]!, names[199]!]) {
-      expect(inNetns(n, 'iptables-nft-save', ['-t', 'nat'])).toContain('-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001');
+      expect(inNetns(n, 'iptables-nft-save', ['-t', 'nat'])).toContain(
+        '-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001',
+      );
     }
     expect(ownNetnsIdentity()).toEqual(before);
     const inodes = threadNetnsInodes();
@@ -193,32 +219,48 @@ describe('applying batches', () => {
     });
   });
 
-  it.each(COMMITS)('reports the index, seq, errno name and kernel message of a rejected message (%s)', async (_how, commit) => {
-    const ns = pool.create();
-    const batch = replaceTablesBatch([
-      {
-        table: { family: 'ip', name: 'nat' },
-        chains: [{ family: 'ip', table: 'nat', name: 'A' }],
-        sets: [],
-        rules: [{ family: 'ip', table: 'nat', chain: 'A', exprs: [{ type: 'verdict', verdict: { code: 'jump', chain: 'NOPE' } }] }],
-      },
-    ]);
-    const err = (await commit(netnsPath(ns), batch.buffer).catch((e: unknown) => e)) as NetlinkBatchError;
-    expect(err).toBeInstanceOf(NetlinkBatchError);
-    expect(err.code).toBe('ENOENT');
-    expect(err.errno).toBe(2);
-    expect(batch.descriptions[err.index]).toBe('add rule ip nat A #1');
-    expect(err.seq).toBe(batch.firstSeq + err.index);
-    expect(err.errors.length).toBeGreaterThanOrEqual(1);
-    expect(inNetns(ns, 'nft', ['list', 'ruleset']).trim()).toBe('');
-  });
+  it.each(COMMITS)(
+    'reports the index, seq, errno name and kernel message of a rejected message (%s)',
+    async (_how, commit) => {
+      const ns = pool.create();
+      const batch = replaceTablesBatch([
+        {
+          table: { family: 'ip', name: 'nat' },
+          chains: [{ family: 'ip', table: 'nat', name: 'A' }],
+          sets: [],
+          rules: [
+            {
+              family: 'ip',
+              table: 'nat',
+              chain: 'A',
+              exprs: [{ type: 'verdict', verdict: { code: 'jump', chain: 'NOPE' } }],
+            },
+          ],
+        },
+      ]);
+      const err = (await commit(netnsPath(ns), batch.buffer).catch((e: unknown) => e)) as NetlinkBatchError;
+      expect(err).toBeInstanceOf(NetlinkBatchError);
+      expect(err.code).toBe('ENOENT');
+      expect(err.errno).toBe(2);
+      expect(batch.descriptions[err.index]).toBe('add rule ip nat A #1');
+      expect(err.seq).toBe(batch.firstSeq + err.index);
+      expect(err.errors.length).toBeGreaterThanOrEqual(1);
+      expect(inNetns(ns, 'nft', ['list', 'ruleset']).trim()).toBe('');
+    },
+  );
 
-  it.each(COMMITS)('rejects a buffer that is not netlink messages before sending anything (%s)', async (_how, commit) => {
-    const ns = pool.create();
-    const err = (await commit(netnsPath(ns), Buffer.from([1, 2, 3])).catch((e: unknown) => e)) as { code?: string; message: string };
-    expect(err.code).toBe('EINVAL');
-    expect(err.message).toMatch(/well-formed netlink messages/);
-  });
+  it.each(COMMITS)(
+    'rejects a buffer that is not netlink messages before sending anything (%s)',
+    async (_how, commit) => {
+      const ns = pool.create();
+      const err = (await commit(netnsPath(ns), Buffer.from([1, 2, 3])).catch((e: unknown) => e)) as {
+        code?: string;
+        message: string;
+      };
+      expect(err.code).toBe('EINVAL');
+      expect(err.message).toMatch(/well-formed netlink messages/);
+    },
+  );
 });
 
 describe('dumping', () => {

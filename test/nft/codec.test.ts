@@ -56,7 +56,12 @@ describe('expression codecs', () => {
 const contents: TableContents = {
   table: { family: 'inet', name: 'meshcni-test' },
   chains: [
-    { family: 'inet', table: 'meshcni-test', name: 'output', base: { hook: 'output', priority: -100, type: 'nat', policy: 'accept' } },
+    {
+      family: 'inet',
+      table: 'meshcni-test',
+      name: 'output',
+      base: { hook: 'output', priority: -100, type: 'nat', policy: 'accept' },
+    },
     { family: 'inet', table: 'meshcni-test', name: 'redirect' },
   ],
   sets: [

@@ -16,7 +16,9 @@ afterAll(() => pool.cleanup());
 
 /** Everything the kernel says about a namespace's rules, counters and handles stripped. */
 function nftJson(ns: string): unknown {
-  const j = JSON.parse(inNetns(ns, 'nft', ['-j', 'list', 'ruleset'])) as { nftables: Record<string, Record<string, unknown>>[] };
+  const j = JSON.parse(inNetns(ns, 'nft', ['-j', 'list', 'ruleset'])) as {
+    nftables: Record<string, Record<string, unknown>>[];
+  };
   return j.nftables
     .filter((o) => !('metainfo' in o))
     .map((o) => {
@@ -87,7 +89,14 @@ describe('a transaction the kernel rejects', () => {
         table: { family: 'ip6', name: 'nat' },
         chains: [{ family: 'ip6', table: 'nat', name: 'Y' }],
         sets: [],
-        rules: [{ family: 'ip6', table: 'nat', chain: 'Y', exprs: [{ type: 'verdict', verdict: { code: 'jump', chain: 'MISSING' } }] }],
+        rules: [
+          {
+            family: 'ip6',
+            table: 'nat',
+            chain: 'Y',
+            exprs: [{ type: 'verdict', verdict: { code: 'jump', chain: 'MISSING' } }],
+          },
+        ],
       },
     ];
     const err = await applyTables(netnsPath(ns), bad).catch((e: unknown) => e);

@@ -29,7 +29,9 @@ describe('routing for captured pods', () => {
 
   it('rejects an invalid address before sending anything', async () => {
     const ns = pool.create();
-    await expect(applyRouting(netnsPath(ns), { loopbackAddresses: ['10.0.0.1/33'] })).rejects.toThrow(/10\.0\.0\.1\/33/);
+    await expect(applyRouting(netnsPath(ns), { loopbackAddresses: ['10.0.0.1/33'] })).rejects.toThrow(
+      /10\.0\.0\.1\/33/,
+    );
     expect(inNetns(ns, 'ip', ['-4', 'addr', 'show', 'dev', 'lo'])).not.toMatch(/10\.0\.0\.1/);
   });
 });

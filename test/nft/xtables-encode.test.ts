@@ -52,7 +52,9 @@ describe('iptables-nft encoding of the documented Istio ruleset', () => {
 
   it('creates all four nat base chains with iptables-nft hooks and priorities', () => {
     const [contents] = encodeXtRuleset(parsed);
-    const base = contents!.chains.filter((c) => c.base).map((c) => [c.name, c.base!.hook, c.base!.priority, c.base!.type]);
+    const base = contents!.chains
+      .filter((c) => c.base)
+      .map((c) => [c.name, c.base!.hook, c.base!.priority, c.base!.type]);
     expect(base).toEqual([
       ['PREROUTING', 'prerouting', -100, 'nat'],
       ['INPUT', 'input', 100, 'nat'],

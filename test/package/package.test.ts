@@ -3,7 +3,19 @@
 // with no compiler on PATH, then `npx meshcni-agent` run from there. Also: the addon loads from a
 // layout without binding.gyp, and a copy without the addon refuses to start with one clear line.
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,12 +30,19 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 /** The environment of a nested npm: none of the outer `npm test`'s npm_* variables (its prefix, its script). */
 function cleanEnv(path: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!/^npm_/i.test(k) && k !== 'INIT_CWD' && k !== 'NODE_OPTIONS') env[k] = v;
+  for (const [k, v] of Object.entries(process.env))
+    if (!/^npm_/i.test(k) && k !== 'INIT_CWD' && k !== 'NODE_OPTIONS') env[k] = v;
   env.PATH = path;
   return env;
 }
 
-function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv, input?: string): SpawnSyncReturns<string> {
+function run(
+  cmd: string,
+  args: string[],
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+  input?: string,
+): SpawnSyncReturns<string> {
   const r = spawnSync(cmd, args, { cwd, env, encoding: 'utf8', input, timeout: 300_000 });
   if (r.error) throw r.error;
   return r;
@@ -41,7 +60,8 @@ const NO_COMPILER_PATH = tools;
 const app = join(work, 'app');
 const pkg = join(app, 'node_modules', 'meshcni');
 const npxEnv = (): NodeJS.ProcessEnv => cleanEnv(NO_COMPILER_PATH);
-const npx = (...args: string[]): SpawnSyncReturns<string> => run(join(tools, 'npx'), ['--no-install', 'meshcni-agent', ...args], app, npxEnv());
+const npx = (...args: string[]): SpawnSyncReturns<string> =>
+  run(join(tools, 'npx'), ['--no-install', 'meshcni-agent', ...args], app, npxEnv());
 
 let tarball = '';
 
@@ -49,7 +69,16 @@ beforeAll(() => {
   // 1. A clean copy of what a fresh clone has (no dist, build or prebuilds), built by `npm pack`.
   const tree = join(work, 'tree');
   mkdirSync(tree);
-  for (const f of ['package.json', 'package-lock.json', 'binding.gyp', 'tsconfig.json', 'tsconfig.build.json', 'src', 'native']) cpSync(join(ROOT, f), join(tree, f), { recursive: true });
+  for (const f of [
+    'package.json',
+    'package-lock.json',
+    'binding.gyp',
+    'tsconfig.json',
+    'tsconfig.build.json',
+    'src',
+    'native',
+  ])
+    cpSync(join(ROOT, f), join(tree, f), { recursive: true });
   symlinkSync(join(ROOT, 'node_modules'), join(tree, 'node_modules'));
   const out = join(work, 'out');
   mkdirSync(out);
@@ -69,7 +98,10 @@ beforeAll(() => {
   symlinkSync(join(npmCli, '..', 'npx-cli.js'), join(tools, 'npx'));
   mkdirSync(app);
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'mcni-pkg-test', private: true }));
-  ok(run(join(tools, 'npm'), ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball], app, npxEnv()), 'npm install of the tarball');
+  ok(
+    run(join(tools, 'npm'), ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball], app, npxEnv()),
+    'npm install of the tarball',
+  );
 }, 600_000);
 
 describe('npm pack', () => {
@@ -95,8 +127,15 @@ describe('installed from the tarball without a compiler', () => {
 
   it('compiled nothing: the addon comes from prebuilds/', () => {
     expect(readdirSync(join(pkg, 'build', 'Release'))).toEqual(['meshcni']);
-    const r = run(join(tools, 'node'), ['-e', `console.log(require('node-gyp-build').resolve(${JSON.stringify(pkg)}))`], app, npxEnv());
-    expect(ok(r, 'node-gyp-build resolve').trim()).toBe(join(pkg, 'prebuilds', `linux-${process.arch}`, 'meshcni.glibc.node'));
+    const r = run(
+      join(tools, 'node'),
+      ['-e', `console.log(require('node-gyp-build').resolve(${JSON.stringify(pkg)}))`],
+      app,
+      npxEnv(),
+    );
+    expect(ok(r, 'node-gyp-build resolve').trim()).toBe(
+      join(pkg, 'prebuilds', `linux-${process.arch}`, 'meshcni.glibc.node'),
+    );
   });
 
   it('npx meshcni-agent --version prints the package version', () => {
@@ -113,24 +152,50 @@ describe('installed from the tarball without a compiler', () => {
         'spec:\n  containers:\n    - name: web\n    - name: istio-proxy\n',
     );
     const out = ok(npx('rules', '--pod', pod), 'rules');
-    expect(out.split('\n').filter((l) => l && !l.startsWith('#')).join('\n')).toBe(normaliseSave(fixture));
+    expect(
+      out
+        .split('\n')
+        .filter((l) => l && !l.startsWith('#'))
+        .join('\n'),
+    ).toBe(normaliseSave(fixture));
   });
 
   it('npx meshcni-agent install copies the shim from the package and chains it into the primary config', () => {
     const conf = join(work, 'net.d');
     const bin = join(work, 'cni-bin');
     mkdirSync(conf);
-    writeFileSync(join(conf, '10-bridge.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'podnet', plugins: [{ type: 'bridge', bridge: 'cni0' }] }));
+    writeFileSync(
+      join(conf, '10-bridge.conflist'),
+      JSON.stringify({ cniVersion: '1.0.0', name: 'podnet', plugins: [{ type: 'bridge', bridge: 'cni0' }] }),
+    );
     // No agent serves here: --without-agent (install refuses otherwise; test/install covers the refusal).
-    ok(npx('install', '--cni-conf-dir', conf, '--cni-bin-dir', bin, '--socket', join(work, 'agent.sock'), '--without-agent'), 'install');
+    ok(
+      npx(
+        'install',
+        '--cni-conf-dir',
+        conf,
+        '--cni-bin-dir',
+        bin,
+        '--socket',
+        join(work, 'agent.sock'),
+        '--without-agent',
+      ),
+      'install',
+    );
     const shim = join(bin, 'meshcni');
     expect(readFileSync(shim).equals(readFileSync(join(pkg, 'build', 'Release', 'meshcni')))).toBe(true);
     expect(statSync(shim).mode & 0o777).toBe(0o755);
     // It is the real static shim: it answers the CNI VERSION command on its own.
-    const version = spawnSync(shim, [], { env: { CNI_COMMAND: 'VERSION' }, input: '{"cniVersion":"1.0.0"}', encoding: 'utf8' });
+    const version = spawnSync(shim, [], {
+      env: { CNI_COMMAND: 'VERSION' },
+      input: '{"cniVersion":"1.0.0"}',
+      encoding: 'utf8',
+    });
     expect(version.status).toBe(0);
     expect(JSON.parse(version.stdout)).toHaveProperty('supportedVersions');
-    const list = JSON.parse(readFileSync(join(conf, '10-bridge.conflist'), 'utf8')) as { plugins: { type: string; socketPath?: string }[] };
+    const list = JSON.parse(readFileSync(join(conf, '10-bridge.conflist'), 'utf8')) as {
+      plugins: { type: string; socketPath?: string }[];
+    };
     expect(list.plugins.map((p) => p.type)).toEqual(['bridge', 'meshcni']);
     expect(list.plugins[1]!.socketPath).toBe(join(work, 'agent.sock'));
   });
@@ -138,9 +203,20 @@ describe('installed from the tarball without a compiler', () => {
   it('npx meshcni-agent install gives up after --wait-timeout with one line when no primary config appears', () => {
     const conf = join(work, 'empty.d');
     mkdirSync(conf);
-    const r = npx('install', '--cni-conf-dir', conf, '--cni-bin-dir', join(work, 'cni-bin2'), '--wait-timeout', '1', '--without-agent');
+    const r = npx(
+      'install',
+      '--cni-conf-dir',
+      conf,
+      '--cni-bin-dir',
+      join(work, 'cni-bin2'),
+      '--wait-timeout',
+      '1',
+      '--without-agent',
+    );
     expect(r.status).toBe(1);
-    expect(r.stderr.trim().split('\n')).toEqual([`meshcni-agent: no valid primary CNI config in ${conf} after 1000 ms (last check: no .conflist/.conf/.json in ${conf} yet)`]);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      `meshcni-agent: no valid primary CNI config in ${conf} after 1000 ms (last check: no .conflist/.conf/.json in ${conf} yet)`,
+    ]);
   });
 });
 
@@ -167,7 +243,18 @@ describe('the addon loader', () => {
     mkdirSync(join(state, 'pods'), { recursive: true });
     const r = run(
       join(tools, 'node'),
-      [join(dir, 'dist/cli/main.js'), 'serve', '--pods-dir', join(state, 'pods'), '--socket', join(state, 'cni.sock'), '--state-dir', state, '--metrics-address', '127.0.0.1:0'],
+      [
+        join(dir, 'dist/cli/main.js'),
+        'serve',
+        '--pods-dir',
+        join(state, 'pods'),
+        '--socket',
+        join(state, 'cni.sock'),
+        '--state-dir',
+        state,
+        '--metrics-address',
+        '127.0.0.1:0',
+      ],
       app,
       npxEnv(),
     );
@@ -175,7 +262,9 @@ describe('the addon loader', () => {
     const lines = r.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^meshcni-agent: cannot load the meshcni native addon \(looked for /);
-    expect(lines[0]).toContain(`${join(dir, 'build', 'Release')}/*.node and ${join(dir, 'prebuilds', `linux-${process.arch}`)}/*.node`);
+    expect(lines[0]).toContain(
+      `${join(dir, 'build', 'Release')}/*.node and ${join(dir, 'prebuilds', `linux-${process.arch}`)}/*.node`,
+    );
     expect(lines[0]).toMatch(/No native build was found for platform=linux/);
     expect(r.stdout).not.toMatch(/meshcni agent ready/);
     expect(r.stdout).toMatch(/"level":60.*meshcni agent failed to start/);

@@ -31,11 +31,23 @@ const recordOf = (w: AgentWorld, id: string): string => join(w.stateDir, 'pods',
 
 describe('runtime values are validated at the edge', () => {
   const BAD = [
-    { what: 'a 300-character container id', call: { containerId: 'a'.repeat(300) }, names: /CNI_CONTAINERID .*longer than 200/ },
+    {
+      what: 'a 300-character container id',
+      call: { containerId: 'a'.repeat(300) },
+      names: /CNI_CONTAINERID .*longer than 200/,
+    },
     { what: 'a container id with a slash', call: { containerId: 'abc/../x' }, names: /CNI_CONTAINERID "abc\/\.\.\/x"/ },
-    { what: 'a relative netns path', call: { netns: 'var/run/netns/x' }, names: /CNI_NETNS "var\/run\/netns\/x" must be an absolute path/ },
+    {
+      what: 'a relative netns path',
+      call: { netns: 'var/run/netns/x' },
+      names: /CNI_NETNS "var\/run\/netns\/x" must be an absolute path/,
+    },
     { what: 'a netns path with a NUL byte', call: { netns: '/var/run/netns/a\u0000b' }, names: /CNI_NETNS .* NUL/ },
-    { what: 'a 16-byte interface name', call: { ifName: 'eth0123456789012' }, names: /CNI_IFNAME "eth0123456789012" is longer than 15 bytes/ },
+    {
+      what: 'a 16-byte interface name',
+      call: { ifName: 'eth0123456789012' },
+      names: /CNI_IFNAME "eth0123456789012" is longer than 15 bytes/,
+    },
     { what: "interface name '..'", call: { ifName: '..' }, names: /CNI_IFNAME "\.\."/ },
     { what: 'an interface name with a colon', call: { ifName: 'eth0:1' }, names: /CNI_IFNAME "eth0:1"/ },
   ];
@@ -53,7 +65,9 @@ describe('runtime values are validated at the edge', () => {
     }
     const del = await cni(w.socketPath, { command: 'DEL', ...base });
     expect(del.status).toBe(200);
-    expect(w.logs.lines.some((l) => l.msg === 'DEL with an invalid value: nothing of it can be ours, nothing to do')).toBe(true);
+    expect(
+      w.logs.lines.some((l) => l.msg === 'DEL with an invalid value: nothing of it can be ours, nothing to do'),
+    ).toBe(true);
     expect(tablesIn(ns)).toBe('');
     // Still serving.
     const ok = await cni(w.socketPath, { command: 'ADD', containerId: cid(), netns: netnsPath(ns), pod: POD });
@@ -77,7 +91,9 @@ describe('runtime values are validated at the edge', () => {
     const fifo = join(w.dir, 'fifo');
     expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
     // More FIFO ADDs than libuv has worker threads (4): each used to park a worker in open().
-    const refused = await Promise.all(Array.from({ length: 8 }, () => cni(w.socketPath, { command: 'ADD', containerId: cid(), netns: fifo, pod: POD })));
+    const refused = await Promise.all(
+      Array.from({ length: 8 }, () => cni(w.socketPath, { command: 'ADD', containerId: cid(), netns: fifo, pod: POD })),
+    );
     for (const r of refused) {
       expect(r.body).toMatchObject({ code: 4 });
       expect(String(r.body!.msg)).toMatch(/not a network namespace/);
@@ -92,7 +108,12 @@ describe('runtime values are validated at the edge', () => {
     const w = world();
     await w.start();
     const id = cid();
-    await cni(w.socketPath, { command: 'ADD', containerId: id, netns: `/var/run/netns/mcni-none-${process.pid}`, pod: POD });
+    await cni(w.socketPath, {
+      command: 'ADD',
+      containerId: id,
+      netns: `/var/run/netns/mcni-none-${process.pid}`,
+      pod: POD,
+    });
     const line = w.logs.lines.find((l) => l.msg === 'CNI request failed')!;
     expect(line).toMatchObject({ namespace: 'shop', pod: 'web', containerId: id, command: 'ADD' });
     const err = line.err as Record<string, unknown>;
@@ -117,7 +138,9 @@ describe('requests for one container are serialised', () => {
       expect(failed.body).toMatchObject({ code: 4 });
       expect(existsSync(recordOf(w, id))).toBe(true);
       expect(w.agent!.state.get(id)?.netns).toBe(netnsPath(ns));
-      expect((await cni(w.socketPath, { command: 'CHECK', containerId: id, netns: netnsPath(ns), pod: POD })).status).toBe(200);
+      expect(
+        (await cni(w.socketPath, { command: 'CHECK', containerId: id, netns: netnsPath(ns), pod: POD })).status,
+      ).toBe(200);
     }
   });
 
@@ -166,7 +189,9 @@ describe('the state directory', () => {
     expect(readdirSync(join(w.stateDir, 'pods'))).toEqual([]);
     spawnSync('rm', ['-f', join(w.stateDir, 'filler')]);
     const id = cid();
-    expect((await cni(w.socketPath, { command: 'ADD', containerId: id, netns: netnsPath(ns), pod: POD })).status).toBe(200);
+    expect((await cni(w.socketPath, { command: 'ADD', containerId: id, netns: netnsPath(ns), pod: POD })).status).toBe(
+      200,
+    );
     expect(existsSync(recordOf(w, id))).toBe(true);
   });
 
@@ -184,7 +209,9 @@ describe('the state directory', () => {
     w.stateDir = w.tmpfs('64k');
     w.remount(w.stateDir, 'ro');
     const a = w.makeAgent();
-    await expect(a.start()).rejects.toThrow(new RegExp(`state directory ${join(w.stateDir, 'pods')}.*EROFS.*read-only`));
+    await expect(a.start()).rejects.toThrow(
+      new RegExp(`state directory ${join(w.stateDir, 'pods')}.*EROFS.*read-only`),
+    );
   });
 
   it('read-only with the pods directory present: start-up still fails saying EROFS', async () => {
@@ -201,9 +228,13 @@ describe('the state directory', () => {
     await w.start();
     const ns = pool.create();
     const id = cid();
-    expect((await cni(w.socketPath, { command: 'ADD', containerId: id, netns: netnsPath(ns), pod: POD })).status).toBe(200);
+    expect((await cni(w.socketPath, { command: 'ADD', containerId: id, netns: netnsPath(ns), pod: POD })).status).toBe(
+      200,
+    );
     w.remount(w.stateDir, 'ro');
-    expect((await cni(w.socketPath, { command: 'DEL', containerId: id, netns: netnsPath(ns), pod: POD })).status).toBe(200);
+    expect((await cni(w.socketPath, { command: 'DEL', containerId: id, netns: netnsPath(ns), pod: POD })).status).toBe(
+      200,
+    );
     expect(w.agent!.state.get(id)).toBeUndefined();
   });
 });

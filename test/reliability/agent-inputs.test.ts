@@ -39,10 +39,14 @@ function post(body: Buffer): Promise<{ status: number; answer: { code?: number; 
       const [head = '', rest = ''] = text.split('\r\n\r\n');
       done({ status: Number(head.split(' ')[1]), answer: JSON.parse(rest) as { code?: number; msg?: string } });
     });
-    s.end(Buffer.concat([
-      Buffer.from(`POST /v1/cni HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`),
-      body,
-    ]));
+    s.end(
+      Buffer.concat([
+        Buffer.from(
+          `POST /v1/cni HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`,
+        ),
+        body,
+      ]),
+    );
   });
 }
 

@@ -19,7 +19,11 @@ export interface CniAnswer {
 }
 
 /** POSTs raw bytes to the agent's CNI socket; resolves with the status and body. */
-export function postRaw(socketPath: string, body: string | Buffer, headers: Record<string, string> = { 'content-type': 'application/json' }): Promise<CniAnswer> {
+export function postRaw(
+  socketPath: string,
+  body: string | Buffer,
+  headers: Record<string, string> = { 'content-type': 'application/json' },
+): Promise<CniAnswer> {
   return new Promise((resolve, reject) => {
     const req = request({ socketPath, path: '/v1/cni', method: 'POST', headers }, (res) => {
       let text = '';
@@ -97,7 +101,17 @@ export class AgentWorld {
   }
 
   makeAgent(extra: Record<string, unknown> = {}): Agent {
-    const settings = parseSettings({ podsDir: this.podsDir, socketPath: this.socketPath, stateDir: this.stateDir, metricsAddress: '', reconcileIntervalSeconds: 0, ...extra }, 'test');
+    const settings = parseSettings(
+      {
+        podsDir: this.podsDir,
+        socketPath: this.socketPath,
+        stateDir: this.stateDir,
+        metricsAddress: '',
+        reconcileIntervalSeconds: 0,
+        ...extra,
+      },
+      'test',
+    );
     this.agent = new Agent(settings, this.logs.logger);
     return this.agent;
   }

@@ -25,16 +25,42 @@ describe('socket fuzz', () => {
     const w = new AgentWorld();
     worlds.push(w);
     w.addPod(POD);
-    w.addPod({ ...POD, name: 'big', annotations: { 'traffic.sidecar.istio.io/excludeInboundPorts': Array.from({ length: 300 }, (_, i) => String(i + 1)).join(',') } });
+    w.addPod({
+      ...POD,
+      name: 'big',
+      annotations: {
+        'traffic.sidecar.istio.io/excludeInboundPorts': Array.from({ length: 300 }, (_, i) => String(i + 1)).join(','),
+      },
+    });
     w.addPod({ ...POD, name: 'bad', annotations: { 'traffic.sidecar.istio.io/excludeInboundPorts': '70000' } });
     await w.start({ podLookupTimeoutMs: 5 });
     const ns = pool.create();
     const fifo = join(w.dir, 'fifo');
     spawnSync('mkfifo', [fifo]);
-    const netnses = [netnsPath(ns), fifo, '/dev/null', '/proc/self/ns/net', '/proc/1/ns/net', join(w.dir, 'missing'), w.dir, 'relative/path', '', '/'];
+    const netnses = [
+      netnsPath(ns),
+      fifo,
+      '/dev/null',
+      '/proc/self/ns/net',
+      '/proc/1/ns/net',
+      join(w.dir, 'missing'),
+      w.dir,
+      'relative/path',
+      '',
+      '/',
+    ];
     const commands = ['ADD', 'DEL', 'CHECK', 'GC', 'STATUS', 'VERSION', 'add', '', 'ADD\u0000'];
     const versions = ['1.0.0', '1.1.0', '0.3.1', '0.4.0', '9.9.9', '', '1'];
-    const str = (): unknown => rng.pick<() => unknown>([() => rng.str(rng.int(20)), () => rng.str(300 + rng.int(600)), () => rng.int(1e6), () => null, () => [], () => ({}), () => true])();
+    const str = (): unknown =>
+      rng.pick<() => unknown>([
+        () => rng.str(rng.int(20)),
+        () => rng.str(300 + rng.int(600)),
+        () => rng.int(1e6),
+        () => null,
+        () => [],
+        () => ({}),
+        () => true,
+      ])();
     const anyValue = (): unknown => (rng.chance(0.7) ? rng.str(rng.int(12), 'abcdef0123456789-_.') : str());
 
     function mutated(): string | Buffer {
@@ -43,10 +69,20 @@ describe('socket fuzz', () => {
         containerId: rng.chance(0.8) ? `f${rng.str(1 + rng.int(70), 'abcdef0123456789')}` : anyValue(),
         netns: rng.chance(0.85) ? rng.pick(netnses) : str(),
         ifName: rng.chance(0.8) ? rng.pick(['eth0', 'net1', '', '..', 'a/b', 'x'.repeat(16), 'eth 0']) : str(),
-        args: rng.chance(0.8) ? `K8S_POD_NAMESPACE=${rng.pick(['shop', 'kube-system', ''])};K8S_POD_NAME=${rng.pick(['web', 'big', 'bad', 'nope'])}${rng.chance(0.2) ? ';junk' : ''}` : str(),
+        args: rng.chance(0.8)
+          ? `K8S_POD_NAMESPACE=${rng.pick(['shop', 'kube-system', ''])};K8S_POD_NAME=${rng.pick(['web', 'big', 'bad', 'nope'])}${rng.chance(0.2) ? ';junk' : ''}`
+          : str(),
         path: rng.chance(0.9) ? '/opt/cni/bin' : str(),
         config: rng.chance(0.9)
-          ? { cniVersion: rng.pick(versions), name: rng.chance(0.9) ? 'k8s' : str(), type: 'meshcni', ...(rng.chance(0.2) ? { prevResult: rng.chance(0.5) ? { ips: [{ address: '10.0.0.5/24' }] } : str() } : {}), ...(rng.chance(0.1) ? { 'cni.dev/valid-attachments': rng.chance(0.5) ? [] : str() } : {}) }
+          ? {
+              cniVersion: rng.pick(versions),
+              name: rng.chance(0.9) ? 'k8s' : str(),
+              type: 'meshcni',
+              ...(rng.chance(0.2)
+                ? { prevResult: rng.chance(0.5) ? { ips: [{ address: '10.0.0.5/24' }] } : str() }
+                : {}),
+              ...(rng.chance(0.1) ? { 'cni.dev/valid-attachments': rng.chance(0.5) ? [] : str() } : {}),
+            }
           : str(),
       };
       if (rng.chance(0.1)) delete body[rng.pick(Object.keys(body))];
@@ -64,17 +100,37 @@ describe('socket fuzz', () => {
       const batch = Array.from({ length: Math.min(8, REQUESTS - i) }, () => mutated());
       const answers = await Promise.all(batch.map((b) => postRaw(w.socketPath, b)));
       answers.forEach((a, k) => {
-        const ok = a.status === 200 ? a.text === '' || a.body !== null : a.body !== null && typeof a.body.code === 'number' && typeof a.body.msg === 'string';
-        if (!ok) failures.push(`request #${i + k} answered ${a.status} ${a.text.slice(0, 200)} to ${batch[k]!.toString().slice(0, 200)}`);
+        const ok =
+          a.status === 200
+            ? a.text === '' || a.body !== null
+            : a.body !== null && typeof a.body.code === 'number' && typeof a.body.msg === 'string';
+        if (!ok)
+          failures.push(
+            `request #${i + k} answered ${a.status} ${a.text.slice(0, 200)} to ${batch[k]!.toString().slice(0, 200)}`,
+          );
       });
     }
     expect(failures, `seed ${seed} (replay with MESHCNI_FUZZ_SEED=${seed})`).toEqual([]);
 
     // Still alive and correct for an ordinary pod.
     const fresh = pool.create();
-    const ok = await cni(w.socketPath, { command: 'ADD', containerId: `ok${process.pid}`, netns: netnsPath(fresh), pod: POD });
+    const ok = await cni(w.socketPath, {
+      command: 'ADD',
+      containerId: `ok${process.pid}`,
+      netns: netnsPath(fresh),
+      pod: POD,
+    });
     expect(ok.status, `seed ${seed}: ${ok.text}`).toBe(200);
     expect(inNetns(fresh, 'nft', ['list', 'tables'])).toMatch(/table ip nat/);
-    expect((await cni(w.socketPath, { command: 'CHECK', containerId: `ok${process.pid}`, netns: netnsPath(fresh), pod: POD })).status).toBe(200);
+    expect(
+      (
+        await cni(w.socketPath, {
+          command: 'CHECK',
+          containerId: `ok${process.pid}`,
+          netns: netnsPath(fresh),
+          pod: POD,
+        })
+      ).status,
+    ).toBe(200);
   });
 });

@@ -12,9 +12,23 @@ afterEach(() => pool.cleanup());
 const REFUSED: TableContents[] = [
   {
     table: { family: 'ip', name: 'mangle' },
-    chains: [{ family: 'ip', table: 'mangle', name: 'PREROUTING', base: { type: 'filter', hook: 'prerouting', priority: -150, policy: 'accept' } }],
+    chains: [
+      {
+        family: 'ip',
+        table: 'mangle',
+        name: 'PREROUTING',
+        base: { type: 'filter', hook: 'prerouting', priority: -150, policy: 'accept' },
+      },
+    ],
     sets: [],
-    rules: [{ family: 'ip', table: 'mangle', chain: 'PREROUTING', exprs: [{ type: 'verdict', verdict: { code: 'jump', chain: 'NO_SUCH_CHAIN' } }] }],
+    rules: [
+      {
+        family: 'ip',
+        table: 'mangle',
+        chain: 'PREROUTING',
+        exprs: [{ type: 'verdict', verdict: { code: 'jump', chain: 'NO_SUCH_CHAIN' } }],
+      },
+    ],
   },
 ];
 const ROUTING = { tproxy: { mark: 1337, table: 133, families: [4, 6] as (4 | 6)[] }, loopbackAddresses: ['::6/128'] };
@@ -33,7 +47,9 @@ describe('TPROXY routing and the nftables transaction, all or nothing', () => {
   it('removes the fwmark rules, the table-133 routes and ::6 it added when the transaction fails', async () => {
     const ns = pool.create();
     const before = routingState(ns);
-    await expect(applyPlan(netnsPath(ns), { capture: true, layout: 'iptables', tables: REFUSED, summary: {}, routing: ROUTING })).rejects.toThrow(/NO_SUCH_CHAIN|ENOENT/);
+    await expect(
+      applyPlan(netnsPath(ns), { capture: true, layout: 'iptables', tables: REFUSED, summary: {}, routing: ROUTING }),
+    ).rejects.toThrow(/NO_SUCH_CHAIN|ENOENT/);
     expect(routingState(ns)).toBe(before);
     expect(inNetns(ns, 'nft', ['list', 'tables']).trim()).toBe('');
   });
@@ -44,7 +60,9 @@ describe('TPROXY routing and the nftables transaction, all or nothing', () => {
     inNetns(ns, 'ip', ['-6', 'addr', 'add', '::6/128', 'dev', 'lo']);
     const before = routingState(ns);
     expect(before).toMatch(/fwmark 0x539 lookup 133/);
-    await expect(applyPlan(netnsPath(ns), { capture: true, layout: 'iptables', tables: REFUSED, summary: {}, routing: ROUTING })).rejects.toThrow();
+    await expect(
+      applyPlan(netnsPath(ns), { capture: true, layout: 'iptables', tables: REFUSED, summary: {}, routing: ROUTING }),
+    ).rejects.toThrow();
     expect(routingState(ns)).toBe(before);
   });
 });

@@ -35,8 +35,13 @@ const cases = [
   { name: 'a world-writable directory', parentMode: 0o755, dirMode: 0o777, uid: 0, says: 'has mode 777' },
   { name: 'a sticky world-writable directory', parentMode: 0o755, dirMode: 0o1777, uid: 0, says: 'has mode 1777' },
   { name: 'a directory another user owns', parentMode: 0o755, dirMode: 0o700, uid: NOBODY, says: 'owned by uid 65534' },
-  { name: 'a directory under a world-writable, non-sticky parent', parentMode: 0o777, dirMode: 0o700, uid: 0,
-    says: 'has mode 777, writable by others and not sticky' },
+  {
+    name: 'a directory under a world-writable, non-sticky parent',
+    parentMode: 0o777,
+    dirMode: 0o700,
+    uid: 0,
+    says: 'has mode 777, writable by others and not sticky',
+  },
 ];
 
 describe('trusted directories', () => {

@@ -28,9 +28,16 @@ describe('unhandled promise rejections', () => {
       console.log(JSON.stringify({ alive: agent.isReady() }));
       await agent.stop();
     `;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
     expect(r.status).toBe(0);
-    const lines = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     const bug = lines.find((l) => String(l.msg).includes('unhandled promise rejection'));
     expect(bug).toMatchObject({ level: 50, err: { type: 'Error', message: 'nobody awaited me' } });
     expect(lines).toContainEqual({ alive: true });

@@ -23,7 +23,10 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function run(env: Record<string, string>, stdin: Buffer): Promise<{ code: number | null; signal: string | null; stdout: string }> {
+function run(
+  env: Record<string, string>,
+  stdin: Buffer,
+): Promise<{ code: number | null; signal: string | null; stdout: string }> {
   return new Promise((done, fail) => {
     const child = spawn(SHIM, [], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } });
     const out: Buffer[] = [];
@@ -78,7 +81,9 @@ describe('shim fuzz', () => {
         type: 'meshcni',
         // A missing socket is waited for until the deadline (the agent may be restarting): rare.
         socketPath: rng.chance(0.97) ? socketPath : rng.pick(['/nonexistent/x.sock', '', rng.str(200)]),
-        ...(rng.chance(0.3) ? { prevResult: rng.chance(0.7) ? { cniVersion: '1.0.0', ips: [{ address: '10.0.0.5/24' }] } : rng.str(5) } : {}),
+        ...(rng.chance(0.3)
+          ? { prevResult: rng.chance(0.7) ? { cniVersion: '1.0.0', ips: [{ address: '10.0.0.5/24' }] } : rng.str(5) }
+          : {}),
         timeoutSeconds: rng.chance(0.9) ? 1 : rng.pick([0, -1, 'x', 1e9]),
         ...(rng.chance(0.1) ? { excludeNamespaces: rng.pick([['shop'], 'x', [1]]) } : {}),
       };
@@ -90,17 +95,26 @@ describe('shim fuzz', () => {
       const batch = Array.from({ length: Math.min(8, RUNS - i) }, () => {
         const env: Record<string, string> = {};
         if (rng.chance(0.95)) env.CNI_COMMAND = rng.pick(commands);
-        if (rng.chance(0.9)) env.CNI_CONTAINERID = rng.chance(0.8) ? rng.str(1 + rng.int(64), 'abcdef0123456789') : rng.str(rng.int(400)).replace(/\u0000/g, '');
-        if (rng.chance(0.9)) env.CNI_NETNS = rng.pick(['/var/run/netns/x', '', 'rel', rng.str(rng.int(50)).replace(/\u0000/g, '')]);
-        if (rng.chance(0.9)) env.CNI_IFNAME = rng.pick(['eth0', '', 'x'.repeat(20), rng.str(rng.int(10)).replace(/\u0000/g, '')]);
-        if (rng.chance(0.9)) env.CNI_ARGS = rng.chance(0.7) ? 'K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web' : rng.str(rng.int(100)).replace(/\u0000/g, '');
+        if (rng.chance(0.9))
+          env.CNI_CONTAINERID = rng.chance(0.8)
+            ? rng.str(1 + rng.int(64), 'abcdef0123456789')
+            : rng.str(rng.int(400)).replace(/\u0000/g, '');
+        if (rng.chance(0.9))
+          env.CNI_NETNS = rng.pick(['/var/run/netns/x', '', 'rel', rng.str(rng.int(50)).replace(/\u0000/g, '')]);
+        if (rng.chance(0.9))
+          env.CNI_IFNAME = rng.pick(['eth0', '', 'x'.repeat(20), rng.str(rng.int(10)).replace(/\u0000/g, '')]);
+        if (rng.chance(0.9))
+          env.CNI_ARGS = rng.chance(0.7)
+            ? 'K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web'
+            : rng.str(rng.int(100)).replace(/\u0000/g, '');
         if (rng.chance(0.9)) env.CNI_PATH = '/opt/cni/bin';
         return { env, stdin: conf() };
       });
       const results = await Promise.all(batch.map((b) => run(b.env, b.stdin)));
       results.forEach((r, k) => {
         const where = `run #${i + k} env ${JSON.stringify(batch[k]!.env).slice(0, 200)}`;
-        if (r.signal !== null || (r.code !== 0 && r.code !== 1)) return void failures.push(`${where}: exit ${r.code} signal ${r.signal}`);
+        if (r.signal !== null || (r.code !== 0 && r.code !== 1))
+          return void failures.push(`${where}: exit ${r.code} signal ${r.signal}`);
         const text = r.stdout.trim();
         if (text === '') return void (r.code !== 0 && failures.push(`${where}: exit 1 with no error printed`));
         let obj: unknown;
@@ -109,11 +123,16 @@ describe('shim fuzz', () => {
         } catch {
           return void failures.push(`${where}: printed non-JSON ${text.slice(0, 100)}`);
         }
-        if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) return void failures.push(`${where}: printed a non-object`);
+        if (typeof obj !== 'object' || obj === null || Array.isArray(obj))
+          return void failures.push(`${where}: printed a non-object`);
         const o = obj as Record<string, unknown>;
-        if (r.code === 1 && (typeof o.code !== 'number' || typeof o.msg !== 'string')) failures.push(`${where}: exit 1 without a CNI error: ${text.slice(0, 100)}`);
+        if (r.code === 1 && (typeof o.code !== 'number' || typeof o.msg !== 'string'))
+          failures.push(`${where}: exit 1 without a CNI error: ${text.slice(0, 100)}`);
       });
     }
-    expect(failures.slice(0, 10), `seed ${seed} (replay with MESHCNI_FUZZ_SEED=${seed}); ${failures.length} failure(s)`).toEqual([]);
+    expect(
+      failures.slice(0, 10),
+      `seed ${seed} (replay with MESHCNI_FUZZ_SEED=${seed}); ${failures.length} failure(s)`,
+    ).toEqual([]);
   });
 });

@@ -29,32 +29,40 @@ function run(cmd: string, args: string[], env: Record<string, string> = {}): Pro
 }
 
 describe.skipIf(process.env.MESHCNI_SHIM !== undefined)('sanitizers', () => {
-  it(`fuzzes the JSON parser, pod index, HTTP answer reader and request builder ${FUZZ_SECONDS}s each: no finding`, {
-    timeout: 120_000 + FUZZ_SECONDS * 4 * 2000,
-  }, async () => {
-    const r = await run('bash', ['fuzz/run.sh'], { FUZZ_SECONDS: String(FUZZ_SECONDS) });
-    expect(r.code, r.out.slice(-4000)).toBe(0);
-    for (const name of ['json', 'pod_index', 'http_answer', 'request']) {
-      expect(r.out).toContain(`fuzz_${name}: ${FUZZ_SECONDS}s`);
-    }
-    expect(r.out.match(/^Done \d+ runs/gm)).toHaveLength(4);
-  });
+  it(
+    `fuzzes the JSON parser, pod index, HTTP answer reader and request builder ${FUZZ_SECONDS}s each: no finding`,
+    {
+      timeout: 120_000 + FUZZ_SECONDS * 4 * 2000,
+    },
+    async () => {
+      const r = await run('bash', ['fuzz/run.sh'], { FUZZ_SECONDS: String(FUZZ_SECONDS) });
+      expect(r.code, r.out.slice(-4000)).toBe(0);
+      for (const name of ['json', 'pod_index', 'http_answer', 'request']) {
+        expect(r.out).toContain(`fuzz_${name}: ${FUZZ_SECONDS}s`);
+      }
+      expect(r.out.match(/^Done \d+ runs/gm)).toHaveLength(4);
+    },
+  );
 
-  it('passes the shim test suite against an ASan + UBSan build of the shim, with no sanitizer report', {
-    timeout: 300_000,
-  }, async () => {
-    const build = await run('make', ['-s', '-C', 'fuzz', '../build/fuzz/meshcni-asan']);
-    expect(build.code, build.out).toBe(0);
-    const san = `log_path=${join(logs, 'san')}`;
-    const files = ['test/shim/shim.test.ts', 'test/shim/security.test.ts', 'test/shim/fuzz.test.ts'];
-    const r = await run('npx', ['vitest', 'run', ...files], {
-      MESHCNI_SHIM: join(ROOT, 'build/fuzz/meshcni-asan'),
-      ASAN_OPTIONS: `${san}:detect_leaks=1`,
-      UBSAN_OPTIONS: `${san}:print_stacktrace=1:halt_on_error=1`,
-    });
-    const reports = readdirSync(logs).map((f) => readFileSync(join(logs, f), 'utf8'));
-    expect(reports.join('\n').slice(0, 8000)).toBe('');
-    expect(r.code, r.out.slice(-4000)).toBe(0);
-    expect(r.out).toMatch(/Tests\s+.*\d+ passed/);
-  });
+  it(
+    'passes the shim test suite against an ASan + UBSan build of the shim, with no sanitizer report',
+    {
+      timeout: 300_000,
+    },
+    async () => {
+      const build = await run('make', ['-s', '-C', 'fuzz', '../build/fuzz/meshcni-asan']);
+      expect(build.code, build.out).toBe(0);
+      const san = `log_path=${join(logs, 'san')}`;
+      const files = ['test/shim/shim.test.ts', 'test/shim/security.test.ts', 'test/shim/fuzz.test.ts'];
+      const r = await run('npx', ['vitest', 'run', ...files], {
+        MESHCNI_SHIM: join(ROOT, 'build/fuzz/meshcni-asan'),
+        ASAN_OPTIONS: `${san}:detect_leaks=1`,
+        UBSAN_OPTIONS: `${san}:print_stacktrace=1:halt_on_error=1`,
+      });
+      const reports = readdirSync(logs).map((f) => readFileSync(join(logs, f), 'utf8'));
+      expect(reports.join('\n').slice(0, 8000)).toBe('');
+      expect(r.code, r.out.slice(-4000)).toBe(0);
+      expect(r.out).toMatch(/Tests\s+.*\d+ passed/);
+    },
+  );
 });

@@ -54,7 +54,12 @@ async function httpAgent(answer: (req: Seen, res: ServerResponse) => void) {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const s = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString() };
+      const s = {
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString(),
+      };
       seen.push(s);
       answer(s, res);
     });
@@ -92,15 +97,17 @@ async function rawAgent(onConnection: (s: Socket) => void) {
 }
 
 /** Replies with `bytes` once the request head has arrived. */
-const afterRequest = (bytes: string | Buffer, end = true) => (s: Socket) => {
-  let got = '';
-  s.on('data', (c: Buffer) => {
-    got += c.toString();
-    if (!got.includes('\r\n\r\n') || s.writableEnded) return;
-    if (end) s.end(bytes);
-    else s.write(bytes);
-  });
-};
+const afterRequest =
+  (bytes: string | Buffer, end = true) =>
+  (s: Socket) => {
+    let got = '';
+    s.on('data', (c: Buffer) => {
+      got += c.toString();
+      if (!got.includes('\r\n\r\n') || s.writableEnded) return;
+      if (end) s.end(bytes);
+      else s.write(bytes);
+    });
+  };
 
 function runShim(env: Record<string, string>, stdin: string | Buffer = ''): Promise<Run> {
   return new Promise((done, fail) => {
@@ -113,7 +120,13 @@ function runShim(env: Record<string, string>, stdin: string | Buffer = ''): Prom
     child.stdin.on('error', () => {}); // the shim may stop reading an oversized config
     child.on('error', fail);
     child.on('close', (code, signal) =>
-      done({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), ms: performance.now() - t0 }),
+      done({
+        code,
+        signal,
+        stdout: Buffer.concat(out).toString(),
+        stderr: Buffer.concat(err).toString(),
+        ms: performance.now() - t0,
+      }),
     );
     child.stdin.end(stdin);
   });
@@ -129,7 +142,11 @@ const podEnv = (command: string, extra: Record<string, string> = {}) => ({
   ...extra,
 });
 
-const PREV = { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: '/var/run/netns/pod1' }], ips: [{ address: '10.1.0.5/24', interface: 0 }] };
+const PREV = {
+  cniVersion: '1.0.0',
+  interfaces: [{ name: 'eth0', sandbox: '/var/run/netns/pod1' }],
+  ips: [{ address: '10.1.0.5/24', interface: 0 }],
+};
 
 const conf = (extra: Json = {}): Json => ({ cniVersion: '1.1.0', name: 'k8s-pod-network', type: 'meshcni', ...extra });
 
@@ -202,10 +219,38 @@ describe('skeleton', () => {
     ['a number with a leading zero', '{"cniVersion":"1.1.0","name":"n","x":01}', 6, /not a valid JSON object/],
     ['NaN', '{"cniVersion":"1.1.0","name":"n","x":NaN}', 6, /unexpected character/],
     ['single quotes', "{'cniVersion':'1.1.0'}", 6, /member name/],
-    ['65 levels of nesting', `{"cniVersion":"1.1.0","name":"n","x":${'['.repeat(64)}${']'.repeat(64)}}`, 6, /nested too deeply/],
-    ['invalid UTF-8', Buffer.concat([Buffer.from('{"cniVersion":"1.1.0","name":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]), 6, /invalid UTF-8/],
-    ['an overlong UTF-8 encoding', Buffer.concat([Buffer.from('{"cniVersion":"1.1.0","name":"'), Buffer.from([0xe0, 0x80, 0xaf]), Buffer.from('"}')]), 6, /invalid UTF-8/],
-    ['a UTF-8 surrogate', Buffer.concat([Buffer.from('{"cniVersion":"1.1.0","name":"'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}')]), 6, /invalid UTF-8/],
+    [
+      '65 levels of nesting',
+      `{"cniVersion":"1.1.0","name":"n","x":${'['.repeat(64)}${']'.repeat(64)}}`,
+      6,
+      /nested too deeply/,
+    ],
+    [
+      'invalid UTF-8',
+      Buffer.concat([Buffer.from('{"cniVersion":"1.1.0","name":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')]),
+      6,
+      /invalid UTF-8/,
+    ],
+    [
+      'an overlong UTF-8 encoding',
+      Buffer.concat([
+        Buffer.from('{"cniVersion":"1.1.0","name":"'),
+        Buffer.from([0xe0, 0x80, 0xaf]),
+        Buffer.from('"}'),
+      ]),
+      6,
+      /invalid UTF-8/,
+    ],
+    [
+      'a UTF-8 surrogate',
+      Buffer.concat([
+        Buffer.from('{"cniVersion":"1.1.0","name":"'),
+        Buffer.from([0xed, 0xa0, 0x80]),
+        Buffer.from('"}'),
+      ]),
+      6,
+      /invalid UTF-8/,
+    ],
   ])('rejects %s on stdin', async (_name, stdin, code, msg) => {
     const e = cniError(await runShim(podEnv('ADD'), stdin));
     expect(e.code).toBe(code);
@@ -217,7 +262,9 @@ describe('skeleton', () => {
     ['STATUS', '1.0.0'],
     ['GC', '1.0.0'],
   ])('refuses %s in cniVersion %s with code 1', async (command, version) => {
-    const e = cniError(await runShim(podEnv(command), JSON.stringify(conf({ cniVersion: version, socketPath: MISSING }))));
+    const e = cniError(
+      await runShim(podEnv(command), JSON.stringify(conf({ cniVersion: version, socketPath: MISSING }))),
+    );
     expect(e).toMatchObject({ cniVersion: version, code: 1 });
     expect(e.msg).toContain(command);
   });
@@ -253,10 +300,18 @@ describe('skeleton', () => {
 describe('configuration JSON', () => {
   it('decodes escapes in the keys it reads and forwards the configuration with the same meaning', async () => {
     const agent = await resultAgent({ cniVersion: '1.1.0' });
-    const config = { cniVersion: '1.1.0', name: 'n\u00e9 \u{1F600} "q" \\ \n', type: 'meshcni', nested: { list: [1, 2.5e3, -7, true, false, null, ''] } };
+    const config = {
+      cniVersion: '1.1.0',
+      name: 'n\u00e9 \u{1F600} "q" \\ \n',
+      type: 'meshcni',
+      nested: { list: [1, 2.5e3, -7, true, false, null, ''] },
+    };
     // socketPath written with escaped slashes, \u escapes and a duplicate key whose last value wins.
     const escapedPath = agent.socketPath.replace(/\//g, '\\/').replace('s', '\\u0073');
-    const text = JSON.stringify(config).replace(/}$/, `,"socketPath":"/nonexistent/x.sock","socketPath":"${escapedPath}"}`);
+    const text = JSON.stringify(config).replace(
+      /}$/,
+      `,"socketPath":"/nonexistent/x.sock","socketPath":"${escapedPath}"}`,
+    );
     const run = await runShim(podEnv('ADD'), text);
     expect(run.code, run.stdout).toBe(0);
     expect(agent.seen).toHaveLength(1);
@@ -274,7 +329,14 @@ describe('configuration JSON', () => {
 describe('excluded namespaces', () => {
   it.each(VERSIONS)('ADD echoes prevResult in cniVersion %s without calling the agent', async (version) => {
     const agent = await resultAgent({});
-    const stdin = JSON.stringify(conf({ cniVersion: version, socketPath: agent.socketPath, excludeNamespaces: ['kube-system', 'shop'], prevResult: PREV }));
+    const stdin = JSON.stringify(
+      conf({
+        cniVersion: version,
+        socketPath: agent.socketPath,
+        excludeNamespaces: ['kube-system', 'shop'],
+        prevResult: PREV,
+      }),
+    );
     const run = await runShim(podEnv('ADD'), stdin);
     expect(run.code, run.stdout).toBe(0);
     expect(JSON.parse(run.stdout)).toEqual({ ...PREV, cniVersion: version });
@@ -283,7 +345,10 @@ describe('excluded namespaces', () => {
 
   it('ADD without prevResult prints a bare result', async () => {
     const agent = await resultAgent({});
-    const run = await runShim(podEnv('ADD'), JSON.stringify(conf({ cniVersion: '0.4.0', socketPath: agent.socketPath, excludeNamespaces: ['shop'] })));
+    const run = await runShim(
+      podEnv('ADD'),
+      JSON.stringify(conf({ cniVersion: '0.4.0', socketPath: agent.socketPath, excludeNamespaces: ['shop'] })),
+    );
     expect(run.code).toBe(0);
     expect(JSON.parse(run.stdout)).toEqual({ cniVersion: '0.4.0' });
     expect(agent.seen).toHaveLength(0);
@@ -291,7 +356,10 @@ describe('excluded namespaces', () => {
 
   it('CHECK succeeds silently without calling the agent', async () => {
     const agent = await resultAgent({});
-    const run = await runShim(podEnv('CHECK'), JSON.stringify(conf({ socketPath: agent.socketPath, excludeNamespaces: ['shop'], prevResult: PREV })));
+    const run = await runShim(
+      podEnv('CHECK'),
+      JSON.stringify(conf({ socketPath: agent.socketPath, excludeNamespaces: ['shop'], prevResult: PREV })),
+    );
     expect(run).toMatchObject({ code: 0, stdout: '' });
     expect(agent.seen).toHaveLength(0);
   });
@@ -315,7 +383,13 @@ describe('forwarding', () => {
     ['GC', { CNI_COMMAND: 'GC', CNI_PATH: '/opt/cni/bin' }],
   ])('%s posts the environment and the parsed config to /v1/cni', async (command, env) => {
     const agent = await resultAgent({ cniVersion: '1.1.0' });
-    const config = conf({ socketPath: agent.socketPath, prevResult: PREV, 'cni.dev/valid-attachments': [], weird: 'a/b"\\\u00e9', n: 1.5 });
+    const config = conf({
+      socketPath: agent.socketPath,
+      prevResult: PREV,
+      'cni.dev/valid-attachments': [],
+      weird: 'a/b"\\\u00e9',
+      n: 1.5,
+    });
     const run = await runShim(env, JSON.stringify(config));
     expect(run.code, run.stdout).toBe(0);
     expect(agent.seen).toHaveLength(1);
@@ -338,7 +412,10 @@ describe('forwarding', () => {
   it.each(VERSIONS)('ADD in cniVersion %s prints the agent result', async (version) => {
     const result = { ...PREV, cniVersion: version };
     const agent = await resultAgent(result);
-    const run = await runShim(podEnv('ADD'), JSON.stringify(conf({ cniVersion: version, socketPath: agent.socketPath, prevResult: PREV })));
+    const run = await runShim(
+      podEnv('ADD'),
+      JSON.stringify(conf({ cniVersion: version, socketPath: agent.socketPath, prevResult: PREV })),
+    );
     expect(run.code).toBe(0);
     expect(JSON.parse(run.stdout)).toEqual(result);
   });
@@ -356,15 +433,24 @@ describe('forwarding', () => {
     ['a JSON object with trailing bytes', '{"cniVersion":"1.1.0"} x'],
     ['truncated JSON', '{"cniVersion":"1.1'],
   ])('turns a 2xx answer that is %s into code 999 "agent answered non-JSON"', async (_what, body) => {
-    const agent = await httpAgent((_req, res) => res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body));
+    const agent = await httpAgent((_req, res) =>
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body),
+    );
     const e = cniError(await runShim(podEnv('ADD'), JSON.stringify(conf({ socketPath: agent.socketPath }))));
     expect(e).toMatchObject({ code: 999, msg: 'agent answered non-JSON' });
     expect(e.details).toContain(body);
   });
 
   it('relays the agent CNI error as is, with exit code 1', async () => {
-    const err = { cniVersion: '1.1.0', code: 7, msg: "pod shop/cart-7d9: annotation 'traffic.sidecar.istio.io/includeInboundPorts' is not a port list", details: 'x' };
-    const agent = await httpAgent((_req, res) => res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify(err)));
+    const err = {
+      cniVersion: '1.1.0',
+      code: 7,
+      msg: "pod shop/cart-7d9: annotation 'traffic.sidecar.istio.io/includeInboundPorts' is not a port list",
+      details: 'x',
+    };
+    const agent = await httpAgent((_req, res) =>
+      res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify(err)),
+    );
     expect(cniError(await runShim(podEnv('ADD'), JSON.stringify(conf({ socketPath: agent.socketPath }))))).toEqual(err);
   });
 
@@ -386,7 +472,8 @@ describe('forwarding', () => {
   });
 
   it('decodes chunk extensions and trailers, and stops at the last chunk', async () => {
-    const answer = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\n{"a":\r\nA\r\n"chunked"}\r\n0\r\nX-Trailer: t\r\n\r\n';
+    const answer =
+      'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\n{"a":\r\nA\r\n"chunked"}\r\n0\r\nX-Trailer: t\r\n\r\n';
     const agent = await rawAgent(afterRequest(answer, false));
     const run = await runShim(podEnv('ADD'), JSON.stringify(conf({ socketPath: agent.socketPath, timeoutSeconds: 3 })));
     expect(run).toMatchObject({ code: 0, stdout: '{"a":"chunked"}\n' });
@@ -396,7 +483,10 @@ describe('forwarding', () => {
   it('reads an answer without Content-Length to the end of the stream', async () => {
     const body = '{"cniVersion":"1.0.0","ips":[]}';
     const agent = await rawAgent(afterRequest(`HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n${body}`));
-    const run = await runShim(podEnv('ADD'), JSON.stringify(conf({ cniVersion: '1.0.0', socketPath: agent.socketPath })));
+    const run = await runShim(
+      podEnv('ADD'),
+      JSON.stringify(conf({ cniVersion: '1.0.0', socketPath: agent.socketPath })),
+    );
     expect(run).toMatchObject({ code: 0, stdout: `${body}\n` });
   });
 
@@ -424,11 +514,16 @@ describe('forwarding', () => {
 
   it('takes any reason phrase, even one with a NUL byte', async () => {
     const agent = await rawAgent(afterRequest('HTTP/1.1 200 O\0K\r\nContent-Length: 2\r\n\r\n{}'));
-    expect(await runShim(podEnv('ADD'), JSON.stringify(conf({ socketPath: agent.socketPath })))).toMatchObject({ code: 0, stdout: '{}\n' });
+    expect(await runShim(podEnv('ADD'), JSON.stringify(conf({ socketPath: agent.socketPath })))).toMatchObject({
+      code: 0,
+      stdout: '{}\n',
+    });
   });
 
   it('never crashes on damaged answers', async () => {
-    const good = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n4;x\r\n{"a"\r\n4\r\n:[]}\r\n0\r\n\r\n');
+    const good = Buffer.from(
+      'HTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n4;x\r\n{"a"\r\n4\r\n:[]}\r\n0\r\n\r\n',
+    );
     let seed = 7;
     const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
     const answers: Buffer[] = [];
@@ -440,7 +535,10 @@ describe('forwarding', () => {
     let next = 0;
     const agent = await rawAgent((s) => afterRequest(answers[next++] ?? good)(s));
     for (let i = 0; i < answers.length; i++) {
-      const run = await runShim(podEnv('ADD'), JSON.stringify(conf({ socketPath: agent.socketPath, timeoutSeconds: 0.2 })));
+      const run = await runShim(
+        podEnv('ADD'),
+        JSON.stringify(conf({ socketPath: agent.socketPath, timeoutSeconds: 0.2 })),
+      );
       expect(run.signal, `answer ${JSON.stringify(answers[i]?.toString('latin1'))}`).toBeNull();
       expect([0, 1]).toContain(run.code);
     }
@@ -451,7 +549,14 @@ describe('forwarding', () => {
     ['cut short', 'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"cniVersion"', /cut short/],
     ['badly chunked', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}}\r\n0\r\n\r\n', /not valid HTTP/],
     ['of a negative length', 'HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}', /not valid HTTP/],
-    ['too large', Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${5 << 20}\r\n\r\n`), Buffer.alloc(5 << 20, 0x20)]), /larger than/],
+    [
+      'too large',
+      Buffer.concat([
+        Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${5 << 20}\r\n\r\n`),
+        Buffer.alloc(5 << 20, 0x20),
+      ]),
+      /larger than/,
+    ],
   ])('ADD fails with code 999 for an answer that is %s, DEL still succeeds', async (_name, bytes, why) => {
     const agent = await rawAgent(afterRequest(bytes));
     const config = JSON.stringify(conf({ socketPath: agent.socketPath }));
@@ -498,14 +603,20 @@ describe('agent unavailable', () => {
     });
   }
 
-  it.each([...cases, ['DEL', 0] as const])('a silent agent: %s gives up after timeoutSeconds (code %i)', async (command, code) => {
-    const agent = await rawAgent(() => {});
-    const run = await runShim(podEnv(command), JSON.stringify(conf({ socketPath: agent.socketPath, timeoutSeconds: 0.4 })));
-    expect(run.ms).toBeGreaterThanOrEqual(390);
-    expect(run.ms).toBeLessThan(1000);
-    if (code === 0) expect(run).toMatchObject({ code: 0, stdout: '' });
-    else expect(cniError(run)).toMatchObject({ code, details: expect.stringMatching(/timed out/) });
-  });
+  it.each([...cases, ['DEL', 0] as const])(
+    'a silent agent: %s gives up after timeoutSeconds (code %i)',
+    async (command, code) => {
+      const agent = await rawAgent(() => {});
+      const run = await runShim(
+        podEnv(command),
+        JSON.stringify(conf({ socketPath: agent.socketPath, timeoutSeconds: 0.4 })),
+      );
+      expect(run.ms).toBeGreaterThanOrEqual(390);
+      expect(run.ms).toBeLessThan(1000);
+      if (code === 0) expect(run).toMatchObject({ code: 0, stdout: '' });
+      else expect(cniError(run)).toMatchObject({ code, details: expect.stringMatching(/timed out/) });
+    },
+  );
 
   it('one deadline covers the whole exchange, even for an agent that trickles bytes', async () => {
     const agent = await rawAgent((s) => {
@@ -514,7 +625,10 @@ describe('agent unavailable', () => {
       const timer = setInterval(() => s.write(head[i++] ?? 'a'), 50);
       s.on('close', () => clearInterval(timer));
     });
-    const run = await runShim(podEnv('ADD'), JSON.stringify(conf({ socketPath: agent.socketPath, timeoutSeconds: 0.5 })));
+    const run = await runShim(
+      podEnv('ADD'),
+      JSON.stringify(conf({ socketPath: agent.socketPath, timeoutSeconds: 0.5 })),
+    );
     expect(cniError(run).code).toBe(11);
     expect(run.ms).toBeLessThan(1100);
   }, 10_000);

@@ -61,10 +61,14 @@ afterEach(() => pool.cleanup());
 
 /** Runs the validator in `ns` as uid/gid; its exit code and output. */
 function validate(ns: string, family: 4 | 6, uid: number, gid: number): { code: number | null; out: string } {
-  const r = spawnSync('ip', ['netns', 'exec', ns, '/usr/bin/python3', '-c', VALIDATOR, String(family), String(uid), String(gid), '5'], {
-    encoding: 'utf8',
-    timeout: 15_000,
-  });
+  const r = spawnSync(
+    'ip',
+    ['netns', 'exec', ns, '/usr/bin/python3', '-c', VALIDATOR, String(family), String(uid), String(gid), '5'],
+    {
+      encoding: 'utf8',
+      timeout: 15_000,
+    },
+  );
   return { code: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
@@ -113,7 +117,8 @@ const CASES: Case[] = [];
 for (const rules of ['1.17', '1.30'] as const)
   for (const layout of ['iptables', 'nft'] as const)
     for (const mode of ['REDIRECT', 'TPROXY'] as const)
-      for (const dual of [false, true]) for (const shape of ['classic', 'native'] as const) CASES.push({ layout, mode, dual, shape, rules });
+      for (const dual of [false, true])
+        for (const shape of ['classic', 'native'] as const) CASES.push({ layout, mode, dual, shape, rules });
 CASES.push({ layout: 'iptables', mode: 'REDIRECT', dual: true, shape: 'native', rules: '1.30', uid: 2001, gid: 2002 });
 CASES.push({ layout: 'nft', mode: 'TPROXY', dual: false, shape: 'classic', rules: '1.17', uid: 2001, gid: 2002 });
 

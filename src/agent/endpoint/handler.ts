@@ -58,13 +58,27 @@ export function errFields(e: unknown): { type: string; message: string; stack?: 
 }
 
 /** Kernel refusals of the runtime's netns (missing, not a netns, the host's own) are bad input. */
-const BAD_NETNS_CODES = new Set(['ENOENT', 'ENOTNETNS', 'EHOSTNETNS', 'EINVAL', 'ENOTDIR', 'ENAMETOOLONG', 'ELOOP', 'EACCES']);
+const BAD_NETNS_CODES = new Set([
+  'ENOENT',
+  'ENOTNETNS',
+  'EHOSTNETNS',
+  'EINVAL',
+  'ENOTDIR',
+  'ENAMETOOLONG',
+  'ELOOP',
+  'EACCES',
+]);
 
 function kernelError(what: string, e: unknown): CniError {
   if (e instanceof CniError) return e;
   const code = (e as { code?: unknown }).code;
   const bad = typeof code === 'string' && BAD_NETNS_CODES.has(code);
-  return new CniError(bad ? CNI_ERR.invalidEnv : CNI_ERR.internal, `${what}: ${(e as Error).message}`, '', bad ? 400 : 500);
+  return new CniError(
+    bad ? CNI_ERR.invalidEnv : CNI_ERR.internal,
+    `${what}: ${(e as Error).message}`,
+    '',
+    bad ? 400 : 500,
+  );
 }
 
 /** A Warning on the pod naming why its ADD failed (what `kubectl describe pod` shows next to the kubelet's). */
@@ -81,7 +95,12 @@ function refusedAddEvent(events: PodEvents | undefined, req: CniRequest, e: unkn
   if (!namespace || !name) return;
   const uid = a.get('K8S_POD_UID');
   const code = e instanceof CniError ? ` (CNI code ${e.code})` : '';
-  events.emit({ namespace, name, ...(uid ? { uid } : {}) }, 'Warning', 'CaptureRefused', `meshcni refused the pod's network ADD${code}: ${(e as Error).message}`);
+  events.emit(
+    { namespace, name, ...(uid ? { uid } : {}) },
+    'Warning',
+    'CaptureRefused',
+    `meshcni refused the pod's network ADD${code}: ${(e as Error).message}`,
+  );
 }
 
 /** namespace/pod/containerId for log lines, from whatever of the request is readable. */
@@ -110,13 +129,22 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
   /** Pod → plan, or the reason it is skipped. Errors in the pod's settings fail the request. */
   async function plan(req: CniRequest): Promise<{ pod: PodIdentity | null; plan: PodPlan }> {
     const pod = podIdentity(req);
-    if (!pod) return { pod, plan: { capture: false, reason: 'not a Kubernetes pod: CNI_ARGS has no K8S_POD_NAMESPACE/K8S_POD_NAME' } };
+    if (!pod)
+      return {
+        pod,
+        plan: { capture: false, reason: 'not a Kubernetes pod: CNI_ARGS has no K8S_POD_NAMESPACE/K8S_POD_NAME' },
+      };
     if (deps.excludeNamespaces.includes(pod.namespace)) {
       return { pod, plan: { capture: false, reason: `namespace ${pod.namespace} is excluded` } };
     }
     const obj = await deps.pods.lookup(pod, { timeoutMs: deps.podLookupTimeoutMs ?? 2000 });
     if (!obj) {
-      throw new CniError(CNI_ERR.tryAgainLater, `pod ${pod.namespace}/${pod.name} not found; cannot decide whether to capture it`, '', 503);
+      throw new CniError(
+        CNI_ERR.tryAgainLater,
+        `pod ${pod.namespace}/${pod.name} not found; cannot decide whether to capture it`,
+        '',
+        503,
+      );
     }
     try {
       return { pod, plan: await deps.planPod(obj) };
@@ -131,11 +159,18 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     try {
       await (previous ? deps.state.put(previous) : deps.state.delete(containerId));
     } catch (e) {
-      log.error({ containerId, err: errFields(e) }, 'could not restore the pod record after a failed ADD; reconcile will re-check it');
+      log.error(
+        { containerId, err: errFields(e) },
+        'could not restore the pod record after a failed ADD; reconcile will re-check it',
+      );
     }
   }
 
-  async function add(req: CniRequest, t0: number, { pod, plan: p }: { pod: PodIdentity | null; plan: PodPlan }): Promise<Record<string, unknown>> {
+  async function add(
+    req: CniRequest,
+    t0: number,
+    { pod, plan: p }: { pod: PodIdentity | null; plan: PodPlan },
+  ): Promise<Record<string, unknown>> {
     const base = { namespace: pod?.namespace, pod: pod?.name, containerId: req.containerId, netns: req.netns };
     if (!p.capture) {
       log.info({ ...base, decision: 'skip', reason: p.reason, ms: performance.now() - t0 }, 'pod not captured');
@@ -163,7 +198,10 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
       // A second chain (Multus and the primary both list meshcni) ADDs the same netns: the rules
       // are exactly right, so no replace (and no RCU wait) and the first chain's record stays.
       metrics.requests.inc({ command: 'ADD', result: 'ok' });
-      log.info({ ...base, decision: 'capture', unchanged: true, firstIfName: previous!.ifName, ms: performance.now() - t0 }, 'pod already captured; rules left as they are');
+      log.info(
+        { ...base, decision: 'capture', unchanged: true, firstIfName: previous!.ifName, ms: performance.now() - t0 },
+        'pod already captured; rules left as they are',
+      );
       return convertResult(req.config.prevResult, req.config.cniVersion);
     }
     try {
@@ -190,7 +228,9 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
   /** Same netns, same rules recorded, and the kernel holds exactly them. */
   async function alreadyProgrammed(previous: PodRecord | undefined, req: CniRequest, p: CapturePlan): Promise<boolean> {
     if (!previous || previous.netns !== req.netns || previous.rulesDigest !== planDigest(p)) return false;
-    return (await planDiff(p, req.netns, deps.readTables).catch(() => ['the namespace could not be read'])).length === 0;
+    return (
+      (await planDiff(p, req.netns, deps.readTables).catch(() => ['the namespace could not be read'])).length === 0
+    );
   }
 
   async function check(req: CniRequest, { pod, plan: p }: { pod: PodIdentity | null; plan: PodPlan }): Promise<null> {
@@ -206,8 +246,15 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
       throw kernelError(who, e);
     }
     if (diffs.length > 0) {
-      log.warn({ namespace: pod!.namespace, pod: pod!.name, containerId: req.containerId, diffs: diffs.slice(0, 20) }, 'CHECK found rules missing or changed');
-      throw new CniError(CNI_ERR.internal, `${who}: ${diffs.length} rule difference(s) in ${req.netns}`, diffs.slice(0, 20).join('\n'));
+      log.warn(
+        { namespace: pod!.namespace, pod: pod!.name, containerId: req.containerId, diffs: diffs.slice(0, 20) },
+        'CHECK found rules missing or changed',
+      );
+      throw new CniError(
+        CNI_ERR.internal,
+        `${who}: ${diffs.length} rule difference(s) in ${req.netns}`,
+        diffs.slice(0, 20).join('\n'),
+      );
     }
     metrics.requests.inc({ command: 'CHECK', result: 'ok' });
     return null;
@@ -220,7 +267,10 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     if (rec && rec.ifName !== req.ifName && rec.netns === req.netns && existsSync(req.netns)) {
       // Another chain's attachment goes (Multus secondary); the pod and its rules stay: keep tracking it.
       metrics.requests.inc({ command: 'DEL', result: 'ok' });
-      log.info({ ...base, ifName: req.ifName, keptFor: rec.ifName }, 'DEL of another attachment; the pod stays captured');
+      log.info(
+        { ...base, ifName: req.ifName, keptFor: rec.ifName },
+        'DEL of another attachment; the pod stays captured',
+      );
       return null;
     }
     // The namespace usually goes away with its rules; removing our tables makes an ADD that raced
@@ -229,7 +279,8 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     if (rec?.tables && req.netns === rec.netns && deps.removeTables) {
       await deps.removeTables(req.netns, rec.tables).catch((e: unknown) => {
         const code = (e as { code?: unknown }).code;
-        if (code !== 'ENOENT' && code !== 'ENOTNETNS') log.warn({ ...base, err: errFields(e) }, 'DEL could not remove the pod tables; the namespace is going away');
+        if (code !== 'ENOENT' && code !== 'ENOTNETNS')
+          log.warn({ ...base, err: errFields(e) }, 'DEL could not remove the pod tables; the namespace is going away');
       });
     }
     let had = rec !== undefined;
@@ -245,8 +296,16 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
 
   async function gc(req: CniRequest): Promise<null> {
     const valid = req.config['cni.dev/valid-attachments'];
-    if (!Array.isArray(valid)) throw new CniError(CNI_ERR.invalidConfig, "GC needs 'cni.dev/valid-attachments' in the network configuration", '', 400);
-    const keep = new Set(valid.map((a) => (a as { containerID?: unknown }).containerID).filter((x): x is string => typeof x === 'string'));
+    if (!Array.isArray(valid))
+      throw new CniError(
+        CNI_ERR.invalidConfig,
+        "GC needs 'cni.dev/valid-attachments' in the network configuration",
+        '',
+        400,
+      );
+    const keep = new Set(
+      valid.map((a) => (a as { containerID?: unknown }).containerID).filter((x): x is string => typeof x === 'string'),
+    );
     const dropped = deps.state.all().filter((r) => !keep.has(r.containerId));
     for (const r of dropped) await lock.run(r.containerId, () => deps.state.delete(r.containerId));
     metrics.requests.inc({ command: 'GC', result: 'ok' });
@@ -276,7 +335,10 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
           const bad = runtimeValueError(req);
           if (bad && req.command === 'DEL') {
             metrics.requests.inc({ command: 'DEL', result: 'ok' });
-            log.warn({ ...logIdentity(req), command: 'DEL', problem: bad.message }, 'DEL with an invalid value: nothing of it can be ours, nothing to do');
+            log.warn(
+              { ...logIdentity(req), command: 'DEL', problem: bad.message },
+              'DEL with an invalid value: nothing of it can be ours, nothing to do',
+            );
             return null;
           }
           if (bad) throw bad;
@@ -294,9 +356,14 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     } catch (e) {
       metrics.requests.inc({ command: req.command, result: 'error' });
       if (req.command === 'ADD') metrics.addSeconds.observe({ result: 'error' }, (performance.now() - t0) / 1000);
-      log.error({ command: req.command, ...logIdentity(req), netns: req.netns, err: errFields(e) }, 'CNI request failed');
+      log.error(
+        { command: req.command, ...logIdentity(req), netns: req.netns, err: errFields(e) },
+        'CNI request failed',
+      );
       if (req.command === 'ADD') refusedAddEvent(deps.events, req, e);
-      throw e instanceof CniError ? e : new CniError(CNI_ERR.internal, `${req.command} of container ${req.containerId}: ${(e as Error).message}`);
+      throw e instanceof CniError
+        ? e
+        : new CniError(CNI_ERR.internal, `${req.command} of container ${req.containerId}: ${(e as Error).message}`);
     } finally {
       metrics.inFlight.dec();
     }

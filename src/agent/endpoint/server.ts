@@ -38,9 +38,18 @@ const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 const MAX_HEAD_BYTES = 16 * 1024;
 const REASONS: Record<number, string> = {
-  200: 'OK', 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 408: 'Request Timeout', 411: 'Length Required',
-  413: 'Content Too Large', 415: 'Unsupported Media Type', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error',
-  501: 'Not Implemented', 503: 'Service Unavailable',
+  200: 'OK',
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
+  408: 'Request Timeout',
+  411: 'Length Required',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  501: 'Not Implemented',
+  503: 'Service Unavailable',
 };
 
 /** One complete HTTP/1.1 answer; every answer closes its connection. */
@@ -78,11 +87,14 @@ function prepareSocketDir(socketPath: string): void {
     st = statSync(dir);
   }
   if (!st.isDirectory()) throw new Error(`socket directory ${dir} is not a directory`);
-  if (st.uid !== uid) throw new Error(`socket directory ${dir} is owned by uid ${st.uid}, not by the agent (uid ${uid})`);
+  if (st.uid !== uid)
+    throw new Error(`socket directory ${dir} is owned by uid ${st.uid}, not by the agent (uid ${uid})`);
   if ((st.mode & 0o022) !== 0) {
     const mode = (st.mode & 0o7777).toString(8);
-    throw new Error(`socket directory ${dir} has mode ${mode}: writable by group or others (sticky or not), ` +
-      'so another user could bind the socket path first; make it 0700 or 0755');
+    throw new Error(
+      `socket directory ${dir} has mode ${mode}: writable by group or others (sticky or not), ` +
+        'so another user could bind the socket path first; make it 0700 or 0755',
+    );
   }
   try {
     const s = lstatSync(socketPath);
@@ -127,7 +139,8 @@ interface Conn {
 const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** A parse problem answered with an HTTP status and CNI error JSON. */
-const reject = (status: number, msg: string, code: number = CNI_ERR.decode): CniError => new CniError(code, msg, '', status);
+const reject = (status: number, msg: string, code: number = CNI_ERR.decode): CniError =>
+  new CniError(code, msg, '', status);
 
 export class CniSocketServer {
   private readonly server: Server;
@@ -213,7 +226,18 @@ export class CniSocketServer {
   private onConnection(sock: Socket): void {
     if (this.conns.size >= this.maxConnections) return this.refuseOverCap(sock);
     if (this.opts.rootPeersOnly !== false && !this.peerIsRoot(sock)) return;
-    const c: Conn = { sock, chunks: [], received: 0, bodyAt: -1, contentLength: -1, taken: false, answered: false, timer: setTimeout(() => this.onTimeout(c), this.requestTimeoutMs), acceptedAt: 0, receivedAt: 0 };
+    const c: Conn = {
+      sock,
+      chunks: [],
+      received: 0,
+      bodyAt: -1,
+      contentLength: -1,
+      taken: false,
+      answered: false,
+      timer: setTimeout(() => this.onTimeout(c), this.requestTimeoutMs),
+      acceptedAt: 0,
+      receivedAt: 0,
+    };
     if (this.opts.onTiming) c.acceptedAt = monotonicMs();
     this.conns.add(c);
     sock.on('data', (d: Buffer) => this.onData(c, d));
@@ -227,8 +251,13 @@ export class CniSocketServer {
     sock.on('error', (e: NodeJS.ErrnoException) => {
       // A runtime that gave up (timeout, killed shim) is not an agent error. While the handler
       // runs, answer() reports it with the outcome.
-      if (!c.taken) this.opts.log.debug({ code: e.code, received: c.received }, 'a CNI client went away before sending a whole request');
-      else if (c.answered) this.opts.log.info({ ...c.pod, code: e.code }, 'a CNI client went away before reading its answer');
+      if (!c.taken)
+        this.opts.log.debug(
+          { code: e.code, received: c.received },
+          'a CNI client went away before sending a whole request',
+        );
+      else if (c.answered)
+        this.opts.log.info({ ...c.pod, code: e.code }, 'a CNI client went away before reading its answer');
     });
     sock.on('close', () => {
       clearTimeout(c.timer);
@@ -241,11 +270,25 @@ export class CniSocketServer {
     this.refusedSinceLog++;
     const now = Date.now();
     if (now - this.lastCapLog >= 1000) {
-      this.opts.log.warn({ openConnections: this.conns.size, maxConnections: this.maxConnections, refused: this.refusedSinceLog }, 'too many open CNI connections; refusing new ones until some close');
+      this.opts.log.warn(
+        { openConnections: this.conns.size, maxConnections: this.maxConnections, refused: this.refusedSinceLog },
+        'too many open CNI connections; refusing new ones until some close',
+      );
       this.refusedSinceLog = 0;
       this.lastCapLog = now;
     }
-    endAndClose(sock, httpAnswer(503, JSON.stringify(errorBody('1.1.0', reject(503, `meshcni agent has ${this.maxConnections} open connections; try again`, CNI_ERR.tryAgainLater)))));
+    endAndClose(
+      sock,
+      httpAnswer(
+        503,
+        JSON.stringify(
+          errorBody(
+            '1.1.0',
+            reject(503, `meshcni agent has ${this.maxConnections} open connections; try again`, CNI_ERR.tryAgainLater),
+          ),
+        ),
+      ),
+    );
   }
 
   private peerIsRoot(sock: Socket): boolean {
@@ -265,7 +308,10 @@ export class CniSocketServer {
 
   private onTimeout(c: Conn): void {
     if (c.taken) return;
-    this.opts.log.info({ received: c.received, timeoutMs: this.requestTimeoutMs }, 'closed a CNI connection that did not send its request in time');
+    this.opts.log.info(
+      { received: c.received, timeoutMs: this.requestTimeoutMs },
+      'closed a CNI connection that did not send its request in time',
+    );
     this.answerError(c, reject(408, `request not received within ${this.requestTimeoutMs} ms`), '1.1.0');
   }
 
@@ -311,19 +357,24 @@ export class CniSocketServer {
       const name = line.slice(0, colon).toLowerCase();
       const value = line.slice(colon + 1).trim();
       if (name === 'content-length') {
-        if (length !== undefined && length !== value) throw reject(400, `conflicting Content-Length headers '${length}' and '${value}'`);
+        if (length !== undefined && length !== value)
+          throw reject(400, `conflicting Content-Length headers '${length}' and '${value}'`);
         length = value;
       } else if (name === 'content-type') ctype = value;
-      else if (name === 'transfer-encoding') throw reject(501, `Transfer-Encoding '${value}' is not supported; send Content-Length`);
-      else if (name === 'expect' && value.toLowerCase() === '100-continue') c.sock.write('HTTP/1.1 100 Continue\r\n\r\n');
+      else if (name === 'transfer-encoding')
+        throw reject(501, `Transfer-Encoding '${value}' is not supported; send Content-Length`);
+      else if (name === 'expect' && value.toLowerCase() === '100-continue')
+        c.sock.write('HTTP/1.1 100 Continue\r\n\r\n');
     }
     if (this.closing) throw reject(503, 'meshcni agent is shutting down', CNI_ERR.tryAgainLater);
     if (m[1] !== 'POST' || m[2] !== '/v1/cni') throw reject(404, `no route ${m[1]} ${m[2]}`, CNI_ERR.internal);
-    if (!ctype.startsWith('application/json')) throw reject(415, `content type must be application/json, got '${ctype}'`);
+    if (!ctype.startsWith('application/json'))
+      throw reject(415, `content type must be application/json, got '${ctype}'`);
     if (length === undefined) throw reject(411, 'request has no Content-Length');
     if (!/^\d{1,10}$/.test(length)) throw reject(400, `Content-Length '${length.slice(0, 20)}' is not a byte count`);
     c.contentLength = Number(length);
-    if (c.contentLength > this.maxBody) throw reject(413, `request body of ${c.contentLength} bytes exceeds the limit of ${this.maxBody}`);
+    if (c.contentLength > this.maxBody)
+      throw reject(413, `request body of ${c.contentLength} bytes exceeds the limit of ${this.maxBody}`);
   }
 
   private async run(c: Conn, bytes: Buffer): Promise<void> {
@@ -350,7 +401,8 @@ export class CniSocketServer {
       const result = await this.opts.handler(request);
       this.answer(c, 200, result === null ? '' : JSON.stringify(result));
     } catch (e) {
-      if (!(e instanceof CniError)) this.opts.log.error({ err: e, ...c.pod }, 'unexpected error handling a CNI request');
+      if (!(e instanceof CniError))
+        this.opts.log.error({ err: e, ...c.pod }, 'unexpected error handling a CNI request');
       this.answerError(c, e, cniVersion);
     } finally {
       this.inFlight--;

@@ -18,7 +18,8 @@ export async function applyPlan(netns: string, plan: CapturePlan & { routing?: R
   try {
     await applyTables(netns, plan.tables);
   } catch (e) {
-    if (added) await undoRouting(netns, added).catch((u: unknown) => ((e as Error).message += `; and ${(u as Error).message}`));
+    if (added)
+      await undoRouting(netns, added).catch((u: unknown) => ((e as Error).message += `; and ${(u as Error).message}`));
     throw e;
   }
 }

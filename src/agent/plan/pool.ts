@@ -29,7 +29,9 @@ export type WorkerRequest =
 /** The worker's answer; a captured plan's rules stay in the worker under the request's id as handle. */
 export interface WorkerAnswer {
   id: number;
-  plan?: { capture: false; reason: string } | { capture: true; layout: string; summary: Record<string, unknown>; digest: string; labels: string[] };
+  plan?:
+    | { capture: false; reason: string }
+    | { capture: true; layout: string; summary: Record<string, unknown>; digest: string; labels: string[] };
   diffs?: string[];
   error?: { name: string; message: string; code?: string };
   /** The worker isolate's heap after the request. */
@@ -47,7 +49,15 @@ export function listEntries(pod: Record<string, unknown>): number {
   if (typeof ann !== 'object' || ann === null) return 0;
   let n = 0;
   for (const [k, v] of Object.entries(ann as Record<string, unknown>)) {
-    if (typeof v !== 'string' || !(k.startsWith('traffic.sidecar.istio.io/') || k.startsWith('sidecar.istio.io/') || k === 'istio.io/reroute-virtual-interfaces')) continue;
+    if (
+      typeof v !== 'string' ||
+      !(
+        k.startsWith('traffic.sidecar.istio.io/') ||
+        k.startsWith('sidecar.istio.io/') ||
+        k === 'istio.io/reroute-virtual-interfaces'
+      )
+    )
+      continue;
     for (let i = v.indexOf(','); i !== -1; i = v.indexOf(',', i + 1)) n++;
     n++;
   }
@@ -68,7 +78,9 @@ function workerScript(): URL {
   if (existsSync(fileURLToPath(here))) return here;
   const built = new URL('../../../dist/agent/plan/worker.js', import.meta.url);
   if (existsSync(fileURLToPath(built))) return built;
-  throw new Error(`plan worker script not found at ${fileURLToPath(here)} or ${fileURLToPath(built)} (run npm run build)`);
+  throw new Error(
+    `plan worker script not found at ${fileURLToPath(here)} or ${fileURLToPath(built)} (run npm run build)`,
+  );
 }
 
 interface Job {
@@ -133,7 +145,12 @@ export class PlanPool {
     const limit = this.opts.queueLimit ?? PLAN_QUEUE_LIMIT;
     const waiting = this.queue.filter((j) => j.req.op === 'plan').length;
     if (waiting >= limit) {
-      throw new CniError(CNI_ERR.tryAgainLater, `pod ${who}: ${waiting} pods with large annotation lists are already waiting to be planned (limit ${limit}); try again later`, '', 503);
+      throw new CniError(
+        CNI_ERR.tryAgainLater,
+        `pod ${who}: ${waiting} pods with large annotation lists are already waiting to be planned (limit ${limit}); try again later`,
+        '',
+        503,
+      );
     }
     const id = this.nextId++;
     const a = await new Promise<WorkerAnswer>((resolve, reject) => {
@@ -145,14 +162,17 @@ export class PlanPool {
     this.counts.plan++;
     const p = a.plan;
     if (!p.capture) return p;
-    if (!this.worker) throw new CniError(CNI_ERR.internal, `pod ${who}: the plan worker ended right after planning it; retry`);
+    if (!this.worker)
+      throw new CniError(CNI_ERR.internal, `pod ${who}: the plan worker ended right after planning it; retry`);
     const handle: Handle = { worker: this.worker, id };
     this.held.add(handle);
     const rules: HeldRules = {
       digest: p.digest,
       labels: p.labels,
-      diff: async (netns) => (await this.onHeld(handle, who, { id: this.nextId++, op: 'diff', handle: id, netns })).diffs ?? [],
-      apply: async (netns) => void (await this.onHeld(handle, who, { id: this.nextId++, op: 'apply', handle: id, netns })),
+      diff: async (netns) =>
+        (await this.onHeld(handle, who, { id: this.nextId++, op: 'diff', handle: id, netns })).diffs ?? [],
+      apply: async (netns) =>
+        void (await this.onHeld(handle, who, { id: this.nextId++, op: 'apply', handle: id, netns })),
       release: () => this.release(handle),
     };
     return { capture: true, layout: p.layout, summary: p.summary, held: rules };
@@ -175,7 +195,10 @@ export class PlanPool {
   /** A request on a held plan goes ahead of waiting plans: it finishes a pod and frees its rules. */
   private async onHeld(handle: Handle, who: string, req: WorkerRequest): Promise<WorkerAnswer> {
     if (!this.held.has(handle) || handle.worker !== this.worker) {
-      throw new CniError(CNI_ERR.internal, `pod ${who}: the plan worker was restarted since this pod was planned; retry`);
+      throw new CniError(
+        CNI_ERR.internal,
+        `pod ${who}: the plan worker was restarted since this pod was planned; retry`,
+      );
     }
     const a = await new Promise<WorkerAnswer>((resolve, reject) => {
       this.queue.unshift({ req, who, worker: handle.worker, resolve, reject });
@@ -203,21 +226,32 @@ export class PlanPool {
     if (!job) return;
     this.current = job;
     if (job.worker && job.worker !== this.worker) {
-      this.finish(undefined, new CniError(CNI_ERR.internal, `pod ${job.who}: the plan worker was restarted since this pod was planned; retry`));
+      this.finish(
+        undefined,
+        new CniError(
+          CNI_ERR.internal,
+          `pod ${job.who}: the plan worker was restarted since this pod was planned; retry`,
+        ),
+      );
       return;
     }
     let w: Worker;
     try {
       w = this.worker ?? this.spawn();
     } catch (e) {
-      this.finish(undefined, new CniError(CNI_ERR.internal, `pod ${job.who}: cannot start the plan worker: ${(e as Error).message}`));
+      this.finish(
+        undefined,
+        new CniError(CNI_ERR.internal, `pod ${job.who}: cannot start the plan worker: ${(e as Error).message}`),
+      );
       return;
     }
     w.postMessage(job.req);
   }
 
   private spawn(): Worker {
-    const w = new Worker(workerScript(), { workerData: { capture: this.capture, testHooks: this.opts.testHooks === true } });
+    const w = new Worker(workerScript(), {
+      workerData: { capture: this.capture, testHooks: this.opts.testHooks === true },
+    });
     this.started++;
     w.unref(); // an idle worker never keeps the process alive
     w.on('message', (m: WorkerAnswer) => {
@@ -231,7 +265,14 @@ export class PlanPool {
       this.worker = undefined; // the next request starts a fresh worker; plans it held are gone
       for (const h of [...this.held]) if (h.worker === w) this.held.delete(h);
       const job = this.current;
-      if (job) this.finish(undefined, new CniError(CNI_ERR.internal, `pod ${job.who}: the plan worker ${why} while working on it; the worker is restarted, retry the ADD`));
+      if (job)
+        this.finish(
+          undefined,
+          new CniError(
+            CNI_ERR.internal,
+            `pod ${job.who}: the plan worker ${why} while working on it; the worker is restarted, retry the ADD`,
+          ),
+        );
     };
     w.on('error', (e) => died(`failed (${e.message})`));
     w.on('exit', (code) => died(`exited with code ${code}`));
@@ -261,11 +302,16 @@ export class PlanPool {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const j of this.queue.splice(0)) j.reject(new CniError(CNI_ERR.tryAgainLater, `pod ${j.who}: the agent is shutting down`, '', 503));
+    for (const j of this.queue.splice(0))
+      j.reject(new CniError(CNI_ERR.tryAgainLater, `pod ${j.who}: the agent is shutting down`, '', 503));
     const w = this.worker;
     this.worker = undefined;
     this.held.clear();
-    if (this.current) this.finish(undefined, new CniError(CNI_ERR.tryAgainLater, `pod ${this.current.who}: the agent is shutting down`, '', 503));
+    if (this.current)
+      this.finish(
+        undefined,
+        new CniError(CNI_ERR.tryAgainLater, `pod ${this.current.who}: the agent is shutting down`, '', 503),
+      );
     if (w) await w.terminate();
   }
 }

@@ -50,7 +50,11 @@ export function planDigest(p: CapturePlan): string {
 }
 
 /** The differences between a plan and what `netns` holds; throws when the netns cannot be read. */
-export async function planDiff(p: CapturePlan, netns: string, readTables: (netns: string) => Promise<TableContents[]>): Promise<string[]> {
+export async function planDiff(
+  p: CapturePlan,
+  netns: string,
+  readTables: (netns: string) => Promise<TableContents[]>,
+): Promise<string[]> {
   return 'held' in p ? p.held.diff(netns) : diffTables(p.tables, await readTables(netns));
 }
 

@@ -58,7 +58,16 @@ async function run(m: WorkerRequest): Promise<WorkerAnswer> {
       const plan = buildPlan(m.pod, capture);
       if (!plan.capture) return { id: m.id, plan: { capture: false, reason: plan.reason } };
       held.set(m.id, plan);
-      return { id: m.id, plan: { capture: true, layout: plan.layout, summary: plan.summary, digest: computeRulesDigest(plan.tables), labels: tableLabels(plan.tables) } };
+      return {
+        id: m.id,
+        plan: {
+          capture: true,
+          layout: plan.layout,
+          summary: plan.summary,
+          digest: computeRulesDigest(plan.tables),
+          labels: tableLabels(plan.tables),
+        },
+      };
     }
     case 'apply':
       await applyPlan(m.netns, heldPlan(m.handle));
@@ -68,24 +77,27 @@ async function run(m: WorkerRequest): Promise<WorkerAnswer> {
   }
 }
 
-parentPort?.on('message', (m: WorkerRequest | { op: 'release'; handle: number } | { op: 'pause'; gate: Int32Array }) => {
-  if (m.op === 'release') {
-    held.delete(m.handle);
-    return;
-  }
-  // Test hook: the thread sleeps until the test opens the gate (PlanPool.pauseWorker).
-  if (m.op === 'pause') {
-    if (testHooks === true) Atomics.wait(m.gate, 0, 0);
-    return;
-  }
-  // Test hook: lets the pool's crash recovery be tested against a real dying worker.
-  if (m.op === 'plan' && m.crash === true && testHooks === true) process.exit(7);
-  // The pool sends one request at a time; each answer says how big this isolate's heap has grown,
-  // so the pool can replace a worker whose heap stays large after big plans.
-  void run(m)
-    .catch((e: unknown) => errorAnswer(m.id, e))
-    .then((a) => parentPort!.postMessage({ ...a, heapBytes: getHeapStatistics().total_heap_size }));
-});
+parentPort?.on(
+  'message',
+  (m: WorkerRequest | { op: 'release'; handle: number } | { op: 'pause'; gate: Int32Array }) => {
+    if (m.op === 'release') {
+      held.delete(m.handle);
+      return;
+    }
+    // Test hook: the thread sleeps until the test opens the gate (PlanPool.pauseWorker).
+    if (m.op === 'pause') {
+      if (testHooks === true) Atomics.wait(m.gate, 0, 0);
+      return;
+    }
+    // Test hook: lets the pool's crash recovery be tested against a real dying worker.
+    if (m.op === 'plan' && m.crash === true && testHooks === true) process.exit(7);
+    // The pool sends one request at a time; each answer says how big this isolate's heap has grown,
+    // so the pool can replace a worker whose heap stays large after big plans.
+    void run(m)
+      .catch((e: unknown) => errorAnswer(m.id, e))
+      .then((a) => parentPort!.postMessage({ ...a, heapBytes: getHeapStatistics().total_heap_size }));
+  },
+);
 
 // Id 0 answers no request: the pool records the priority this thread runs at.
 parentPort?.postMessage({ id: 0, priority: lowerThreadPriority() });

@@ -30,7 +30,9 @@ export class DirPodSource implements PodSource {
       // Someone who can write the directory could name any pod's labels: such a directory is not read.
       const problem = trustedDirProblem(this.dir, 'pods directory');
       if (problem) throw new Error(problem);
-      files = readdirSync(this.dir).filter((f) => MANIFEST.test(f)).sort();
+      files = readdirSync(this.dir)
+        .filter((f) => MANIFEST.test(f))
+        .sort();
     } catch (e) {
       this.log.error({ dir: this.dir, err: (e as Error).message }, 'cannot read the pods directory');
       return;
@@ -77,7 +79,10 @@ export class DirPodSource implements PodSource {
         this.timer = setTimeout(() => this.reload(), 50);
       });
     } catch (e) {
-      this.log.warn({ dir: this.dir, err: (e as Error).message }, 'cannot watch the pods directory; re-reading on lookups only');
+      this.log.warn(
+        { dir: this.dir, err: (e as Error).message },
+        'cannot watch the pods directory; re-reading on lookups only',
+      );
     }
     this.started = true;
     this.log.info({ dir: this.dir, pods: this.pods.size }, 'pod source: manifest directory');

@@ -86,7 +86,10 @@ export class KubePodSource implements PodSource {
     this.resourceVersion = list.metadata?.resourceVersion ?? '';
     this.synced = true;
     this.backoffMs = 250;
-    this.opts.log.info({ node: this.opts.nodeName, pods: this.cache.size, resourceVersion: this.resourceVersion }, 'pod cache listed');
+    this.opts.log.info(
+      { node: this.opts.nodeName, pods: this.cache.size, resourceVersion: this.resourceVersion },
+      'pod cache listed',
+    );
     this.notify();
   }
 
@@ -124,7 +127,8 @@ export class KubePodSource implements PodSource {
   /** A watch ended (timeouts are normal): resume from the last resourceVersion, or relist. */
   private async afterWatch(err: unknown, gone: boolean): Promise<void> {
     if (this.stopped) return;
-    if (err && (err as Error).name !== 'AbortError') this.opts.log.warn({ err: (err as Error).message ?? String(err) }, 'pod watch ended with an error; restarting');
+    if (err && (err as Error).name !== 'AbortError')
+      this.opts.log.warn({ err: (err as Error).message ?? String(err) }, 'pod watch ended with an error; restarting');
     const delay = err ? this.backoffMs : 0;
     this.backoffMs = Math.min(this.backoffMs * 2, 10_000);
     this.restartTimer = setTimeout(async () => {
@@ -171,7 +175,8 @@ export class KubePodSource implements PodSource {
         const obj = plain(await this.api.readNamespacedPod({ name: key.name, namespace: key.namespace }));
         if (uidMatches(key, obj)) return obj;
       } catch (e) {
-        if (statusOf(e) !== 404) this.opts.log.warn({ pod: keyString(key), err: (e as Error).message, attempt: i + 1 }, 'pod GET failed');
+        if (statusOf(e) !== 404)
+          this.opts.log.warn({ pod: keyString(key), err: (e as Error).message, attempt: i + 1 }, 'pod GET failed');
       }
       if (Date.now() + delay > deadline) break;
       const hit = await this.waitForCache(key, delay);

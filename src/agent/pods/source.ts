@@ -24,7 +24,10 @@ export interface PodSource {
 export const podKeyOf = (obj: Record<string, unknown>): PodKey | null => {
   const meta = obj.metadata as { namespace?: unknown; name?: unknown; uid?: unknown } | undefined;
   if (!meta || typeof meta.name !== 'string') return null;
-  const key: PodKey = { namespace: typeof meta.namespace === 'string' && meta.namespace ? meta.namespace : 'default', name: meta.name };
+  const key: PodKey = {
+    namespace: typeof meta.namespace === 'string' && meta.namespace ? meta.namespace : 'default',
+    name: meta.name,
+  };
   if (typeof meta.uid === 'string' && meta.uid) key.uid = meta.uid;
   return key;
 };

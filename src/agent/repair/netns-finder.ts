@@ -121,7 +121,9 @@ function proveCandidate(procRoot: string, pid: string, q: PodNetnsQuery, node: N
   }
   if (node.hostNetns.has(id)) return refuse('it is in the host network namespace; refusing to program it');
   if (owner !== node.userns) {
-    return refuse(`its netns ${id} is owned by user namespace ${owner}, not the node's (${node.userns}); refusing to program it`);
+    return refuse(
+      `its netns ${id} is owned by user namespace ${owner}, not the node's (${node.userns}); refusing to program it`,
+    );
   }
   if (q.ips && q.ips.length > 0) {
     const local = localAddresses(procRoot, pid);
@@ -150,7 +152,9 @@ export function findPodNetns(queries: readonly PodNetnsQuery[], procRoot = '/pro
   });
   if (wanted.length === 0) return out;
   const userns = statId('/proc/self/ns/user');
-  const hostNetns = new Set([statId('/proc/self/ns/net'), statId(join(procRoot, '1/ns/net'))].filter((x): x is string => x !== null));
+  const hostNetns = new Set(
+    [statId('/proc/self/ns/net'), statId(join(procRoot, '1/ns/net'))].filter((x): x is string => x !== null),
+  );
   let pids: string[];
   try {
     if (userns === null) throw new Error('cannot stat /proc/self/ns/user');
@@ -189,7 +193,10 @@ export function findPodNetns(queries: readonly PodNetnsQuery[], procRoot = '/pro
     }
     if (first) closeSync(first.fd);
     const why = refused.get(q.uid) ?? [];
-    if (ids.size > 1) out.set(q.uid, { problem: `processes of pod uid ${q.uid} are in ${ids.size} different netns (${[...ids].join(', ')}); refusing to guess` });
+    if (ids.size > 1)
+      out.set(q.uid, {
+        problem: `processes of pod uid ${q.uid} are in ${ids.size} different netns (${[...ids].join(', ')}); refusing to guess`,
+      });
     else if (why.length > 0) out.set(q.uid, { problem: why.join('; ') });
     else out.set(q.uid, { problem: `no process in a cgroup of pod uid ${q.uid} under ${procRoot}` });
   }

@@ -60,7 +60,17 @@ const inPlace = (p: RepairPolicy): boolean => p === 'capture' || p === 'repair';
 /** One pass over every pod the agent knows. Never throws: problems are counted and reported. */
 export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileReport> {
   const { state, log, metrics } = deps;
-  const report: ReconcileReport = { checked: 0, intact: 0, repaired: [], deleted: [], reported: [], forgotten: [], uncaptured: [], captured: [], errors: [] };
+  const report: ReconcileReport = {
+    checked: 0,
+    intact: 0,
+    repaired: [],
+    deleted: [],
+    reported: [],
+    forgotten: [],
+    uncaptured: [],
+    captured: [],
+    errors: [],
+  };
   const known = new Set<string>();
   for (const listed of state.all()) {
     const one = async (): Promise<void> => {
@@ -74,18 +84,27 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
         // The sandbox is gone and its DEL never reached us (agent down at the time): forget it.
         await state.delete(rec.containerId);
         report.forgotten.push(name);
-        log.info({ namespace: rec.namespace, pod: rec.name, containerId: rec.containerId, netns: rec.netns }, 'reconcile: namespace gone, forgot the pod');
+        log.info(
+          { namespace: rec.namespace, pod: rec.name, containerId: rec.containerId, netns: rec.netns },
+          'reconcile: namespace gone, forgot the pod',
+        );
         return;
       }
       report.checked++;
       try {
-        const obj = await deps.pods.lookup({ namespace: rec.namespace, name: rec.name, ...(rec.uid ? { uid: rec.uid } : {}) }, { timeoutMs: 0 });
+        const obj = await deps.pods.lookup(
+          { namespace: rec.namespace, name: rec.name, ...(rec.uid ? { uid: rec.uid } : {}) },
+          { timeoutMs: 0 },
+        );
         if (!obj) return; // deleted in the API; its DEL is on the way
         await checkPod(deps, report, rec, obj, rec.netns);
       } catch (e) {
         report.errors.push(`${name}: ${(e as Error).message}`);
         metrics.repairs.inc({ result: 'error' });
-        log.error({ namespace: rec.namespace, pod: rec.name, containerId: rec.containerId, err: (e as Error).message }, 'reconcile failed for a pod');
+        log.error(
+          { namespace: rec.namespace, pod: rec.name, containerId: rec.containerId, err: (e as Error).message },
+          'reconcile failed for a pod',
+        );
       }
     };
     await (deps.lock ? deps.lock.run(listed.containerId, one) : one());
@@ -95,7 +114,13 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<ReconcileRepor
 }
 
 /** Compares a recorded pod's netns with its plan and acts on drift by policy. */
-async function checkPod(deps: ReconcileDeps, report: ReconcileReport, rec: PodRecord, obj: Record<string, unknown>, netns: string): Promise<void> {
+async function checkPod(
+  deps: ReconcileDeps,
+  report: ReconcileReport,
+  rec: PodRecord,
+  obj: Record<string, unknown>,
+  netns: string,
+): Promise<void> {
   const plan = await deps.planPod(obj);
   if (!plan.capture) return;
   try {
@@ -105,7 +130,8 @@ async function checkPod(deps: ReconcileDeps, report: ReconcileReport, rec: PodRe
       return;
     }
     await act(deps, report, { namespace: rec.namespace, name: rec.name }, netns, plan, diffs);
-    if (inPlace(deps.policy)) await deps.state.put({ ...rec, rulesDigest: planDigest(plan), capturedAt: new Date().toISOString() });
+    if (inPlace(deps.policy))
+      await deps.state.put({ ...rec, rulesDigest: planDigest(plan), capturedAt: new Date().toISOString() });
   } finally {
     releasePlan(plan);
   }
@@ -122,7 +148,8 @@ function podIps(obj: Record<string, unknown>): string[] {
   const status = (obj.status ?? {}) as { podIP?: unknown; podIPs?: { ip?: unknown }[] };
   const ips = new Set<string>();
   if (typeof status.podIP === 'string' && status.podIP) ips.add(status.podIP);
-  for (const p of Array.isArray(status.podIPs) ? status.podIPs : []) if (typeof p?.ip === 'string' && p.ip) ips.add(p.ip);
+  for (const p of Array.isArray(status.podIPs) ? status.podIPs : [])
+    if (typeof p?.ip === 'string' && p.ip) ips.add(p.ip);
   return [...ips];
 }
 
@@ -132,17 +159,27 @@ function podIps(obj: Record<string, unknown>): string[] {
  * sandbox was replaced, or the pid now belongs to someone else) nothing is programmed: the record
  * is forgotten and the pod is looked at afresh, as one that never saw an ADD.
  */
-async function checkScanned(deps: ReconcileDeps, report: ReconcileReport, rec: PodRecord, known: Set<string>): Promise<void> {
+async function checkScanned(
+  deps: ReconcileDeps,
+  report: ReconcileReport,
+  rec: PodRecord,
+  known: Set<string>,
+): Promise<void> {
   const name = podName(rec);
   const base = { namespace: rec.namespace, pod: rec.name, containerId: rec.containerId, netnsId: rec.netnsId };
   const forget = async (why: string): Promise<void> => {
     await deps.state.delete(rec.containerId);
     report.forgotten.push(name);
-    deps.log.info({ ...base, reason: why }, 'reconcile: the netns of a pod captured in place is gone or changed; forgot it');
+    deps.log.info(
+      { ...base, reason: why },
+      'reconcile: the netns of a pod captured in place is gone or changed; forgot it',
+    );
   };
   let found: NetnsLookup | undefined;
   try {
-    const obj = rec.uid ? await deps.pods.lookup({ namespace: rec.namespace, name: rec.name, uid: rec.uid }, { timeoutMs: 0 }) : undefined;
+    const obj = rec.uid
+      ? await deps.pods.lookup({ namespace: rec.namespace, name: rec.name, uid: rec.uid }, { timeoutMs: 0 })
+      : undefined;
     if (!obj || !rec.uid) return forget('the pod is gone from the API');
     found = findNetns(deps, [{ uid: rec.uid, ips: podIps(obj) }]).get(rec.uid);
     if (!found || 'problem' in found) return forget(found?.problem ?? 'not found');
@@ -159,20 +196,37 @@ async function checkScanned(deps: ReconcileDeps, report: ReconcileReport, rec: P
   }
 }
 
-async function act(deps: ReconcileDeps, report: ReconcileReport, key: PodKey, netns: string, plan: CapturePlan, diffs: string[]): Promise<void> {
+async function act(
+  deps: ReconcileDeps,
+  report: ReconcileReport,
+  key: PodKey,
+  netns: string,
+  plan: CapturePlan,
+  diffs: string[],
+): Promise<void> {
   const base = { namespace: key.namespace, pod: key.name, netns, differences: diffs.length, first: diffs[0] };
   if (inPlace(deps.policy)) {
     await deps.applyPlan(netns, plan);
     report.repaired.push(podName(key));
     deps.metrics.repairs.inc({ result: 'repaired' });
     deps.log.warn(base, 'reconcile: rules were missing or changed; re-applied in place');
-    deps.events?.emit(key, 'Warning', 'RulesRepaired', `meshcni re-applied the traffic redirect rules in place: ${diffs.length} difference(s), first: ${diffs[0]}`);
+    deps.events?.emit(
+      key,
+      'Warning',
+      'RulesRepaired',
+      `meshcni re-applied the traffic redirect rules in place: ${diffs.length} difference(s), first: ${diffs[0]}`,
+    );
   } else if (deps.policy === 'delete' && deps.deletePod) {
     await deps.deletePod(key);
     report.deleted.push(podName(key));
     deps.metrics.repairs.inc({ result: 'deleted' });
     deps.log.warn(base, 'reconcile: rules were missing or changed; deleted the pod so it restarts captured');
-    deps.events?.emit(key, 'Warning', 'DeletedForCapture', `meshcni deleted the pod so it restarts captured: its redirect rules were missing or changed (first: ${diffs[0]})`);
+    deps.events?.emit(
+      key,
+      'Warning',
+      'DeletedForCapture',
+      `meshcni deleted the pod so it restarts captured: its redirect rules were missing or changed (first: ${diffs[0]})`,
+    );
   } else {
     report.reported.push(podName(key));
     deps.metrics.repairs.inc({ result: 'reported' });
@@ -197,7 +251,11 @@ async function findUncaptured(deps: ReconcileDeps, report: ReconcileReport, know
     const status = (obj.status ?? {}) as { phase?: string };
     const spec = (obj.spec ?? {}) as { hostNetwork?: boolean };
     if (!meta.name || status.phase !== 'Running' || spec.hostNetwork) continue;
-    const key = { namespace: meta.namespace ?? 'default', name: meta.name, ...(typeof meta.uid === 'string' && meta.uid ? { uid: meta.uid } : {}) };
+    const key = {
+      namespace: meta.namespace ?? 'default',
+      name: meta.name,
+      ...(typeof meta.uid === 'string' && meta.uid ? { uid: meta.uid } : {}),
+    };
     if (known.has(podName(key)) || deps.excludeNamespaces?.includes(key.namespace)) continue;
     let plan: PodPlan;
     try {
@@ -218,21 +276,39 @@ async function findUncaptured(deps: ReconcileDeps, report: ReconcileReport, know
         await deps.deletePod(key);
         report.deleted.push(podName(key));
         deps.metrics.repairs.inc({ result: 'deleted' });
-        deps.log.warn({ namespace: key.namespace, pod: key.name }, 'reconcile: pod started before meshcni; deleted it so it restarts captured');
-        deps.events?.emit(key, 'Warning', 'DeletedForCapture', 'meshcni deleted the pod so it restarts captured: it started before meshcni was on the node');
+        deps.log.warn(
+          { namespace: key.namespace, pod: key.name },
+          'reconcile: pod started before meshcni; deleted it so it restarts captured',
+        );
+        deps.events?.emit(
+          key,
+          'Warning',
+          'DeletedForCapture',
+          'meshcni deleted the pod so it restarts captured: it started before meshcni was on the node',
+        );
       } catch (e) {
         report.errors.push(`${podName(key)}: ${(e as Error).message}`);
       }
     } else {
       deps.metrics.repairs.inc({ result: 'uncaptured' });
-      deps.log.warn({ namespace: key.namespace, pod: key.name }, 'reconcile: running pod was never captured (started before meshcni); restart it or use repairPolicy: capture or delete');
+      deps.log.warn(
+        { namespace: key.namespace, pod: key.name },
+        'reconcile: running pod was never captured (started before meshcni); restart it or use repairPolicy: capture or delete',
+      );
     }
   }
 }
 
 /** Programs each running pod in its own netns (found by uid) with the one transaction an ADD uses. */
-async function captureInPlace(deps: ReconcileDeps, report: ReconcileReport, todo: { key: PodKey; obj: Record<string, unknown> }[]): Promise<void> {
-  const found = findNetns(deps, todo.flatMap(({ key, obj }) => (key.uid ? [{ uid: key.uid, ips: podIps(obj) }] : [])));
+async function captureInPlace(
+  deps: ReconcileDeps,
+  report: ReconcileReport,
+  todo: { key: PodKey; obj: Record<string, unknown> }[],
+): Promise<void> {
+  const found = findNetns(
+    deps,
+    todo.flatMap(({ key, obj }) => (key.uid ? [{ uid: key.uid, ips: podIps(obj) }] : [])),
+  );
   try {
     await captureEach(deps, report, todo, found);
   } finally {
@@ -240,7 +316,12 @@ async function captureInPlace(deps: ReconcileDeps, report: ReconcileReport, todo
   }
 }
 
-async function captureEach(deps: ReconcileDeps, report: ReconcileReport, todo: { key: PodKey; obj: Record<string, unknown> }[], found: Map<string, NetnsLookup>): Promise<void> {
+async function captureEach(
+  deps: ReconcileDeps,
+  report: ReconcileReport,
+  todo: { key: PodKey; obj: Record<string, unknown> }[],
+  found: Map<string, NetnsLookup>,
+): Promise<void> {
   for (const { key, obj } of todo) {
     const name = podName(key);
     const where = key.uid ? found.get(key.uid) : { problem: 'the pod object has no metadata.uid' };
@@ -249,8 +330,16 @@ async function captureEach(deps: ReconcileDeps, report: ReconcileReport, todo: {
       const problem = where?.problem ?? 'not looked up';
       report.errors.push(`${name}: ${problem}`);
       deps.metrics.repairs.inc({ result: 'error' });
-      deps.log.warn({ ...base, err: problem }, 'reconcile: cannot find the netns of a pod started before meshcni; it stays uncaptured');
-      deps.events?.emit(key, 'Warning', 'CaptureInPlaceRefused', `meshcni did not capture this running pod in place: ${problem}`);
+      deps.log.warn(
+        { ...base, err: problem },
+        'reconcile: cannot find the netns of a pod started before meshcni; it stays uncaptured',
+      );
+      deps.events?.emit(
+        key,
+        'Warning',
+        'CaptureInPlaceRefused',
+        `meshcni did not capture this running pod in place: ${problem}`,
+      );
       continue;
     }
     let plan: PodPlan | undefined;
@@ -273,13 +362,24 @@ async function captureEach(deps: ReconcileDeps, report: ReconcileReport, todo: {
       });
       report.captured.push(name);
       deps.metrics.repairs.inc({ result: 'captured' });
-      deps.events?.emit(key, 'Normal', 'CapturedInPlace', `meshcni captured this pod in place (it started before meshcni): netns ${where.id}, found by process ${where.pid}`);
-      deps.log.warn({ ...base, netnsId: where.id, pid: where.pid, ...plan.summary }, 'reconcile: pod started before meshcni; captured it in place');
+      deps.events?.emit(
+        key,
+        'Normal',
+        'CapturedInPlace',
+        `meshcni captured this pod in place (it started before meshcni): netns ${where.id}, found by process ${where.pid}`,
+      );
+      deps.log.warn(
+        { ...base, netnsId: where.id, pid: where.pid, ...plan.summary },
+        'reconcile: pod started before meshcni; captured it in place',
+      );
     } catch (e) {
       // One transaction: a netns that vanished (pod gone mid-repair) holds nothing half-applied.
       report.errors.push(`${name}: ${(e as Error).message}`);
       deps.metrics.repairs.inc({ result: 'error' });
-      deps.log.error({ ...base, netnsId: where.id, err: (e as Error).message }, 'reconcile: capturing a pod in place failed');
+      deps.log.error(
+        { ...base, netnsId: where.id, err: (e as Error).message },
+        'reconcile: capturing a pod in place failed',
+      );
     } finally {
       if (plan) releasePlan(plan);
     }

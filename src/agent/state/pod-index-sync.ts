@@ -5,7 +5,15 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { PodPlan } from '../plan/types.js';
-import { encodeIndex, entryProblem, INDEX_FILE_NAME, INDEX_MAX_PODS, removeIndexTemps, writeIndexFile, type IndexEntry } from './pod-index.js';
+import {
+  encodeIndex,
+  entryProblem,
+  INDEX_FILE_NAME,
+  INDEX_MAX_PODS,
+  removeIndexTemps,
+  writeIndexFile,
+  type IndexEntry,
+} from './pod-index.js';
 import { podKeyOf, type PodSource } from '../pods/source.js';
 
 export interface PodIndexSyncDeps {
@@ -19,7 +27,10 @@ export interface PodIndexSyncDeps {
 }
 
 /** Each pod's decision as the ADD would make it; pods the shim could never match are left out (fail closed). */
-export function indexEntries(pods: readonly Record<string, unknown>[], deps: Pick<PodIndexSyncDeps, 'planPod' | 'excludeNamespaces'>): { entries: IndexEntry[]; left: string[] } {
+export function indexEntries(
+  pods: readonly Record<string, unknown>[],
+  deps: Pick<PodIndexSyncDeps, 'planPod' | 'excludeNamespaces'>,
+): { entries: IndexEntry[]; left: string[] } {
   const entries: IndexEntry[] = [];
   const left: string[] = [];
   for (const obj of pods) {
@@ -48,7 +59,8 @@ export function indexEntries(pods: readonly Record<string, unknown>[], deps: Pic
   if (entries.length > INDEX_MAX_PODS) {
     // Captured pods fail closed either way: drop them first so every skipped pod keeps its entry.
     entries.sort((a, b) => Number(a.captured) - Number(b.captured));
-    for (const e of entries.splice(INDEX_MAX_PODS)) left.push(`${e.namespace}/${e.name}: over the index bound of ${INDEX_MAX_PODS} pods`);
+    for (const e of entries.splice(INDEX_MAX_PODS))
+      left.push(`${e.namespace}/${e.name}: over the index bound of ${INDEX_MAX_PODS} pods`);
   }
   return { entries, left };
 }
@@ -68,7 +80,11 @@ export class PodIndexSync {
   async start(): Promise<void> {
     // A killed agent's half-written index copies: never read by the shim, but they pile up.
     const stale = await removeIndexTemps(this.deps.stateDir);
-    if (stale.length > 0) this.deps.log.info({ dir: this.deps.stateDir, removedTemp: stale.length }, 'removed temp files of interrupted pod index writes');
+    if (stale.length > 0)
+      this.deps.log.info(
+        { dir: this.deps.stateDir, removedTemp: stale.length },
+        'removed temp files of interrupted pod index writes',
+      );
     this.last = await readFile(this.path).catch(() => undefined);
     this.deps.pods.onChange?.(() => this.schedule());
     await this.sync();
@@ -90,9 +106,14 @@ export class PodIndexSync {
 
   /** One rewrite at a time, in order; a failure is logged and retried on the next change. */
   sync(): Promise<void> {
-    this.writing = this.writing.then(() => this.writeNow()).catch((e: Error) => {
-      this.deps.log.error({ file: this.path, err: e.message }, 'cannot write the pod index; the shim falls back to failing closed');
-    });
+    this.writing = this.writing
+      .then(() => this.writeNow())
+      .catch((e: Error) => {
+        this.deps.log.error(
+          { file: this.path, err: e.message },
+          'cannot write the pod index; the shim falls back to failing closed',
+        );
+      });
     return this.writing;
   }
 
@@ -103,6 +124,15 @@ export class PodIndexSync {
     await writeIndexFile(this.path, data);
     this.last = data;
     const skipped = entries.filter((e) => !e.captured).length;
-    this.deps.log.info({ file: this.path, pods: entries.length, notCaptured: skipped, leftOut: left.slice(0, 10), leftOutCount: left.length }, 'pod index written');
+    this.deps.log.info(
+      {
+        file: this.path,
+        pods: entries.length,
+        notCaptured: skipped,
+        leftOut: left.slice(0, 10),
+        leftOutCount: left.length,
+      },
+      'pod index written',
+    );
   }
 }

@@ -37,14 +37,16 @@ export function fnv1a32(data: Buffer): number {
 export function entryProblem(e: IndexEntry): string | null {
   for (const k of ['namespace', 'name', 'uid'] as const) {
     const v = e[k];
-    if (!v || v.length > MAX_LEN[k] || !FIELD.test(v)) return `${k} ${JSON.stringify(v)} is empty, longer than ${MAX_LEN[k]} or has characters outside [A-Za-z0-9._-]`;
+    if (!v || v.length > MAX_LEN[k] || !FIELD.test(v))
+      return `${k} ${JSON.stringify(v)} is empty, longer than ${MAX_LEN[k]} or has characters outside [A-Za-z0-9._-]`;
   }
   return null;
 }
 
 /** The file's bytes. Entries are sorted so an unchanged pod set gives identical bytes. */
 export function encodeIndex(entries: readonly IndexEntry[]): Buffer {
-  if (entries.length > INDEX_MAX_PODS) throw new Error(`pod index: ${entries.length} pods is more than the ${INDEX_MAX_PODS} the shim reads`);
+  if (entries.length > INDEX_MAX_PODS)
+    throw new Error(`pod index: ${entries.length} pods is more than the ${INDEX_MAX_PODS} the shim reads`);
   const lines = entries
     .map((e) => {
       const p = entryProblem(e);
@@ -54,7 +56,8 @@ export function encodeIndex(entries: readonly IndexEntry[]): Buffer {
     .sort();
   const body = Buffer.from(`${INDEX_MAGIC}\npods ${lines.length}\n${lines.map((l) => l + '\n').join('')}`, 'ascii');
   const out = Buffer.concat([body, Buffer.from(`end ${fnv1a32(body).toString(16).padStart(8, '0')}\n`, 'ascii')]);
-  if (out.length > INDEX_MAX_BYTES) throw new Error(`pod index: ${out.length} bytes is more than the ${INDEX_MAX_BYTES} the shim reads`);
+  if (out.length > INDEX_MAX_BYTES)
+    throw new Error(`pod index: ${out.length} bytes is more than the ${INDEX_MAX_BYTES} the shim reads`);
   return out;
 }
 
@@ -81,7 +84,11 @@ export const INDEX_TEMP_SUFFIX = '.tmp';
 
 /** Replaces the file so the shim sees the old or the new index, never a mix; root-only (0600). */
 export function writeIndexFile(path: string, data: Buffer): Promise<void> {
-  return writeFileAtomic(path, data, { mode: 0o600, tempPrefix: `${INDEX_TEMP_PREFIX}${process.pid}.`, tempSuffix: INDEX_TEMP_SUFFIX });
+  return writeFileAtomic(path, data, {
+    mode: 0o600,
+    tempPrefix: `${INDEX_TEMP_PREFIX}${process.pid}.`,
+    tempSuffix: INDEX_TEMP_SUFFIX,
+  });
 }
 
 /** Removes index temp files a killed agent left in `dir`; returns their names. */

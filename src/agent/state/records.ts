@@ -43,7 +43,10 @@ export class StateError extends Error {
     what: string,
     cause: unknown,
   ) {
-    super(`state directory ${path}: ${what} failed: ${code}${code === 'EROFS' ? ' (read-only file system)' : code === 'ENOSPC' ? ' (no space left on device)' : ''}`, { cause });
+    super(
+      `state directory ${path}: ${what} failed: ${code}${code === 'EROFS' ? ' (read-only file system)' : code === 'ENOSPC' ? ' (no space left on device)' : ''}`,
+      { cause },
+    );
     this.name = 'StateError';
   }
 }
@@ -117,7 +120,8 @@ export class PodStateStore {
       if (!f.endsWith('.json')) continue;
       try {
         const r = JSON.parse(readFileSync(join(this.dir, f), 'utf8')) as PodRecord;
-        if (typeof r.containerId !== 'string' || containerIdProblem(r.containerId) !== null) throw new Error('no valid containerId');
+        if (typeof r.containerId !== 'string' || containerIdProblem(r.containerId) !== null)
+          throw new Error('no valid containerId');
         this.records.set(r.containerId, r);
       } catch (e) {
         problems.push(`${f}: ${(e as Error).message}`);

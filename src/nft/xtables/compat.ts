@@ -10,7 +10,10 @@ const XT_OWNER_UID = 1;
 const XT_OWNER_GID = 2;
 
 /** xt_owner_match_info (rev 1): uid_min, uid_max, gid_min, gid_max, match, invert → 24 bytes. */
-export function ownerMatch(uid?: { value: number; invert?: boolean }, gid?: { value: number; invert?: boolean }): XtExpr {
+export function ownerMatch(
+  uid?: { value: number; invert?: boolean },
+  gid?: { value: number; invert?: boolean },
+): XtExpr {
   const b = Buffer.alloc(24);
   let match = 0;
   let invert = 0;
@@ -106,13 +109,20 @@ export function redirectTarget(family: XtFamily, port: number): XtExpr {
 }
 
 /** xt_tproxy_target_info_v1 (rev 1): mark_mask, mark_value, laddr (16), lport (BE) → 32 bytes. */
-export function tproxyTarget(family: XtFamily, port: number, onIp: string | undefined, mark: number, mask: number): XtExpr {
+export function tproxyTarget(
+  family: XtFamily,
+  port: number,
+  onIp: string | undefined,
+  mark: number,
+  mask: number,
+): XtExpr {
   const b = Buffer.alloc(32);
   b.writeUInt32LE(mask >>> 0, 0);
   b.writeUInt32LE(mark >>> 0, 4);
   if (onIp) {
     const p = parsePrefix(onIp);
-    if ((p.family === 4) !== (family === 'ip')) throw new Error(`TPROXY --on-ip ${onIp} does not match family ${family}`);
+    if ((p.family === 4) !== (family === 'ip'))
+      throw new Error(`TPROXY --on-ip ${onIp} does not match family ${family}`);
     p.addr.copy(b, 8);
   }
   b.writeUInt16BE(port, 24);

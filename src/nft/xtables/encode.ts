@@ -15,7 +15,16 @@ import {
   socketMatch,
   tproxyTarget,
 } from './compat.js';
-import { BUILTIN_CHAINS, type Negatable, type XtFamily, type XtMatch, type XtRule, type XtRuleset, type XtTableName, type XtTarget } from './model.js';
+import {
+  BUILTIN_CHAINS,
+  type Negatable,
+  type XtFamily,
+  type XtMatch,
+  type XtRule,
+  type XtRuleset,
+  type XtTableName,
+  type XtTarget,
+} from './model.js';
 
 const R = NFT_REG_1;
 
@@ -86,7 +95,8 @@ function portExprs(offset: number, v: Negatable<number>): Expr[] {
 function markExprs(key: 'mark', v: Negatable<number>, mask: number | undefined): Expr[] {
   const m = mask ?? 0xffffffff;
   const exprs: Expr[] = [{ type: 'meta', key, dreg: R }];
-  if (m >>> 0 !== 0xffffffff) exprs.push({ type: 'bitwise', sreg: R, dreg: R, len: 4, mask: u32le(m), xor: Buffer.alloc(4) });
+  if (m >>> 0 !== 0xffffffff)
+    exprs.push({ type: 'bitwise', sreg: R, dreg: R, len: 4, mask: u32le(m), xor: Buffer.alloc(4) });
   exprs.push({ type: 'cmp', sreg: R, op: op(v.invert), data: u32le((v.value & m) >>> 0) });
   return exprs;
 }

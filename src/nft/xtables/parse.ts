@@ -1,6 +1,16 @@
 // `iptables-restore` / `iptables-save` text → iptables rules as data, for the vocabulary of model.ts.
 // Used to take the oracle's own text (fixtures, golden files) straight into the encoder.
-import { BUILTIN_CHAINS, type CtState, type XtFamily, type XtMatch, type XtRule, type XtRuleset, type XtTable, type XtTableName, type XtTarget } from './model.js';
+import {
+  BUILTIN_CHAINS,
+  type CtState,
+  type XtFamily,
+  type XtMatch,
+  type XtRule,
+  type XtRuleset,
+  type XtTable,
+  type XtTableName,
+  type XtTarget,
+} from './model.js';
 
 export class XtParseError extends Error {
   constructor(
@@ -95,7 +105,9 @@ function parseRuleArgs(chain: string, words: string[]): XtRule {
       case '--source-ports': {
         if (current?.kind !== 'multiport') throw new Error(`${opt} needs -m multiport`);
         current.direction = opt.startsWith('--d') ? 'dports' : 'sports';
-        current.ports = next(opt).split(',').map((p) => num(p, opt));
+        current.ports = next(opt)
+          .split(',')
+          .map((p) => num(p, opt));
         if (invert) current.invert = true;
         break;
       }
