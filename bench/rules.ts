@@ -3,7 +3,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseCaptureConfig } from '../src/capture/config.js';
-import { planPod } from '../src/capture/plan.js';
+import { planRules } from '../src/capture/plan.js';
 import type { TableContents } from '../src/nft/model.js';
 import { renderRestore } from '../src/nft/xtables/render.js';
 
@@ -44,9 +44,9 @@ export function writePod(dir: string, namespace: string, name: string, annotatio
 
 /** meshcni's tables (IPv4, as the agent programs the bench pod) and the oracle texts. */
 export function rulesForBench(): { tables: TableContents[]; v4: string; v6: string; nft: string } {
-  const ipt = planPod(podObject('bench', 'web', {}, true), parseCaptureConfig({}));
-  const nft = planPod(podObject('bench', 'web', {}, false), parseCaptureConfig({ layout: 'nft' }));
-  const v4only = planPod(podObject('bench', 'web', {}), parseCaptureConfig({}));
+  const ipt = planRules(podObject('bench', 'web', {}, true), parseCaptureConfig({}));
+  const nft = planRules(podObject('bench', 'web', {}, false), parseCaptureConfig({ layout: 'nft' }));
+  const v4only = planRules(podObject('bench', 'web', {}), parseCaptureConfig({}));
   if (!ipt.capture || !nft.capture || !v4only.capture) throw new Error('bench pod is not captured');
   return {
     tables: v4only.tables,
@@ -73,7 +73,7 @@ export function scalePlan(size: number, layout: 'iptables' | 'nft'): { tables: T
           'traffic.sidecar.istio.io/excludeOutboundIPRanges': cidrs,
           'traffic.sidecar.istio.io/excludeInboundPorts': ports,
         };
-  const plan = planPod(podObject('bench', 'scale', ann), parseCaptureConfig({ layout }));
+  const plan = planRules(podObject('bench', 'scale', ann), parseCaptureConfig({ layout }));
   if (!plan.capture) throw new Error('scale pod is not captured');
   return { tables: plan.tables, text: plan.text };
 }

@@ -68,6 +68,35 @@ export function parseCniArgs(args: string): Map<string, string> {
   return m;
 }
 
+/** The pod a request is for, as the kubelet names it in CNI_ARGS; empty values count as absent. */
+export interface PodArgs {
+  namespace?: string;
+  name?: string;
+  uid?: string;
+}
+
+/** CNI_ARGS → the pod's names (parseCniArgs' rule; throws CniError on malformed args). */
+export function podArgs(args: string): PodArgs {
+  const a = parseCniArgs(args);
+  const out: PodArgs = {};
+  const namespace = a.get('K8S_POD_NAMESPACE');
+  const name = a.get('K8S_POD_NAME');
+  const uid = a.get('K8S_POD_UID');
+  if (namespace) out.namespace = namespace;
+  if (name) out.name = name;
+  if (uid) out.uid = uid;
+  return out;
+}
+
+/** podArgs, or nothing known when the args are malformed (for logs and events; the handler reports the error). */
+export function podArgsOrEmpty(args: string): PodArgs {
+  try {
+    return podArgs(args);
+  } catch {
+    return {};
+  }
+}
+
 /**
  * The path of the first string (key or value) in `v` that holds a NUL, or null. The shim refuses
  * `\u0000` in any string of the configuration (a C string cannot hold it); the agent refuses it too.

@@ -15,12 +15,10 @@ import { removeTables } from '../nft/apply.js';
 import type { TableContents } from '../nft/model.js';
 import { parseCniRequest } from './cni.js';
 import { createCniHandler } from './endpoint/handler.js';
-import { rulesDigest, type LocalPlan, type PodPlan } from './plan/types.js';
+import { rulesDigest, type CapturePlan, type LocalPlan } from './plan/types.js';
 import { createMetrics } from './metrics.js';
 import type { PodSource } from './pods/source.js';
 import { PodStateStore } from './state/records.js';
-
-type CapturePlan = Extract<PodPlan, { capture: true }>;
 
 export interface WarmDeps {
   planPod: (pod: Record<string, unknown>) => LocalPlan;

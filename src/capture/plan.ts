@@ -13,7 +13,7 @@ import { buildNftTables } from './nftables.js';
 import { INJECT_KEY, PROXY_CONTAINER, podFromObject } from './pod.js';
 import { redirectSettings, type RedirectSettings } from './settings.js';
 
-export type PodPlan =
+export type RulesPlan =
   | {
       capture: true;
       layout: Layout;
@@ -29,7 +29,7 @@ export type PodPlan =
     }
   | { capture: false; reason: string };
 
-export function planPod(obj: unknown, config: CaptureConfig): PodPlan {
+export function planRules(obj: unknown, config: CaptureConfig): RulesPlan {
   const pod = podFromObject(obj);
   const d = decideCapture(pod, config);
   if (!d.capture) return d;
@@ -44,7 +44,7 @@ export function planPod(obj: unknown, config: CaptureConfig): PodPlan {
     tables = [...encodeXtRuleset(iptables.v4), ...(iptables.v6 ? encodeXtRuleset(iptables.v6) : [])];
     text = `# IPv4 (iptables-save)\n${renderRestore(iptables.v4)}${iptables.v6 ? `# IPv6 (ip6tables-save)\n${renderRestore(iptables.v6)}` : ''}`;
   }
-  const plan: PodPlan = { capture: true, layout: config.layout, settings, tables, iptables, text };
+  const plan: RulesPlan = { capture: true, layout: config.layout, settings, tables, iptables, text };
   const routing: RoutingPlan = {};
   const captureInbound = settings.includeInboundPorts.all || settings.includeInboundPorts.ports.length > 0;
   if (settings.mode === 'TPROXY' && captureInbound) {

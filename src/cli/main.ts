@@ -11,7 +11,7 @@ import { INDEX_FILE_NAME } from '../agent/state/pod-index.js';
 import { parseCaptureConfig } from '../capture/config.js';
 import { readTables } from '../nft/apply.js';
 import { diffTables } from '../nft/ruleset.js';
-import { planPod } from '../capture/plan.js';
+import { planRules } from '../capture/plan.js';
 import { parsePodManifest } from '../capture/pod.js';
 import { BUILD_VERSION } from '../agent/metrics.js';
 import { commandUsage, parseFlags, UsageError, type CommandSpec, type FlagSpec, type ParsedArgs } from './args.js';
@@ -193,7 +193,7 @@ async function rules(argv: string[]): Promise<number> {
   const p = flagsOf(argv, COMMANDS.rules);
   if (!p) return 0;
   const settings = settingsFrom(p);
-  const plan = planPod(readPod(p.values.get('pod')!), parseCaptureConfig(settings.capture));
+  const plan = planRules(readPod(p.values.get('pod')!), parseCaptureConfig(settings.capture));
   if (!plan.capture) {
     process.stdout.write(`# not captured: ${plan.reason}\n`);
     return 0;

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_CAPTURE_CONFIG } from '../../src/capture/config.js';
 import { decideCapture } from '../../src/capture/decision.js';
-import { planPod, planKey } from '../../src/capture/plan.js';
+import { planRules, planKey } from '../../src/capture/plan.js';
 import { podFromObject } from '../../src/capture/pod.js';
 
 type C = Record<string, unknown>;
@@ -125,8 +125,8 @@ describe('pod selection as Istio does it', () => {
   it("reads a native sidecar's env and ids for the rules, as it does a container's", () => {
     const env = [{ name: 'ISTIO_META_DNS_CAPTURE', value: 'true' }];
     const ids = { securityContext: { runAsUser: 2000, runAsGroup: 3000 } };
-    const a = planPod(nativeSidecar({ env, ...ids }), cfg);
-    const b = planPod(classic({ env, ...ids }), cfg);
+    const a = planRules(nativeSidecar({ env, ...ids }), cfg);
+    const b = planRules(classic({ env, ...ids }), cfg);
     if (!a.capture || !b.capture) throw new Error('both must be captured');
     expect(a.settings.proxyUid).toBe(2000);
     expect(a.settings.proxyGid).toBe(3000);

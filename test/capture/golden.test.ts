@@ -3,7 +3,7 @@
 // iptables-nft-restore of the expected text does (the oracle).
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_CAPTURE_CONFIG } from '../../src/capture/config.js';
-import { planPod } from '../../src/capture/plan.js';
+import { planRules } from '../../src/capture/plan.js';
 import { applyTables } from '../../src/nft/apply.js';
 import { renderRestore } from '../../src/nft/xtables/render.js';
 import { NetnsPool, inNetns, netnsPath, normaliseSave } from '../helpers/netns.js';
@@ -19,10 +19,10 @@ describe('golden cases (rules as text)', () => {
 
   it.each(GOLDEN.map((c) => [c.name, c] as const))('%s', (_name, c) => {
     if (c.error) {
-      expect(() => planPod(podObject(c), DEFAULT_CAPTURE_CONFIG)).toThrow(c.error);
+      expect(() => planRules(podObject(c), DEFAULT_CAPTURE_CONFIG)).toThrow(c.error);
       return;
     }
-    const plan = planPod(podObject(c), DEFAULT_CAPTURE_CONFIG);
+    const plan = planRules(podObject(c), DEFAULT_CAPTURE_CONFIG);
     if (c.skip) {
       expect(plan.capture).toBe(false);
       if (!plan.capture) expect(plan.reason).toMatch(c.skip);
@@ -37,7 +37,7 @@ describe('golden cases (rules as text)', () => {
 
 describe('golden cases in the kernel: meshcni vs iptables-nft-restore', () => {
   it.each(captured.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
-    const plan = planPod(podObject(c), DEFAULT_CAPTURE_CONFIG);
+    const plan = planRules(podObject(c), DEFAULT_CAPTURE_CONFIG);
     if (!plan.capture) throw new Error('expected a captured pod');
     const ours = pool.create();
     const theirs = pool.create();

@@ -2,7 +2,7 @@
 // reads the proxy image's tag; the plan (and its cache key) follow the choice.
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_CAPTURE_CONFIG, parseCaptureConfig, type CaptureConfig } from '../../src/capture/config.js';
-import { planKey, planPod } from '../../src/capture/plan.js';
+import { planKey, planRules } from '../../src/capture/plan.js';
 import { istioRulesFor } from '../../src/capture/settings.js';
 import { parseSettings } from '../../src/agent/config.js';
 import { buildPlan } from '../../src/agent/plan/build.js';
@@ -19,7 +19,7 @@ const pod = (image: string): Record<string, unknown> => ({
   },
 });
 const rulesOf = (config: CaptureConfig, image: string): string => {
-  const p = planPod(pod(image), config);
+  const p = planRules(pod(image), config);
   if (!p.capture) throw new Error(p.reason);
   return p.settings.istioRules;
 };
@@ -80,7 +80,7 @@ describe('the plan follows the chosen rule set', () => {
     ['1.17', '-A OUTPUT -p tcp -j ISTIO_OUTPUT', '! --dport 15008'],
     ['1.30', '-A OUTPUT -j ISTIO_OUTPUT', '-A OUTPUT -p tcp -j ISTIO_OUTPUT'],
   ] as const)('%s rules contain %j and not %j', (v, has, hasNot) => {
-    const p = planPod(pod('example/proxy'), { ...DEFAULT_CAPTURE_CONFIG, istioVersion: v });
+    const p = planRules(pod('example/proxy'), { ...DEFAULT_CAPTURE_CONFIG, istioVersion: v });
     if (!p.capture) throw new Error(p.reason);
     expect(p.text).toContain(has);
     expect(p.text).not.toContain(hasNot);

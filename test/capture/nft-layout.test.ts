@@ -2,7 +2,7 @@
 // ruleset as text in another; the kernel must then list both identically. Root.
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseCaptureConfig } from '../../src/capture/config.js';
-import { planPod } from '../../src/capture/plan.js';
+import { planRules } from '../../src/capture/plan.js';
 import { applyTables } from '../../src/nft/apply.js';
 import { NetnsPool, inNetns, netnsPath } from '../helpers/netns.js';
 import { GOLDEN, podObject } from './golden.js';
@@ -14,7 +14,7 @@ const captured = GOLDEN.filter((c) => c.v4 !== undefined);
 
 describe.each([true, false])('nft layout (sets %s) vs nft -f of the same text', (sets) => {
   it.each(captured.map((c) => [c.name, c] as const))('%s', async (_n, c) => {
-    const plan = planPod(podObject(c), parseCaptureConfig({ layout: 'nft', nftSets: sets }));
+    const plan = planRules(podObject(c), parseCaptureConfig({ layout: 'nft', nftSets: sets }));
     if (!plan.capture) throw new Error('expected capture');
     expect(plan.tables.every((t) => t.table.family === 'inet')).toBe(true);
     expect(plan.tables[0]!.table.name).toBe('istio-proxy-nat');
@@ -28,7 +28,7 @@ describe.each([true, false])('nft layout (sets %s) vs nft -f of the same text', 
 
 describe.each([true, false])("nft layout of Istio 1.30.3's rule set (sets %s) vs nft -f of the same text", (sets) => {
   it.each(captured.map((c) => [c.name, c] as const))('%s', async (_n, c) => {
-    const plan = planPod(podObject(c), parseCaptureConfig({ layout: 'nft', nftSets: sets, istioVersion: '1.30' }));
+    const plan = planRules(podObject(c), parseCaptureConfig({ layout: 'nft', nftSets: sets, istioVersion: '1.30' }));
     if (!plan.capture) throw new Error('expected capture');
     expect(plan.settings.istioRules).toBe('1.30');
     const ours = pool.create();
@@ -41,7 +41,7 @@ describe.each([true, false])("nft layout of Istio 1.30.3's rule set (sets %s) vs
 
 describe('nft layout shape', () => {
   it("uses Istio's table and chain names", () => {
-    const plan = planPod(
+    const plan = planRules(
       podObject({ annotations: { 'sidecar.istio.io/interceptionMode': 'TPROXY' } }),
       parseCaptureConfig({ layout: 'nft' }),
     );
@@ -69,7 +69,7 @@ describe('nft layout shape', () => {
     const count = (n: number, sets: boolean): number => {
       const ports = Array.from({ length: n }, (_, i) => 20000 + i).join(',');
       const cidrs = Array.from({ length: n }, (_, i) => `10.${i}.0.0/16`).join(',');
-      const plan = planPod(
+      const plan = planRules(
         podObject({
           annotations: {
             'traffic.sidecar.istio.io/excludeOutboundPorts': ports,

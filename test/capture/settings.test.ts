@@ -3,7 +3,7 @@
 // uid/gid must be ids the kernel accepts.
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_CAPTURE_CONFIG, parseCaptureConfig } from '../../src/capture/config.js';
-import { planPod } from '../../src/capture/plan.js';
+import { planRules } from '../../src/capture/plan.js';
 import { MAX_LIST_ENTRIES } from '../../src/capture/settings.js';
 import { podObject } from './golden.js';
 
@@ -13,7 +13,7 @@ const plan = (
   proxy: Record<string, unknown> = {},
   layout: 'iptables' | 'nft' = 'iptables',
 ) =>
-  planPod(
+  planRules(
     podObject({ annotations, containers: [{ name: 'app' }, { name: 'istio-proxy', ...proxy }] }),
     layout === 'nft' ? parseCaptureConfig({ layout: 'nft', dualStack: true }) : DEFAULT_CAPTURE_CONFIG,
   );
@@ -163,7 +163,7 @@ describe("the istio-proxy container's runAsUser / runAsGroup", () => {
 
   it("ignores other containers' ids: they never become rules", () => {
     expect(() =>
-      planPod(
+      planRules(
         podObject({ containers: [{ name: 'app', runAsUser: 4294967295 }, { name: 'istio-proxy' }] }),
         DEFAULT_CAPTURE_CONFIG,
       ),

@@ -5,7 +5,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseCaptureConfig } from '../../src/capture/config.js';
-import { planPod } from '../../src/capture/plan.js';
+import { planRules } from '../../src/capture/plan.js';
 import { applyRouting, applyTables } from '../../src/nft/apply.js';
 import { NetnsPool, inNetns, netnsPath } from '../helpers/netns.js';
 import { podObject } from './golden.js';
@@ -133,7 +133,7 @@ async function capturedPod(
   istioVersion: '1.17' | '1.30' = '1.17',
 ) {
   const config = parseCaptureConfig({ layout, istioVersion });
-  const plan = planPod(podObject({ name: 'ti', annotations, containers: [{ name: 'app' }, proxy(env)] }), config);
+  const plan = planRules(podObject({ name: 'ti', annotations, containers: [{ name: 'app' }, proxy(env)] }), config);
   if (!plan.capture) throw new Error('expected capture');
   const pod = pool.create();
   const peer = pool.create();
@@ -187,7 +187,7 @@ describe.each(LAYOUTS)('reroute (virtual machine) interface (%s layout)', (layou
     for (const dst of [p.bIp, p.aIp]) inNetns(vm, 'ip', ['route', 'add', `${dst}/32`, 'via', v.aIp]);
     const annotations: Record<string, string> = { 'istio.io/reroute-virtual-interfaces': v.aIf };
     if (include) annotations['traffic.sidecar.istio.io/includeOutboundIPRanges'] = include(p.bIp);
-    const plan = planPod(
+    const plan = planRules(
       podObject({ name: 'ti', annotations, containers: [{ name: 'app' }, proxy()] }),
       parseCaptureConfig({ layout }),
     );
@@ -263,7 +263,7 @@ describe.each(LAYOUTS)('dual stack (%s layout)', (layout) => {
     inNetns(peer, 'ip', ['addr', 'add', `${other}/24`, 'dev', l.bIf]);
     inNetns(peer, 'ip', ['-6', 'addr', 'add', `${other6}/64`, 'dev', l.bIf, 'nodad']);
     const annotations = { 'traffic.sidecar.istio.io/includeOutboundIPRanges': `${l.bIp}/32,${l.bIp6}/128` };
-    const plan = planPod(
+    const plan = planRules(
       podObject({ name: 'ti', annotations, containers: [{ name: 'app' }, proxy({ ISTIO_DUAL_STACK: 'true' })] }),
       parseCaptureConfig({ layout }),
     );

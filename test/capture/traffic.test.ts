@@ -4,7 +4,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseCaptureConfig } from '../../src/capture/config.js';
-import { planPod } from '../../src/capture/plan.js';
+import { planRules } from '../../src/capture/plan.js';
 import { applyRouting, applyTables } from '../../src/nft/apply.js';
 import type { TableContents } from '../../src/nft/model.js';
 import { NetnsPool, inNetns, netnsPath } from '../helpers/netns.js';
@@ -70,7 +70,7 @@ async function world(
 }
 
 describe.each(['iptables', 'nft'] as const)('traffic through a captured pod (%s layout)', (layout) => {
-  const plan = planPod(podObject({ name: 'traffic' }), parseCaptureConfig({ layout }));
+  const plan = planRules(podObject({ name: 'traffic' }), parseCaptureConfig({ layout }));
   if (!plan.capture) throw new Error('not captured');
 
   it("redirects an app's outbound connection to 15001, and not the proxy's own", async () => {
@@ -90,7 +90,7 @@ describe.each(['iptables', 'nft'] as const)('traffic through a captured pod (%s 
 
 describe('one transaction for IPv4 and IPv6', () => {
   it('a late failure leaves neither IPv4 nor IPv6 rules behind', async () => {
-    const dual = planPod(
+    const dual = planRules(
       podObject({
         name: 'dual',
         containers: [{ name: 'app' }, { name: 'istio-proxy', runAsUser: 1337, env: { ISTIO_DUAL_STACK: 'true' } }],

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_CAPTURE_CONFIG, type CaptureConfig } from '../../src/capture/config.js';
 import { parsePodManifest } from '../../src/capture/pod.js';
-import { planPod } from '../../src/capture/plan.js';
+import { planRules } from '../../src/capture/plan.js';
 import { applyTables } from '../../src/nft/apply.js';
 import { NetnsPool, inNetns, netnsPath, normaliseSave } from '../helpers/netns.js';
 import {
@@ -77,7 +77,7 @@ interface Release {
 
 async function conforms(c: ConformanceCase, index: string, r: Release): Promise<void> {
   const manifest = podManifest(c, r.commit, r.image);
-  const plan = planPod(parsePodManifest(manifest), r.config);
+  const plan = planRules(parsePodManifest(manifest), r.config);
   if (!plan.capture) throw new Error(`expected the pod of ${c.golden} to be captured: ${plan.reason}`);
   const istio = pool.create();
   const ours = pool.create();

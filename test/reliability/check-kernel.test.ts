@@ -4,7 +4,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { applyPlan } from '../../src/agent/agent.js';
 import { parseCaptureConfig } from '../../src/capture/config.js';
-import { planPod } from '../../src/capture/plan.js';
+import { planRules } from '../../src/capture/plan.js';
 import { readTables } from '../../src/nft/apply.js';
 import { diffTables } from '../../src/nft/ruleset.js';
 import { NetnsPool, inNetns, netnsPath } from '../helpers/netns.js';
@@ -57,7 +57,7 @@ describe('CHECK against the kernel: no false drift', () => {
   it.each(CASES)(
     '$layout layout (sets $nftSets), $mode: applied rules compare equal; a deleted rule is drift',
     async (c) => {
-      const plan = planPod(pod(c.annotations, c.env), parseCaptureConfig({ layout: c.layout, nftSets: c.nftSets }));
+      const plan = planRules(pod(c.annotations, c.env), parseCaptureConfig({ layout: c.layout, nftSets: c.nftSets }));
       if (!plan.capture) throw new Error(`not captured: ${plan.reason}`);
       const ns = pool.create();
       const path = netnsPath(ns);
@@ -97,7 +97,7 @@ describe('10,000-entry annotation lists', () => {
   it.each([{ layout: 'nft' as const }, { layout: 'iptables' as const }])(
     '$layout layout: apply in one transaction (sets split across messages) and read back equal',
     async ({ layout }) => {
-      const plan = planPod(pod(annotations, {}), parseCaptureConfig({ layout }));
+      const plan = planRules(pod(annotations, {}), parseCaptureConfig({ layout }));
       if (!plan.capture) throw new Error(`not captured: ${plan.reason}`);
       const ns = pool.create();
       await applyPlan(netnsPath(ns), { ...plan, summary: {} });

@@ -8,7 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseCaptureConfig } from '../../src/capture/config.js';
-import { planPod } from '../../src/capture/plan.js';
+import { planRules } from '../../src/capture/plan.js';
 import { applyRouting, applyTables } from '../../src/nft/apply.js';
 import { NetnsPool, inNetns, netnsPath } from '../helpers/netns.js';
 
@@ -104,7 +104,7 @@ function podFor(c: Case): Record<string, unknown> {
 
 /** A fresh namespace (lo up, as the loopback plug-in leaves it) programmed as meshcni programs a pod. */
 async function captured(c: Case): Promise<string> {
-  const plan = planPod(podFor(c), parseCaptureConfig({ layout: c.layout, istioVersion: c.rules }));
+  const plan = planRules(podFor(c), parseCaptureConfig({ layout: c.layout, istioVersion: c.rules }));
   if (!plan.capture) throw new Error(`expected capture: ${plan.reason}`);
   const ns = pool.create();
   inNetns(ns, 'ip', ['link', 'set', 'lo', 'up']);

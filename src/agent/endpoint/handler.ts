@@ -5,7 +5,15 @@ import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { TableContents } from '../../nft/model.js';
 import { tableLabels } from '../../nft/model.js';
-import { CNI_ERR, CniError, convertResult, parseCniArgs, runtimeValueError, type CniRequest } from '../cni.js';
+import {
+  CNI_ERR,
+  CniError,
+  convertResult,
+  podArgs,
+  podArgsOrEmpty,
+  runtimeValueError,
+  type CniRequest,
+} from '../cni.js';
 import { KeyedLock } from '../keyed-lock.js';
 import { planDiff, planDigest, releasePlan, type CapturePlan, type PodPlan } from '../plan/types.js';
 import type { PodEvents } from '../pod-events.js';
@@ -84,16 +92,8 @@ function kernelError(what: string, e: unknown): CniError {
 /** A Warning on the pod naming why its ADD failed (what `kubectl describe pod` shows next to the kubelet's). */
 function refusedAddEvent(events: PodEvents | undefined, req: CniRequest, e: unknown): void {
   if (!events) return;
-  let a: Map<string, string>;
-  try {
-    a = parseCniArgs(req.args);
-  } catch {
-    return; // no pod to put it on
-  }
-  const namespace = a.get('K8S_POD_NAMESPACE');
-  const name = a.get('K8S_POD_NAME');
-  if (!namespace || !name) return;
-  const uid = a.get('K8S_POD_UID');
+  const { namespace, name, uid } = podArgsOrEmpty(req.args);
+  if (!namespace || !name) return; // no pod to put it on
   const code = e instanceof CniError ? ` (CNI code ${e.code})` : '';
   events.emit(
     { namespace, name, ...(uid ? { uid } : {}) },
@@ -105,20 +105,13 @@ function refusedAddEvent(events: PodEvents | undefined, req: CniRequest, e: unkn
 
 /** namespace/pod/containerId for log lines, from whatever of the request is readable. */
 function logIdentity(req: CniRequest): { namespace?: string; pod?: string; containerId: string } {
-  try {
-    const a = parseCniArgs(req.args);
-    return { namespace: a.get('K8S_POD_NAMESPACE'), pod: a.get('K8S_POD_NAME'), containerId: req.containerId };
-  } catch {
-    return { containerId: req.containerId };
-  }
+  const { namespace, name } = podArgsOrEmpty(req.args);
+  return { namespace, pod: name, containerId: req.containerId };
 }
 
 function podIdentity(req: CniRequest): PodIdentity | null {
-  const a = parseCniArgs(req.args);
-  const namespace = a.get('K8S_POD_NAMESPACE');
-  const name = a.get('K8S_POD_NAME');
+  const { namespace, name, uid } = podArgs(req.args);
   if (!namespace || !name) return null;
-  const uid = a.get('K8S_POD_UID');
   return uid ? { namespace, name, uid } : { namespace, name };
 }
 

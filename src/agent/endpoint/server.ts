@@ -7,7 +7,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { peerCredentials } from '../../kernel/index.js';
-import { CNI_ERR, CniError, errorBody, parseCniArgs, parseCniRequest, type CniRequest } from '../cni.js';
+import { CNI_ERR, CniError, errorBody, parseCniRequest, podArgsOrEmpty, type CniRequest } from '../cni.js';
 
 export type CniHandler = (req: CniRequest) => Promise<Record<string, unknown> | null>;
 
@@ -430,10 +430,6 @@ export class CniSocketServer {
 
 /** The pod fields of CNI_ARGS for logs; malformed args are the handler's to report. */
 function podOf(args: string): { namespace?: string; pod?: string } {
-  try {
-    const a = parseCniArgs(args);
-    return { namespace: a.get('K8S_POD_NAMESPACE'), pod: a.get('K8S_POD_NAME') };
-  } catch {
-    return {};
-  }
+  const { namespace, name } = podArgsOrEmpty(args);
+  return { namespace, pod: name };
 }

@@ -2,9 +2,7 @@
 // worker for the big pods' plans it holds (agent → plan/apply → nft). One function for both.
 import { applyRouting, applyTables, undoRouting } from '../../nft/apply.js';
 import type { RoutingPlan } from '../../rtnetlink/route.js';
-import type { PodPlan } from './types.js';
-
-type CapturePlan = Extract<PodPlan, { capture: true }>;
+import type { CapturePlan } from './types.js';
 
 /**
  * Programs a plan: routes first (TPROXY needs them before packets are marked), then the one

@@ -1,14 +1,14 @@
 // Pod object → the handler's plan (pure): shared by the in-thread planner and the plan worker.
 import type { CaptureConfig } from '../../capture/config.js';
 import { decideCapture } from '../../capture/decision.js';
-import { planPod as planCapture } from '../../capture/plan.js';
+import { planRules } from '../../capture/plan.js';
 import { podFromObject } from '../../capture/pod.js';
 import type { TableContents } from '../../nft/model.js';
 import type { RoutingPlan } from '../../rtnetlink/route.js';
 import type { LocalPlan } from './types.js';
 
 export function buildPlan(pod: Record<string, unknown>, capture: CaptureConfig): LocalPlan & { routing?: RoutingPlan } {
-  const p = planCapture(pod, capture);
+  const p = planRules(pod, capture);
   if (!p.capture) return p;
   const rules = p.tables.reduce((n: number, t: TableContents) => n + t.rules.length, 0);
   return {

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { TableContents } from '../../nft/model.js';
 import type { RepairPolicy } from '../config.js';
-import { planDiff, planDigest, releasePlan, type PodPlan } from '../plan/types.js';
+import { planDiff, planDigest, releasePlan, type CapturePlan, type PodPlan } from '../plan/types.js';
 import type { AgentMetrics } from '../metrics.js';
 import type { PodKey, PodSource } from '../pods/source.js';
 import type { KeyedLock } from '../keyed-lock.js';
@@ -13,8 +13,6 @@ import { findPodNetns, releaseNetns, type NetnsLookup, type PodNetnsQuery } from
 import type { PodRecord } from '../state/records.js';
 import type { PodEvents } from '../pod-events.js';
 import type { PodStateStore } from '../state/records.js';
-
-type CapturePlan = Extract<PodPlan, { capture: true }>;
 
 export interface ReconcileDeps {
   state: PodStateStore;
