@@ -6,7 +6,6 @@ import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../src/agent/agent.js';
-import { parseSettings } from '../../src/agent/config.js';
 import { inNetns } from '../helpers/netns.js';
 import { World, saveIn } from '../e2e/helpers.js';
 
@@ -25,17 +24,7 @@ afterEach(async () => {
 });
 
 async function agentFor(w: World, extra: Record<string, unknown> = {}): Promise<Agent> {
-  const settings = parseSettings(
-    {
-      podsDir: w.podsDir,
-      socketPath: w.socketPath,
-      stateDir: w.stateDir,
-      metricsAddress: '',
-      reconcileIntervalSeconds: 0,
-      ...extra,
-    },
-    'test',
-  );
+  const settings = w.agentSettings(extra);
   const a = new Agent(settings, silent);
   agents.push(a);
   await a.start();

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
+import { parseSettings, type AgentSettings } from '../../src/agent/config.js';
 import { CniPluginError } from '../../src/runtime/cni-exec.js';
 import { podConfList, removeBridge, Sandbox, type MeshcniEntry } from '../../src/runtime/sandbox.js';
 import { normaliseSave } from '../helpers/netns.js';
@@ -66,6 +67,12 @@ export class World {
 
   addPod(p: PodSpec): void {
     writeFileSync(join(this.podsDir, `${p.namespace}-${p.name}.yaml`), podManifest(p));
+  }
+
+  /** Settings for an in-process Agent on this world (no metrics listener, no periodic reconcile). */
+  agentSettings(extra: Record<string, unknown> = {}): AgentSettings {
+    const base = { podsDir: this.podsDir, socketPath: this.socketPath, stateDir: this.stateDir };
+    return parseSettings({ ...base, metricsAddress: '', reconcileIntervalSeconds: 0, ...extra }, 'test');
   }
 
   /** A pod as the API server would hold it (JSON is YAML too): for shapes `addPod` does not write. */

@@ -9,7 +9,6 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../src/agent/agent.js';
-import { parseSettings } from '../../src/agent/config.js';
 import { KubeNodeLifecycle } from '../../src/agent/node-lifecycle.js';
 import { CniInstaller } from '../../src/install/installer.js';
 import { CniPluginError } from '../../src/runtime/cni-exec.js';
@@ -194,16 +193,7 @@ async function node(opts: { writePrimary?: boolean } = {}) {
   const writePrimary = (): void => writeFileSync(join(confDir, '10-bridge.conflist'), primary);
   if (opts.writePrimary !== false) writePrimary();
   w.addPod({ namespace: 'shop', name: 'web' });
-  const settings = parseSettings(
-    {
-      podsDir: w.podsDir,
-      socketPath: w.socketPath,
-      stateDir: w.stateDir,
-      metricsAddress: '',
-      reconcileIntervalSeconds: 0,
-    },
-    'test',
-  );
+  const settings = w.agentSettings();
   const installer = new CniInstaller({
     cniConfDir: confDir,
     cniBinDir: binDir,

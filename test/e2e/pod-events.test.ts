@@ -4,7 +4,6 @@ import { createServer, type Server } from 'node:http';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../src/agent/agent.js';
-import { parseSettings } from '../../src/agent/config.js';
 import { KubePodEvents } from '../../src/agent/pod-events.js';
 import { CniPluginError } from '../../src/runtime/cni-exec.js';
 import { fakeKubeConfig } from './fake-kube.js';
@@ -70,21 +69,7 @@ async function setup() {
   const w = new World();
   cleanups.push(() => w.cleanup());
   const events = new KubePodEvents(fakeKubeConfig(api.port), 'node-1', silent);
-  const agent = new Agent(
-    parseSettings(
-      {
-        podsDir: w.podsDir,
-        socketPath: w.socketPath,
-        stateDir: w.stateDir,
-        metricsAddress: '',
-        reconcileIntervalSeconds: 0,
-        warmStart: false,
-      },
-      'test',
-    ),
-    silent,
-    { events },
-  );
+  const agent = new Agent(w.agentSettings({ warmStart: false }), silent, { events });
   cleanups.push(() => agent.stop());
   return { api, w, events, agent };
 }

@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent, applyPlan, makePlanner } from '../../src/agent/agent.js';
-import { parseSettings } from '../../src/agent/config.js';
 import { createMetrics } from '../../src/agent/metrics.js';
 import { findPodNetns, releaseNetns } from '../../src/agent/repair/netns-finder.js';
 import { DirPodSource } from '../../src/agent/pods/dir.js';
@@ -62,20 +61,7 @@ function world(): World {
 }
 
 async function startAgent(w: World, policy = 'capture'): Promise<Agent> {
-  const a = new Agent(
-    parseSettings(
-      {
-        podsDir: w.podsDir,
-        socketPath: w.socketPath,
-        stateDir: w.stateDir,
-        metricsAddress: '',
-        reconcileIntervalSeconds: 0,
-        repairPolicy: policy,
-      },
-      'test',
-    ),
-    silent,
-  );
+  const a = new Agent(w.agentSettings({ repairPolicy: policy }), silent);
   agents.push(a);
   await a.start();
   return a;
@@ -195,29 +181,38 @@ function plantCgroup(podUid: string, tag: string): string {
 const rulesetOf = (pid: number): string =>
   execFileSync('nsenter', ['-t', String(pid), '-n', 'nft', 'list', 'ruleset'], { encoding: 'utf8' }).trim();
 
+/**
+ * A non-root user's process (nobody) in its own user + network namespace, moved into a cgroup named
+ * for the pod: what a local user with a delegated cgroup can plant.
+ */
+async function plantUserNetns(podUid: string, name: string): Promise<ChildProcess> {
+  const planted = await spawned([
+    'setpriv',
+    '--reuid',
+    '65534',
+    '--regid',
+    '65534',
+    '--clear-groups',
+    'unshare',
+    '-U',
+    '-r',
+    '-n',
+    'sleep',
+    '600',
+  ]);
+  const dir = plantCgroup(podUid, name);
+  await waitFor(() => readlinkSync(`/proc/${planted.pid}/exe`).endsWith('/sleep'));
+  writeFileSync(join(dir, 'cgroup.procs'), String(planted.pid));
+  return planted;
+}
+
 describe('capture in place cannot be steered', () => {
   it('refuses a planted process in a user-owned netns that sorts first, and captures the real pod', async () => {
     const w = world();
     const id = uid(10);
     // A non-root user (nobody) with its own user + network namespace, in a cgroup named for the pod,
     // started first so its pid sorts before the pod's.
-    const planted = await spawned([
-      'setpriv',
-      '--reuid',
-      '65534',
-      '--regid',
-      '65534',
-      '--clear-groups',
-      'unshare',
-      '-U',
-      '-r',
-      '-n',
-      'sleep',
-      '600',
-    ]);
-    const dir = plantCgroup(id, 'planted');
-    await waitFor(() => readlinkSync(`/proc/${planted.pid}/exe`).endsWith('/sleep'));
-    writeFileSync(join(dir, 'cgroup.procs'), String(planted.pid));
+    const planted = await plantUserNetns(id, 'planted');
     const real = await runningPod(id);
     expect(planted.pid!).toBeLessThan(real.pid!);
     addPodWithUid(w.podsDir, { namespace: 'shop', name: 'early', annotations: DOCUMENTED }, id);
@@ -228,28 +223,13 @@ describe('capture in place cannot be steered', () => {
     expect(rulesetOf(planted.pid!)).toBe('');
     const rec = agent.state.all().find((r) => r.name === 'early')!;
     expect(rec.netns).toBe('');
-    expect(rec.netnsId).toBe(`${netnsIdentity(netnsPath(real.netns)).dev}:${netnsIdentity(netnsPath(real.netns)).ino}`);
+    const ident = netnsIdentity(netnsPath(real.netns));
+    expect(rec.netnsId).toBe(`${ident.dev}:${ident.ino}`);
   });
 
   it('names the owner of a planted netns when it is the only candidate, and programs nothing', async () => {
     const id = uid(11);
-    const planted = await spawned([
-      'setpriv',
-      '--reuid',
-      '65534',
-      '--regid',
-      '65534',
-      '--clear-groups',
-      'unshare',
-      '-U',
-      '-r',
-      '-n',
-      'sleep',
-      '600',
-    ]);
-    const dir = plantCgroup(id, 'alone');
-    await waitFor(() => readlinkSync(`/proc/${planted.pid}/exe`).endsWith('/sleep'));
-    writeFileSync(join(dir, 'cgroup.procs'), String(planted.pid));
+    await plantUserNetns(id, 'alone');
     const found = findPodNetns([{ uid: id }]).get(id)!;
     expect(found).toEqual({ problem: expect.stringMatching(/is owned by user namespace .*refusing to program it/) });
   });
