@@ -11,6 +11,7 @@ import { parseSettings, type AgentSettings } from '../../src/agent/config.js';
 import { CniPluginError } from '../../src/runtime/cni-exec.js';
 import { podConfList, removeBridge, Sandbox, type MeshcniEntry } from '../../src/runtime/sandbox.js';
 import { normaliseSave } from '../helpers/netns.js';
+import { until } from '../helpers/wait.js';
 
 export const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
 export const SHIM = join(ROOT, 'build/Release/meshcni');
@@ -119,11 +120,9 @@ export class World {
 
   /** The agent's log, once it matches `re`: its lines arrive over a pipe, after the answer the test awaited. */
   async waitForLog(re: RegExp, ms = 10_000): Promise<string> {
-    const deadline = Date.now() + ms;
-    while (!re.test(this.agentLog)) {
-      if (Date.now() > deadline) throw new Error(`the agent never logged ${re}:\n${this.agentLog}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await until(() => re.test(this.agentLog), ms, 20).catch(() => {
+      throw new Error(`the agent never logged ${re}:\n${this.agentLog}`);
+    });
     return this.agentLog;
   }
 

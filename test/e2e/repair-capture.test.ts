@@ -16,6 +16,7 @@ import { parseCaptureConfig } from '../../src/capture/config.js';
 import { readTables } from '../../src/nft/apply.js';
 import { netnsIdentity } from '../../src/kernel/index.js';
 import { inNetns, netnsPath, NetnsPool } from '../helpers/netns.js';
+import { until } from '../helpers/wait.js';
 import { World, nftRuleset, saveIn } from './helpers.js';
 import { addPodWithUid, cgroupRoot, PodProcess } from './pod-process.js';
 
@@ -201,7 +202,7 @@ async function plantUserNetns(podUid: string, name: string): Promise<ChildProces
     '600',
   ]);
   const dir = plantCgroup(podUid, name);
-  await waitFor(() => readlinkSync(`/proc/${planted.pid}/exe`).endsWith('/sleep'));
+  await until(() => runs(planted.pid, '/sleep'));
   writeFileSync(join(dir, 'cgroup.procs'), String(planted.pid));
   return planted;
 }
@@ -264,7 +265,7 @@ describe('capture in place cannot be steered', () => {
       else c.kill('SIGKILL');
     }
     expect(reused, 'could not make the kernel reuse the pid').toBeDefined();
-    await waitFor(() => readlinkSync(`/proc/${pid}/exe`).endsWith('/sleep'));
+    await until(() => runs(pid, '/sleep'));
     const report = await agent.reconcile();
     expect(report.forgotten).toEqual(['shop/early']);
     expect(report.repaired).toEqual([]);
@@ -272,16 +273,12 @@ describe('capture in place cannot be steered', () => {
   });
 });
 
-async function waitFor(ok: () => boolean): Promise<void> {
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    try {
-      if (ok()) return;
-    } catch {
-      // not there yet
-    }
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 10));
+/** Whether `pid` runs a program whose path ends in `suffix` (false while it is still being exec'd or gone). */
+function runs(pid: number | undefined, suffix: string): boolean {
+  try {
+    return readlinkSync(`/proc/${pid}/exe`).endsWith(suffix);
+  } catch {
+    return false;
   }
 }
 
