@@ -4,7 +4,7 @@
 // a pod on the node's network (plus Istio's sidecar-status check when the node asks for it).
 // Every skip says why.
 import type { CaptureConfig } from './config.js';
-import { INJECT_KEY, PROXY_CONTAINER, proxyContainer, type PodView } from './pod.js';
+import { INJECT_KEY, parseGoBool, PROXY_CONTAINER, proxyContainer, type PodView } from './pod.js';
 
 export const STATUS_ANNOTATION = 'sidecar.istio.io/status';
 /** The init container of a pod injected without CNI: it writes its own rules, so the pod is not ours. */
@@ -12,34 +12,28 @@ export const ISTIO_INIT_CONTAINER = 'istio-init';
 
 export type Decision = { capture: true } | { capture: false; reason: string };
 
-/** Go's strconv.ParseBool, as Istio reads DISABLE_ENVOY and the inject label; undefined when neither. */
-function goBool(v: string): boolean | undefined {
-  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
-  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
-  return undefined;
-}
-
 /** Injection turned off: Go's false (Istio), or "false" in any case and spacing (the seed's rule). */
-const injectOff = (v: string): boolean => goBool(v) === false || v.trim().toLowerCase() === 'false';
+const injectOff = (v: string): boolean => parseGoBool(v) === false || v.trim().toLowerCase() === 'false';
 
 export function decideCapture(pod: PodView, config: CaptureConfig): Decision {
   const skip = (reason: string): Decision => ({ capture: false, reason });
   if (config.excludeNamespaces.includes(pod.namespace)) return skip(`namespace ${pod.namespace} is excluded`);
   // The kubelet runs no CNI for these, and their netns is the node's: never ours to program.
   if (pod.hostNetwork) return skip('hostNetwork pod (it uses the node network namespace)');
-  const names = [...pod.initContainers, ...pod.containers].map((c) => c.name);
   if (pod.initContainers.some((c) => c.name === ISTIO_INIT_CONTAINER)) {
     return skip(`has its own ${ISTIO_INIT_CONTAINER} init container (the pod programs its own rules)`);
   }
   const proxy = proxyContainer(pod);
   if (!proxy) return skip(`no container named ${PROXY_CONTAINER} (nor an init container of that name)`);
   const disable = proxy.env.get('DISABLE_ENVOY');
-  if (disable !== undefined && goBool(disable) === true) return skip(`DISABLE_ENVOY=${disable} on ${PROXY_CONTAINER}`);
+  if (disable !== undefined && parseGoBool(disable) === true)
+    return skip(`DISABLE_ENVOY=${disable} on ${PROXY_CONTAINER}`);
   if (proxy.args && proxy.args.length >= 2 && proxy.args[0] === 'proxy' && proxy.args[1] !== 'sidecar') {
     return skip(`${PROXY_CONTAINER} is a ${JSON.stringify(proxy.args[1])} proxy, not a sidecar`);
   }
   // Istio counts init containers and containers together (a native sidecar is an init container).
-  if (names.length <= 1) return skip(`only ${names.length} container (the sidecar alone is not captured)`);
+  const count = pod.initContainers.length + pod.containers.length;
+  if (count <= 1) return skip(`only ${count} container (the sidecar alone is not captured)`);
   if (pod.injectLabel !== undefined) {
     if (injectOff(pod.injectLabel)) return skip(`label ${INJECT_KEY} is "${pod.injectLabel}"`);
   } else {

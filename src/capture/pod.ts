@@ -30,6 +30,13 @@ export interface PodView {
   containers: ContainerView[];
 }
 
+/** Go's strconv.ParseBool, as Istio reads the proxy's env and the inject label; undefined when neither. */
+export function parseGoBool(v: string): boolean | undefined {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
+  return undefined;
+}
+
 /**
  * The sidecar: the container named istio-proxy, else the init container of that name (a native
  * sidecar). Istio's plug-in reads init containers first and containers after, so a container wins.

@@ -3,7 +3,7 @@
 // value is a CaptureError naming the annotation (or env var) and the value.
 import { parsePrefix, formatPrefix } from '../nft/addr.js';
 import type { CaptureConfig, IstioVersionSetting } from './config.js';
-import { PROXY_CONTAINER, proxyContainer, type PodView } from './pod.js';
+import { parseGoBool, PROXY_CONTAINER, proxyContainer, type PodView } from './pod.js';
 import { CaptureError } from './errors.js';
 
 export type InterceptionMode = 'REDIRECT' | 'TPROXY';
@@ -152,11 +152,11 @@ function interfaces(setting: string, value: string): string[] {
   return names;
 }
 
-/** Go's strconv.ParseBool, which Istio uses for these env vars. */
+/** A boolean env var of the proxy, read as Istio does (parseGoBool); anything else is refused. */
 function envBool(name: string, value: string | undefined): boolean | undefined {
   if (value === undefined) return undefined;
-  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(value)) return true;
-  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(value)) return false;
+  const b = parseGoBool(value);
+  if (b !== undefined) return b;
   throw new CaptureError(`env ${name} of ${PROXY_CONTAINER}`, value, 'must be true or false');
 }
 
