@@ -14,13 +14,8 @@ cd "$(dirname "$0")/.."
 IMAGE=${IMAGE:-ghcr.io/meshcni/meshcni:$(node -p 'require("./package.json").version')}
 SUITE=${SUITE:-bookworm}
 NODE_BIN=${NODE_BIN:-/usr/bin/node}
-# The apt mirror this machine is configured with (first deb.debian.org-style URI in its sources),
-# passed to mmdebstrap explicitly; MIRROR overrides it.
-if [[ -z "${MIRROR:-}" ]]; then
-  MIRROR=$(grep -rhE '^[^#]*https?://' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
-    | grep -oE 'https?://[^[:space:]]+/debian/?([[:space:]]|$)' | sed 's/[[:space:]]*$//' | grep -v -- '-security' | head -n1 || true)
-  MIRROR=${MIRROR:-http://deb.debian.org/debian}
-fi
+# MIRROR: this machine's apt mirror unless set (scripts/apt-mirror.sh).
+source scripts/apt-mirror.sh
 
 die() { echo "build-image: $*" >&2; exit 1; }
 for tool in podman mmdebstrap sha256sum; do command -v "$tool" >/dev/null || die "$tool is not installed (see the apt-get line in .ci/run)"; done

@@ -11,11 +11,8 @@ cd "$(dirname "$0")/.."
 
 RULES=${RULES:-bench/fixtures/istio-sidecar-default.v4.rules}
 SUITE=${SUITE:-bookworm}
-if [[ -z "${MIRROR:-}" ]]; then
-  MIRROR=$(grep -rhE '^[^#]*https?://' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
-    | grep -oE 'https?://[^[:space:]]+/debian/?([[:space:]]|$)' | sed 's/[[:space:]]*$//' | grep -v -- '-security' | head -n1 || true)
-  MIRROR=${MIRROR:-http://deb.debian.org/debian}
-fi
+# MIRROR: this machine's apt mirror unless set (scripts/apt-mirror.sh).
+source scripts/apt-mirror.sh
 
 die() { echo "build-istio-init-image: $*" >&2; exit 1; }
 for tool in podman mmdebstrap sha256sum; do command -v "$tool" >/dev/null || die "$tool is not installed (see .ci/run)"; done
