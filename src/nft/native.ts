@@ -87,6 +87,29 @@ export const addr = (
   return exprs;
 };
 
+/**
+ * `ip daddr 10.0.0.0/8` exactly as nft 1.0 encodes it, without the nfproto dependency: a
+ * byte-aligned prefix loads only its own bytes (10.0.0.0/8 → one byte), any other prefix loads the
+ * whole address and masks it, a full-length one compares the whole address.
+ */
+export const prefixMatch = (which: 'saddr' | 'daddr', prefix: string, invert?: boolean): Expr[] => {
+  const p = parsePrefix(prefix);
+  const full = p.addr.length;
+  const offset = addrOffset(p, which);
+  if (p.bits > 0 && p.bits % 8 === 0) {
+    const n = p.bits / 8;
+    return [
+      { type: 'payload', base: 'network', offset, len: n, dreg: R },
+      { type: 'cmp', sreg: R, op: opOf(invert), data: Buffer.from(p.addr.subarray(0, n)) },
+    ];
+  }
+  return [
+    { type: 'payload', base: 'network', offset, len: full, dreg: R },
+    { type: 'bitwise', sreg: R, dreg: R, len: full, mask: p.mask, xor: Buffer.alloc(full) },
+    { type: 'cmp', sreg: R, op: opOf(invert), data: p.addr },
+  ];
+};
+
 /** `ip daddr @set` for an address-interval set of family 4 or 6. */
 export const addrInSet = (
   which: 'saddr' | 'daddr',
@@ -204,6 +227,21 @@ export function portSet(
   };
   if (id !== undefined) s.id = id;
   return s;
+}
+
+/**
+ * An anonymous constant set of ports, as nft makes for `tcp dport != { 53, 15008 }`. `name` is the
+ * one the kernel would give it (`__set0`, `__set1`, … in creation order within the table), so the
+ * plan and the kernel's dump name it alike.
+ */
+export function anonymousPortSet(
+  family: TableFamily,
+  table: string,
+  name: string,
+  ports: readonly number[],
+  id: number,
+): NftSet {
+  return { ...portSet(family, table, name, ports, id), flags: SET_FLAGS.ANONYMOUS | SET_FLAGS.CONSTANT };
 }
 
 /** A named interval set of prefixes of one address family (`type ipv4_addr; flags interval`). */

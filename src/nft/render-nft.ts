@@ -2,7 +2,7 @@
 // expression patterns meshcni builds. Used by `meshcni-agent rules --layout nft` and the benchmark
 // that feeds the same ruleset to `nft -f`. An expression sequence it does not know is an error.
 import { formatAddr } from './addr.js';
-import { FAMILY, NFT_SET_ELEM_INTERVAL_END, DATATYPE } from './constants.js';
+import { FAMILY, NFT_SET_ELEM_INTERVAL_END, DATATYPE, SET_FLAGS } from './constants.js';
 import type { Chain, Expr, NftSet, Rule, TableContents } from './model.js';
 
 const CT_STATES: [number, string][] = [
@@ -23,13 +23,20 @@ function prefixLen(mask: Buffer): number {
   return bits;
 }
 
-function networkField(offset: number, len: number): string {
-  if (len === 4) return offset === 12 ? 'ip saddr' : 'ip daddr';
-  return offset === 8 ? 'ip6 saddr' : 'ip6 daddr';
+/** The address field a network-header load starts at (a short load is a byte-aligned prefix). */
+function networkField(offset: number): { name: string; size: number } {
+  if (offset === 12 || offset === 16) return { name: offset === 12 ? 'ip saddr' : 'ip daddr', size: 4 };
+  return { name: offset === 8 ? 'ip6 saddr' : 'ip6 daddr', size: 16 };
+}
+
+/** A lookup as text: `@name`, or the elements inline for an anonymous set (as nft lists it). */
+function lookupText(set: string, sets: ReadonlyMap<string, NftSet>): string {
+  const s = sets.get(set);
+  return s && s.flags & SET_FLAGS.ANONYMOUS ? `{ ${elementText(s).join(', ')} }` : `@${set}`;
 }
 
 /** Renders one rule's expressions; consumes them in recognised groups. */
-export function renderExprs(exprs: readonly Expr[]): string {
+export function renderExprs(exprs: readonly Expr[], sets: ReadonlyMap<string, NftSet> = new Map()): string {
   const out: string[] = [];
   for (let i = 0; i < exprs.length; i++) {
     const e = exprs[i]!;
@@ -42,7 +49,17 @@ export function renderExprs(exprs: readonly Expr[]): string {
         if (next?.type === 'cmp') {
           i++;
           const d = next.data;
-          if (e.key === 'nfproto') out.push(`meta nfproto ${op(next.op)}${d[0] === FAMILY.ip ? 'ipv4' : 'ipv6'}`);
+          const after = exprs[i + 1];
+          if (
+            e.key === 'nfproto' &&
+            next.op === 'eq' &&
+            after?.type === 'payload' &&
+            after.base === 'network' &&
+            networkField(after.offset).size === (d[0] === FAMILY.ip ? 4 : 16)
+          ) {
+            // The dependency nft adds itself for the `ip`/`ip6` selector that follows: not printed, as nft lists it.
+          } else if (e.key === 'nfproto')
+            out.push(`meta nfproto ${op(next.op)}${d[0] === FAMILY.ip ? 'ipv4' : 'ipv6'}`);
           else if (e.key === 'l4proto')
             out.push(`meta l4proto ${op(next.op)}${d[0] === 6 ? 'tcp' : d[0] === 17 ? 'udp' : d[0]}`);
           else if (e.key === 'iifname' || e.key === 'oifname')
@@ -60,11 +77,12 @@ export function renderExprs(exprs: readonly Expr[]): string {
         if (e.base === 'transport') {
           const field = e.offset === 0 ? 'th sport' : 'th dport';
           if (next?.type === 'cmp') out.push(`${field} ${op(next.op)}${next.data.readUInt16BE(0)}`);
-          else if (next?.type === 'lookup') out.push(`${field} ${next.invert ? '!= ' : ''}@${next.set}`);
+          else if (next?.type === 'lookup')
+            out.push(`${field} ${next.invert ? '!= ' : ''}${lookupText(next.set, sets)}`);
           else fail();
           i++;
         } else if (e.base === 'network') {
-          const field = networkField(e.offset, e.len);
+          const field = networkField(e.offset);
           let bits = e.len * 8;
           let j = i + 1;
           const bw = exprs[j];
@@ -73,9 +91,11 @@ export function renderExprs(exprs: readonly Expr[]): string {
             j++;
           }
           const c = exprs[j];
-          if (c?.type === 'cmp')
-            out.push(`${field} ${op(c.op)}${formatAddr(c.data)}${bits < e.len * 8 ? `/${bits}` : ''}`);
-          else if (c?.type === 'lookup') out.push(`${field} ${c.invert ? '!= ' : ''}@${c.set}`);
+          if (c?.type === 'cmp') {
+            const address = Buffer.alloc(field.size);
+            c.data.copy(address);
+            out.push(`${field.name} ${op(c.op)}${formatAddr(address)}${bits < field.size * 8 ? `/${bits}` : ''}`);
+          } else if (c?.type === 'lookup') out.push(`${field.name} ${c.invert ? '!= ' : ''}${lookupText(c.set, sets)}`);
           else fail();
           i = j;
         } else fail();
@@ -161,13 +181,13 @@ function renderSet(s: NftSet): string {
   return `\tset ${s.name} {\n\t\ttype ${type}\n${flags}\t\telements = { ${elementText(s).join(', ')} }\n\t}\n`;
 }
 
-function renderChain(c: Chain, rules: Rule[]): string {
+function renderChain(c: Chain, rules: Rule[], sets: ReadonlyMap<string, NftSet>): string {
   const lines = [`\tchain ${c.name} {`];
   if (c.base)
     lines.push(
       `\t\ttype ${c.base.type} hook ${c.base.hook} priority ${c.base.priority}; policy ${c.base.policy ?? 'accept'};`,
     );
-  for (const r of rules) lines.push(`\t\t${renderExprs(r.exprs)}`);
+  for (const r of rules) lines.push(`\t\t${renderExprs(r.exprs, sets)}`);
   lines.push('\t}');
   return lines.join('\n') + '\n';
 }
@@ -176,12 +196,14 @@ function renderChain(c: Chain, rules: Rule[]): string {
 export function renderNft(tables: readonly TableContents[]): string {
   return tables
     .map((t) => {
+      const sets = new Map(t.sets.map((s) => [s.name, s]));
       const body = [
-        ...t.sets.map(renderSet),
+        ...t.sets.filter((s) => !(s.flags & SET_FLAGS.ANONYMOUS)).map(renderSet),
         ...t.chains.map((c) =>
           renderChain(
             c,
             t.rules.filter((r) => r.chain === c.name),
+            sets,
           ),
         ),
       ].join('');
