@@ -9,6 +9,7 @@ import { renderRestore } from '../nft/xtables/render.js';
 import type { CaptureConfig, Layout } from './config.js';
 import { decideCapture } from './decision.js';
 import { buildIptables } from './iptables.js';
+import { buildIstioNftTables } from './istio-nftables.js';
 import { buildNftTables } from './nftables.js';
 import { INJECT_KEY, PROXY_CONTAINER, podFromObject } from './pod.js';
 import { redirectSettings, type RedirectSettings } from './settings.js';
@@ -38,7 +39,12 @@ export function planRules(obj: unknown, config: CaptureConfig): RulesPlan {
   let tables: TableContents[];
   let text: string;
   if (config.layout === 'nft') {
-    tables = buildNftTables(iptables.v4, iptables.v6, { sets: config.nftSets });
+    // Istio 1.30.3 has a native nftables backend: its shape, exactly. 1.17.8 has none; its nft
+    // layout is derived from the iptables rules (with named sets when nftSets is on).
+    tables =
+      settings.istioRules === '1.30'
+        ? buildIstioNftTables(settings)
+        : buildNftTables(iptables.v4, iptables.v6, { sets: config.nftSets });
     text = renderNft(tables);
   } else {
     tables = [...encodeXtRuleset(iptables.v4), ...(iptables.v6 ? encodeXtRuleset(iptables.v6) : [])];
