@@ -456,7 +456,11 @@ export const ALL_GOLDENS = [
  * The case's pod as a manifest (YAML is JSON): an app container and istio-proxy with the env (and
  * uid/gid), from the given release's image.
  */
-export function podManifest(c: ConformanceCase, commit = ISTIO_COMMIT, image = 'example/proxy'): string {
+export function podManifest(
+  c: Pick<ConformanceCase, 'golden' | 'annotations' | 'proxyEnv' | 'proxy'>,
+  commit = ISTIO_COMMIT,
+  image = 'example/proxy',
+): string {
   const name = c.golden.replace(/^.*\//, '').replace(/\.(txt\.)?golden$/, '');
   const env = Object.entries(c.proxyEnv ?? {}).map(([k, value]) => ({ name: k, value }));
   return JSON.stringify(

@@ -10,8 +10,9 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_CAPTURE_CONFIG, type CaptureConfig } from '../../src/capture/config.js';
 import { parsePodManifest } from '../../src/capture/pod.js';
 import { planRules } from '../../src/capture/plan.js';
-import { applyTables } from '../../src/nft/apply.js';
-import { NetnsPool, inNetns, netnsPath, normaliseSave } from '../helpers/netns.js';
+import { applyTables, readTables } from '../../src/nft/apply.js';
+import { diffTables } from '../../src/nft/ruleset.js';
+import { NetnsPool, inNetns, netnsPath, nftBytecode, nftJson, normaliseSave } from '../helpers/netns.js';
 import {
   ALL_GOLDENS,
   CASES,
@@ -22,6 +23,13 @@ import {
   type SkippedGolden,
 } from './cases.js';
 import { ALL_GOLDENS_1_30, CASES_1_30, ISTIO_1_30_COMMIT, SKIPPED_1_30 } from './cases-1.30.js';
+import {
+  ALL_NFT_GOLDENS_1_30,
+  NFT_CASES_1_30,
+  NFT_CNI_1_30,
+  NFT_SKIPPED_1_30,
+  type NftConformanceCase,
+} from './cases-nft-1.30.js';
 
 const MAIN = join(resolve(fileURLToPath(import.meta.url), '../../..'), 'dist/cli/main.js');
 const dir = mkdtempSync(join(tmpdir(), `mcni-conf-${process.pid}-`));
@@ -44,10 +52,10 @@ function byChain(text: string): Record<string, string[]> {
   return out;
 }
 
-const name = (golden: string): string => golden.replace(/^.*\/(cni|capture)\/.*?testdata\//, '$1: ');
+const name = (golden: string): string => golden.replace(/^.*\/(cni|capture|nftables)\/.*?testdata\//, '$1: ');
 
 /** Every golden of a release is named exactly once, as a case or as a skip with a reason. */
-function coversEveryGolden(cases: ConformanceCase[], skipped: SkippedGolden[], all: string[]): void {
+function coversEveryGolden(cases: { golden: string }[], skipped: SkippedGolden[], all: string[]): void {
   const covered = [...cases.map((c) => c.golden), ...skipped.map((s) => s.golden)];
   expect([...covered].sort()).toEqual([...all].sort());
   expect(new Set(covered).size).toBe(covered.length);
@@ -136,5 +144,61 @@ describe('conformant with Istio 1.30.3 goldens (istioVersion 1.30; the CLI with 
   };
   it.each(CASES_1_30.map((c) => [name(c.golden), c] as const))('%s', async (_n, c) => {
     await conforms(c, `1.30-${CASES_1_30.indexOf(c)}`, release);
+  });
+});
+
+describe('the conformance suite covers Istio 1.30.3 native nftables', () => {
+  it('names every nftables golden exactly once, as a case or as a skip with a reason', () => {
+    coversEveryGolden(NFT_CASES_1_30, NFT_SKIPPED_1_30, ALL_NFT_GOLDENS_1_30);
+    expect(NFT_CASES_1_30).toHaveLength(15);
+    expect(ALL_NFT_GOLDENS_1_30).toHaveLength(42);
+  });
+});
+
+/**
+ * The nft layout with Istio 1.30.3's rules: the case's `nft -f` text restored in one netns, meshcni's
+ * plan applied (one netlink transaction) in another; the kernel's bytecode, its JSON listing and
+ * meshcni's own decoder must agree. `meshcni-agent rules` must print text that `nft -f` restores to
+ * the same.
+ */
+async function conformsNft(c: NftConformanceCase, index: string): Promise<void> {
+  const manifest = podManifest(c, ISTIO_1_30_COMMIT, 'docker.io/istio/proxyv2:1.30.3');
+  const plan = planRules(parsePodManifest(manifest), {
+    ...DEFAULT_CAPTURE_CONFIG,
+    layout: 'nft',
+    istioVersion: '1.30',
+  });
+  if (!plan.capture) throw new Error(`expected the pod of ${c.golden} to be captured: ${plan.reason}`);
+  const istio = pool.create();
+  const ours = pool.create();
+  inNetns(istio, 'nft', ['-f', '/dev/stdin'], c.nft);
+  await applyTables(netnsPath(ours), plan.tables);
+  const want = nftBytecode(istio);
+  expect(nftBytecode(ours)).toBe(want);
+  expect(nftJson(ours)).toEqual(nftJson(istio));
+  expect(diffTables(plan.tables, await readTables(netnsPath(istio)))).toEqual([]);
+
+  const file = join(dir, `${index}.json`);
+  writeFileSync(file, manifest);
+  writeFileSync(join(dir, `${index}.yaml`), "istioVersion: 'auto'\nlayout: 'nft'\n");
+  const cli = spawnSync(process.execPath, [MAIN, 'rules', '--pod', file, '--config', join(dir, `${index}.yaml`)], {
+    encoding: 'utf8',
+  });
+  expect(cli.stderr).toBe('');
+  expect(cli.status).toBe(0);
+  const printed = pool.create();
+  inNetns(printed, 'nft', ['-f', '/dev/stdin'], cli.stdout);
+  expect(nftBytecode(printed)).toBe(want);
+}
+
+describe('conformant with Istio 1.30.3 native nftables goldens (nft layout, istioVersion 1.30)', () => {
+  it.each(NFT_CASES_1_30.map((c) => [name(c.golden), c] as const))('%s', async (_n, c) => {
+    await conformsNft(c, `nft-${NFT_CASES_1_30.indexOf(c)}`);
+  });
+});
+
+describe("Istio 1.30.3's nftables backend for the CNI plug-in's own pods (no golden: rules from run.go)", () => {
+  it.each(NFT_CNI_1_30.map((c) => [c.name, c] as const))('%s', async (_n, c) => {
+    await conformsNft({ ...c, golden: `cni/${c.name}` }, `nft-cni-${NFT_CNI_1_30.indexOf(c)}`);
   });
 });

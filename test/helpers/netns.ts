@@ -64,3 +64,25 @@ export function normaliseSave(text: string): string {
 }
 
 export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+/** Everything `nft -j list ruleset` says about a namespace, rule and object handles stripped. */
+export function nftJson(ns: string): unknown {
+  const j = JSON.parse(inNetns(ns, 'nft', ['-j', 'list', 'ruleset'])) as {
+    nftables: Record<string, Record<string, unknown>>[];
+  };
+  return j.nftables
+    .filter((o) => !('metainfo' in o))
+    .map((o) => {
+      const [kind, body] = Object.entries(o)[0]!;
+      const { handle: _h, ...rest } = body;
+      return { [kind]: rest };
+    });
+}
+
+/** The kernel's bytecode of every rule and set (`nft --debug=netlink list ruleset`), handles stripped. */
+export function nftBytecode(ns: string): string {
+  return inNetns(ns, 'nft', ['--debug=netlink', 'list', 'ruleset']).replace(
+    /^(inet|ip6?) (\S+) (\S+)( \d+)+$/gm,
+    '$1 $2 $3',
+  );
+}

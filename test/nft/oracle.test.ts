@@ -7,26 +7,12 @@ import { diffTables } from '../../src/nft/ruleset.js';
 import { encodeXtRuleset } from '../../src/nft/xtables/encode.js';
 import { parseRestore } from '../../src/nft/xtables/parse.js';
 import type { TableContents } from '../../src/nft/model.js';
-import { NetnsPool, inNetns, netnsPath, normaliseSave } from '../helpers/netns.js';
+import { NetnsPool, inNetns, netnsPath, nftJson, normaliseSave } from '../helpers/netns.js';
 
 const fixture = readFileSync(new URL('../fixtures/istio-sidecar-default.v4.rules', import.meta.url), 'utf8');
 const pool = new NetnsPool('o');
 afterEach(() => pool.cleanup());
 afterAll(() => pool.cleanup());
-
-/** Everything the kernel says about a namespace's rules, counters and handles stripped. */
-function nftJson(ns: string): unknown {
-  const j = JSON.parse(inNetns(ns, 'nft', ['-j', 'list', 'ruleset'])) as {
-    nftables: Record<string, Record<string, unknown>>[];
-  };
-  return j.nftables
-    .filter((o) => !('metainfo' in o))
-    .map((o) => {
-      const [kind, body] = Object.entries(o)[0]!;
-      const { handle: _h, ...rest } = body;
-      return { [kind]: rest };
-    });
-}
 
 describe('the documented Istio ruleset, applied by meshcni vs iptables-nft-restore', () => {
   it('reads back identically through iptables-nft-save -t nat', async () => {
