@@ -246,6 +246,8 @@ describe('values', () => {
       ['kube-system', 'linkerd'],
     ],
     ['layout', ['--set', 'layout=nft'], (s: AgentSettings) => s.capture.layout, 'nft'],
+    ['istioVersion', ['--set', 'istioVersion=auto'], (s: AgentSettings) => s.capture.istioVersion, 'auto'],
+    ['istioVersion 1.30', ['--set', 'istioVersion=1.30'], (s: AgentSettings) => s.capture.istioVersion, '1.30'],
     ['repairPolicy', ['--set', 'repairPolicy=report'], (s: AgentSettings) => s.repairPolicy, 'report'],
     ['logLevel', ['--set', 'logLevel=debug'], (s: AgentSettings) => s.logLevel, 'debug'],
     [
@@ -356,9 +358,14 @@ describe('values the agent cannot honour', () => {
       /cniConfFileName "\/etc\/cni\/net.d\/10.conflist": want a file name/,
     ],
     ['an unknown layout', { layout: 'ipvs' }, /layout "ipvs": want iptables or nft/],
+    ['an unknown istioVersion', { istioVersion: '1.22' }, /istioVersion "1.22": want '1.17', '1.30' or 'auto'/],
     ['an unknown repairPolicy', { repairPolicy: 'fix' }, /repairPolicy "fix": want capture/],
     ['an unknown logLevel', { logLevel: 'loud' }, /logLevel "loud": want trace/],
   ])('refuses %s, naming the value', (_what, set, message) => {
     expect(() => helmTemplate(set)).toThrow(message);
+  });
+
+  it('refuses an unquoted istioVersion (YAML reads 1.30 as the number 1.3), saying so', () => {
+    expect(() => helmTemplate({}, ['--set-json', 'istioVersion=1.30'])).toThrow(/istioVersion "1.3": .*quoted/);
   });
 });

@@ -249,6 +249,7 @@ describe('configmap.yaml', () => {
       [
         'excludeNamespaces',
         'layout',
+        'istioVersion',
         'nftSets',
         'dualStack',
         'socketPath',
@@ -277,6 +278,7 @@ describe('configmap.yaml', () => {
     });
     expect(parseCaptureConfig(settings.capture)).toMatchObject({
       layout: 'iptables',
+      istioVersion: '1.17',
       excludeNamespaces: ['kube-system', 'istio-system'],
     });
   });

@@ -54,6 +54,9 @@ defaults; all the others are plain values. Use: include "meshcni.values" . | fro
 {{- if not (has .layout (list "iptables" "nft")) -}}
 {{- fail (printf "layout %q: want iptables or nft" .layout) -}}
 {{- end -}}
+{{- if not (has (toString .istioVersion) (list "1.17" "1.30" "auto")) -}}
+{{- fail (printf "istioVersion %q: want '1.17', '1.30' or 'auto', quoted (an unquoted 1.30 is the number 1.3)" (toString .istioVersion)) -}}
+{{- end -}}
 {{- if not (has .repairPolicy (list "capture" "repair" "delete" "report")) -}}
 {{- fail (printf "repairPolicy %q: want capture, repair, delete or report" .repairPolicy) -}}
 {{- end -}}
