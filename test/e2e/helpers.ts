@@ -23,13 +23,15 @@ export interface PodSpec {
   annotations?: Record<string, string>;
   containers?: string[];
   proxyUid?: number;
+  /** The istio-proxy image (its tag picks the rules with istioVersion auto); default istio/proxyv2. */
+  proxyImage?: string;
 }
 
 export function podManifest(p: PodSpec): string {
   const containers = (p.containers ?? ['app', 'istio-proxy'])
     .map((c) =>
       c === 'istio-proxy'
-        ? `    - name: istio-proxy\n      image: istio/proxyv2\n      securityContext:\n        runAsUser: ${p.proxyUid ?? 1337}\n        runAsGroup: ${p.proxyUid ?? 1337}\n`
+        ? `    - name: istio-proxy\n      image: ${p.proxyImage ?? 'istio/proxyv2'}\n      securityContext:\n        runAsUser: ${p.proxyUid ?? 1337}\n        runAsGroup: ${p.proxyUid ?? 1337}\n`
         : `    - name: ${c}\n      image: example/${c}\n`,
     )
     .join('');

@@ -13,6 +13,7 @@ import { NetnsPool, inNetns, normaliseSave } from '../helpers/netns.js';
 import { configMapData, daemonSetPod, hostPaths, podmanRunArgs } from '../helpers/podman.js';
 import { ROOT, podManifest, type PodSpec } from '../e2e/helpers.js';
 import { helmTemplate } from '../../scripts/helm.js';
+import { CASES_1_30 } from '../conformance/cases-1.30.js';
 import { splitBySource } from '../../scripts/render-manifests.js';
 
 const fixture = readFileSync(new URL('../fixtures/istio-sidecar-default.v4.rules', import.meta.url), 'utf8');
@@ -20,7 +21,8 @@ const DOCUMENTED = {
   'traffic.sidecar.istio.io/excludeInboundPorts': '22',
   'traffic.sidecar.istio.io/excludeOutboundIPRanges': '192.168.0.1/32',
 };
-// The chart's default render, one file per template, in a temp dir (removed in afterAll).
+// The chart rendered with an operator's values (the test's image; istioVersion auto, as for a node in
+// an Istio revision upgrade), one file per template, in a temp dir (removed in afterAll).
 const rendered = mkdtempSync(join(tmpdir(), 'meshcni-chart-'));
 const DAEMONSET = join(rendered, 'daemonset.yaml');
 const CONFIGMAP = join(rendered, 'configmap.yaml');
@@ -61,6 +63,12 @@ const pods: Record<string, PodRef & { spec: PodSpec }> = {
     name: 'late',
     uid: `uid-late-${tag}`,
     spec: { namespace: 'shop', name: 'late', annotations: DOCUMENTED },
+  },
+  current: {
+    namespace: 'shop',
+    name: 'current',
+    uid: `uid-current-${tag}`,
+    spec: { namespace: 'shop', name: 'current', proxyImage: 'docker.io/istio/proxyv2:1.30.3' },
   },
   early: {
     namespace: 'shop',
@@ -113,7 +121,11 @@ async function removeSandbox(id: string): Promise<void> {
 
 beforeAll(async () => {
   // The chart names the image the test builds, as an operator's values would (image.repository/tag).
-  const chart = helmTemplate({ 'image.repository': image.split(':')[0]!, 'image.tag': image.split(':')[1]! });
+  const chart = helmTemplate({
+    'image.repository': image.split(':')[0]!,
+    'image.tag': image.split(':')[1]!,
+    istioVersion: 'auto',
+  });
   for (const [file, text] of splitBySource(chart)) writeFileSync(join(rendered, file), text);
   run('bash', [join(ROOT, 'scripts/build-image.sh')], { timeoutMs: 40 * 60_000, env: { IMAGE: image } });
   await node.start();
@@ -282,6 +294,22 @@ describe('the meshcni image under containerd CRI, run as deploy/daemonset.yaml s
       .map((t) => JSON.parse(t) as { name: string; netns: string; netnsId?: string })
       .find((r) => r.name === 'early')!;
     expect(rec).toMatchObject({ netns: '', netnsId: expect.stringMatching(/^\d+:\d+$/) });
+  });
+
+  it("serves two Istio releases at once (istioVersion auto): a 1.30.3 proxy's pod gets 1.30.3's rules", async () => {
+    // The other pods' proxies are untagged and got 1.17.8's (the tests above); this one's 1.30.3 tag
+    // picks the rules of Istio 1.30.3's basic golden (an unannotated pod).
+    expect(agentConfig.istioVersion).toBe('auto');
+    const basic = CASES_1_30.find((c) => c.golden.endsWith('/basic.txt.golden'))!;
+    expect(basic.annotations).toEqual({});
+    const s = await runSandbox(pods.current!);
+    const oracle = pool.create();
+    inNetns(oracle, 'iptables-nft-restore', [], basic.v4);
+    const want = normaliseSave(inNetns(oracle, 'iptables-nft-save', []));
+    expect(want).toContain('! --dport 15008');
+    expect(normaliseSave(inSandbox(s.pid, 'iptables-nft-save', []))).toBe(want);
+    expect(agentLog()).toMatch(/"istioRules":"1\.30"/);
+    await removeSandbox(s.id);
   });
 
   it('leaves a pod without an istio-proxy container untouched', async () => {
