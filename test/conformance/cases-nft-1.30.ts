@@ -5,7 +5,7 @@
 // for meshcni from tools/istio-nftables/pkg/capture/run.go's semantics and checked against the named
 // golden; no Istio file is copied here.
 import { CASES, type SkippedGolden } from './cases.js';
-import { CASES_1_30, SKIPPED_1_30 } from './cases-1.30.js';
+import { ALL_GOLDENS_1_30, CASES_1_30, SKIPPED_1_30 } from './cases-1.30.js';
 
 export interface NftConformanceCase {
   /** The golden's path in istio/istio at ISTIO_1_30_COMMIT. */
@@ -540,37 +540,13 @@ export const NFT_SKIPPED_1_30: SkippedGolden[] = [
   ...AMBIENT_GOLDENS.map((golden) => ({ golden, reason: AMBIENT_REASON })),
 ];
 
-/** Every nftables golden at ISTIO_1_30_COMMIT (`git ls-tree` of both testdata directories). */
+/**
+ * Every nftables golden at ISTIO_1_30_COMMIT (`git ls-tree` of both testdata directories):
+ * istio-nftables' capture goldens are istio-iptables' by name, plus inbound-ports-empty-tproxy.
+ */
+const IPTABLES_CAPTURE = 'tools/istio-iptables/pkg/capture/testdata/';
 export const ALL_NFT_GOLDENS_1_30: string[] = [
-  ...[
-    'basic-exclude-nic',
-    'dns-uid-gid',
-    'drop-invalid',
-    'empty',
-    'host-ipv4-loopback-cidr',
-    'inbound-ports-empty-tproxy',
-    'inbound-ports-include',
-    'inbound-ports-tproxy',
-    'inbound-ports-wildcard-tproxy',
-    'inbound-ports-wildcard',
-    'ip-range',
-    'ipnets-with-kube-virt-interfaces',
-    'ipnets',
-    'ipv6-dns-outbound-owner-groups-exclude',
-    'ipv6-dns-outbound-owner-groups',
-    'ipv6-dns-uid-gid',
-    'ipv6-empty-inbound-ports',
-    'ipv6-inbound-ports',
-    'ipv6-ipnets',
-    'ipv6-outbound-ports',
-    'ipv6-uid-gid',
-    'ipv6-virt-interfaces',
-    'kube-virt-interfaces',
-    'loopback-outbound-iprange',
-    'outbound-owner-groups-exclude',
-    'outbound-owner-groups',
-    'outbound-ports-include',
-    'tproxy',
-  ].map((n) => `${TOOLS}${n}.golden`),
+  ...ALL_GOLDENS_1_30.filter((g) => g.startsWith(IPTABLES_CAPTURE)).map((g) => g.replace(IPTABLES_CAPTURE, TOOLS)),
+  `${TOOLS}inbound-ports-empty-tproxy.golden`,
   ...AMBIENT_GOLDENS,
 ];
