@@ -161,8 +161,15 @@ function envBool(name: string, value: string | undefined): boolean | undefined {
 }
 
 /**
- * `auto`: the rule set of the release in the proxy image's tag (`…/proxyv2:1.30.3`, `:1.30.3-distroless`):
- * exactly 1.17.x → 1.17 and 1.30.x → 1.30; any other release, a digest or no tag → 1.17, the default.
+ * Istio releases whose CNI rules are 1.30.3's: from 1.25.0 on, run.go's rule calls are unchanged and
+ * every golden the releases share is byte-identical at every patch tag (cni/pkg/plugin and
+ * istio-iptables; istio-nftables' from 1.28.1 on). Earlier releases from 1.18 on write neither set.
+ */
+const RULES_1_30_MINORS = { first: 25, last: 30 };
+
+/**
+ * `auto`: the rule set of the release in the proxy image's tag (`…/proxyv2:1.30.3`, `:1.27.2-distroless`):
+ * 1.17.x → 1.17, 1.25.x–1.30.x → 1.30; any other release, a digest or no tag → 1.17, the default.
  */
 export function istioRulesFor(version: IstioVersionSetting, image: string | undefined): IstioRules {
   if (version !== 'auto') return version;
@@ -170,8 +177,9 @@ export function istioRulesFor(version: IstioVersionSetting, image: string | unde
   const slash = name.lastIndexOf('/');
   const colon = name.lastIndexOf(':');
   const tag = colon > slash ? name.slice(colon + 1) : '';
-  const m = /^(\d+)\.(\d+)\.\d+(?:-[A-Za-z0-9.-]+)?$/.exec(tag);
-  return m && m[1] === '1' && m[2] === '30' ? '1.30' : '1.17';
+  const m = /^1\.([1-9]\d*)\.(?:0|[1-9]\d*)(?:-[A-Za-z0-9.-]+)?$/.exec(tag);
+  const minor = m ? Number(m[1]) : NaN;
+  return minor >= RULES_1_30_MINORS.first && minor <= RULES_1_30_MINORS.last ? '1.30' : '1.17';
 }
 
 export function redirectSettings(pod: PodView, config: CaptureConfig): RedirectSettings {
