@@ -72,20 +72,12 @@ export const ifname = (key: 'iifname' | 'oifname', name: string, invert?: boolea
 const addrOffset = (p: Prefix, which: 'saddr' | 'daddr'): number =>
   p.family === 4 ? (which === 'saddr' ? 12 : 16) : which === 'saddr' ? 8 : 24;
 
-/** `ip daddr 10.0.0.0/8` / `ip6 saddr != ::6` — with the nfproto dependency when `inet` is true. */
+/** `ip daddr 10.0.0.0/8` / `ip6 saddr != ::6` as nft encodes them, with the nfproto dependency when `inet` is true. */
 export const addr = (
   which: 'saddr' | 'daddr',
   prefix: string,
   opts: { invert?: boolean; inet?: boolean } = {},
-): Expr[] => {
-  const p = parsePrefix(prefix);
-  const len = p.addr.length;
-  const exprs: Expr[] = opts.inet ? nfproto(p.family) : [];
-  exprs.push({ type: 'payload', base: 'network', offset: addrOffset(p, which), len, dreg: R });
-  if (p.bits < len * 8) exprs.push({ type: 'bitwise', sreg: R, dreg: R, len, mask: p.mask, xor: Buffer.alloc(len) });
-  exprs.push({ type: 'cmp', sreg: R, op: opOf(opts.invert), data: p.addr });
-  return exprs;
-};
+): Expr[] => [...(opts.inet ? nfproto(parsePrefix(prefix).family) : []), ...prefixMatch(which, prefix, opts.invert)];
 
 /**
  * `ip daddr 10.0.0.0/8` exactly as nft 1.0 encodes it, without the nfproto dependency: a
@@ -230,9 +222,9 @@ export function portSet(
 }
 
 /**
- * An anonymous constant set of ports, as nft makes for `tcp dport != { 53, 15008 }`. `name` is the
- * one the kernel would give it (`__set0`, `__set1`, … in creation order within the table), so the
- * plan and the kernel's dump name it alike.
+ * An anonymous constant set of ports, as nft makes for `tcp dport != { 53, 15008 }`. nft sends
+ * `__set%d` and the kernel numbers it; meshcni sends the name that numbering gives (`__set0`,
+ * `__set1`, … in creation order within a new table), so its plan and the kernel's dump agree.
  */
 export function anonymousPortSet(
   family: TableFamily,
@@ -289,9 +281,15 @@ function covers(outer: Prefix, inner: Prefix): boolean {
   return true;
 }
 
-/** Each prefix as [start, end+1 flagged INTERVAL_END]; the end is omitted when it wraps past the top. */
+/**
+ * Each prefix as [start, end+1 flagged INTERVAL_END]; the end is omitted when it wraps past the top.
+ * Like nft, a set whose first range starts above zero begins with an INTERVAL_END element at zero.
+ */
 function intervalElements(ps: Prefix[]): SetElement[] {
   const out: SetElement[] = [];
+  const first = ps[0];
+  if (first && first.addr.some((b) => b !== 0))
+    out.push({ key: Buffer.alloc(first.addr.length), flags: NFT_SET_ELEM_INTERVAL_END });
   for (const p of ps) {
     out.push({ key: Buffer.from(p.addr) });
     const end = Buffer.alloc(p.addr.length);

@@ -50,16 +50,15 @@ export function renderExprs(exprs: readonly Expr[], sets: ReadonlyMap<string, Nf
           i++;
           const d = next.data;
           const after = exprs[i + 1];
-          if (
+          // The dependency nft adds itself before an `ip`/`ip6` selector of that family is not printed, as nft lists it.
+          const implied =
             e.key === 'nfproto' &&
             next.op === 'eq' &&
             after?.type === 'payload' &&
             after.base === 'network' &&
-            networkField(after.offset).size === (d[0] === FAMILY.ip ? 4 : 16)
-          ) {
-            // The dependency nft adds itself for the `ip`/`ip6` selector that follows: not printed, as nft lists it.
-          } else if (e.key === 'nfproto')
-            out.push(`meta nfproto ${op(next.op)}${d[0] === FAMILY.ip ? 'ipv4' : 'ipv6'}`);
+            networkField(after.offset).size === (d[0] === FAMILY.ip ? 4 : 16);
+          if (implied) continue;
+          if (e.key === 'nfproto') out.push(`meta nfproto ${op(next.op)}${d[0] === FAMILY.ip ? 'ipv4' : 'ipv6'}`);
           else if (e.key === 'l4proto')
             out.push(`meta l4proto ${op(next.op)}${d[0] === 6 ? 'tcp' : d[0] === 17 ? 'udp' : d[0]}`);
           else if (e.key === 'iifname' || e.key === 'oifname')

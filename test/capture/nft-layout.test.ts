@@ -1,10 +1,10 @@
 // The nft layout against nft itself: our netlink bytes applied in one netns, `nft -f` of the same
-// ruleset as text in another; the kernel must then list both identically. Root.
+// ruleset as text in another; the kernel must then list both identically, down to the bytecode. Root.
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseCaptureConfig } from '../../src/capture/config.js';
 import { planRules } from '../../src/capture/plan.js';
 import { applyTables } from '../../src/nft/apply.js';
-import { NetnsPool, inNetns, netnsPath } from '../helpers/netns.js';
+import { NetnsPool, inNetns, netnsPath, nftBytecode } from '../helpers/netns.js';
 import { GOLDEN, podObject } from './golden.js';
 
 const pool = new NetnsPool('nl');
@@ -23,6 +23,7 @@ describe.each([true, false])('nft layout (sets %s) vs nft -f of the same text', 
     await applyTables(netnsPath(ours), plan.tables);
     inNetns(theirs, 'nft', ['-f', '-'], plan.text);
     expect(inNetns(ours, 'nft', ['list', 'ruleset'])).toBe(inNetns(theirs, 'nft', ['list', 'ruleset']));
+    expect(nftBytecode(ours)).toBe(nftBytecode(theirs));
   });
 });
 
@@ -36,6 +37,7 @@ describe.each([true, false])("nft layout of Istio 1.30.3's rule set (sets %s) vs
     await applyTables(netnsPath(ours), plan.tables);
     inNetns(theirs, 'nft', ['-f', '-'], plan.text);
     expect(inNetns(ours, 'nft', ['list', 'ruleset'])).toBe(inNetns(theirs, 'nft', ['list', 'ruleset']));
+    expect(nftBytecode(ours)).toBe(nftBytecode(theirs));
   });
 });
 
