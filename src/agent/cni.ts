@@ -1,4 +1,5 @@
 // The shim ↔ agent wire format and CNI semantics: request validation, error codes, result versions.
+import { isIP } from 'node:net';
 
 export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
 export const CNI_COMMANDS = ['ADD', 'DEL', 'CHECK', 'GC', 'STATUS'] as const;
@@ -245,6 +246,22 @@ export function convertResult(prev: Record<string, unknown> | undefined, cniVers
       const address = typeof ip.address === 'string' ? ip.address : '';
       return { version: address.includes(':') ? '6' : '4', ...rest };
     });
+  }
+  return out;
+}
+
+/**
+ * The pod's IPs from the previous plug-in's result (`ips[].address`, CIDR notation), in order.
+ * Undefined when there are none or any entry is not an address: then nothing is known of them.
+ */
+export function prevResultIps(prev: Record<string, unknown> | undefined): string[] | undefined {
+  if (!prev || !Array.isArray(prev.ips) || prev.ips.length === 0) return undefined;
+  const out: string[] = [];
+  for (const ip of prev.ips) {
+    const address = isObject(ip) && typeof ip.address === 'string' ? ip.address : '';
+    const m = /^([^/]+)(?:\/\d{1,3})?$/.exec(address);
+    if (!m || isIP(m[1]!) === 0) return undefined;
+    out.push(m[1]!);
   }
   return out;
 }

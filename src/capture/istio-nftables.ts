@@ -53,7 +53,7 @@ const CH = {
   prerouting: 'prerouting',
   output: 'output',
   inbound: 'istio-inbound',
-  output_: 'istio-output',
+  istioOutput: 'istio-output',
   outputDns: 'istio-output-dns',
   redirect: 'istio-redirect',
   inRedirect: 'istio-in-redirect',
@@ -70,7 +70,7 @@ const CHAINS: Record<TableKey, [string, BaseChainHook?][]> = {
     [CH.inbound],
     [CH.redirect],
     [CH.inRedirect],
-    [CH.output_],
+    [CH.istioOutput],
     [CH.outputDns],
   ],
   mangle: [
@@ -219,7 +219,7 @@ const isV6 = (cidr: string): boolean => cidr.includes(':');
 /**
  * Redirect settings → Istio 1.30.3's native nftables tables, as its CNI plug-in drives run.go:
  * DNS capture is capture-all (no resolver list), one proxy uid and gid, no owner-group filter,
- * IPv6 rules only for a dual-stack pod (EnableIPv6). Rules without an address apply to both
+ * IPv6 rules only where Istio's EnableIPv6 would be set (settings.dualStack). Rules without an address apply to both
  * families in the inet tables, as Istio's do.
  */
 export function buildIstioNftTables(s: RedirectSettings): TableContents[] {
@@ -298,14 +298,14 @@ export function buildIstioNftTables(s: RedirectSettings): TableContents[] {
     }
   }
 
-  nat.append(CH.output, [counter, jump(CH.output_)]);
+  nat.append(CH.output, [counter, jump(CH.istioOutput)]);
   for (const p of s.excludeOutboundPorts) {
-    nat.append(CH.output_, [dport('tcp', p), counter, ret]);
-    nat.append(CH.output_, [dport('udp', p), counter, ret]);
+    nat.append(CH.istioOutput, [dport('tcp', p), counter, ret]);
+    nat.append(CH.istioOutput, [dport('udp', p), counter, ret]);
   }
   // 127.0.0.6 / ::6: where Envoy's inbound passthrough cluster connects from.
-  nat.append(CH.output_, [oif('lo'), saddr('127.0.0.6/32'), counter, ret]);
-  if (v6) nat.append(CH.output_, [oif('lo'), saddr('::6/128'), counter, ret]);
+  nat.append(CH.istioOutput, [oif('lo'), saddr('127.0.0.6/32'), counter, ret]);
+  if (v6) nat.append(CH.istioOutput, [oif('lo'), saddr('::6/128'), counter, ret]);
 
   // The proxy's calls over lo go to the inbound listener (never its HBONE port, nor DNS for the
   // uid when DNS is captured); other lo traffic is not captured unless an include range is a
@@ -315,7 +315,7 @@ export function buildIstioNftTables(s: RedirectSettings): TableContents[] {
     [skgid, gid],
   ] as const) {
     const skip = dns && owner === skuid ? [53, s.inboundTunnelPort] : s.inboundTunnelPort;
-    nat.append(CH.output_, [
+    nat.append(CH.istioOutput, [
       oif('lo'),
       tcp,
       daddr(LO4, true),
@@ -325,7 +325,7 @@ export function buildIstioNftTables(s: RedirectSettings): TableContents[] {
       jump(CH.inRedirect),
     ]);
     if (v6)
-      nat.append(CH.output_, [
+      nat.append(CH.istioOutput, [
         oif('lo'),
         tcp,
         daddr(LO6, true),
@@ -336,18 +336,18 @@ export function buildIstioNftTables(s: RedirectSettings): TableContents[] {
       ]);
     if (!s.includeOutboundLoopback) {
       nat.append(
-        CH.output_,
+        CH.istioOutput,
         dns
           ? [oif('lo'), tcp, dport('tcp', 53, true), owner(id, true), counter, ret]
           : [oif('lo'), owner(id, true), counter, ret],
       );
     }
-    nat.append(CH.output_, [owner(id), counter, ret]);
+    nat.append(CH.istioOutput, [owner(id), counter, ret]);
   }
 
   if (dns) {
     raw.append(CH.output, [counter, jump(CH.outputDns)]);
-    nat.append(CH.output_, [counter, jump(CH.outputDns)]);
+    nat.append(CH.istioOutput, [counter, jump(CH.outputDns)]);
     nat.append(CH.outputDns, [tcp, dport('tcp', 53), counter, redirect(s.dnsPort)]);
     nat.append(CH.outputDns, [dport('udp', 53), counter, redirect(s.dnsPort)]);
     // Conntrack zones: proxy ↔ upstream resolvers in zone 1, app ↔ agent in zone 2.
@@ -363,21 +363,21 @@ export function buildIstioNftTables(s: RedirectSettings): TableContents[] {
     raw.append(CH.inbound, [sport('udp', 53), counter, ctZone(1)]);
   }
 
-  nat.append(CH.output_, [daddr(LO4), counter, ret]);
-  if (v6) nat.append(CH.output_, [daddr(LO6), counter, ret]);
-  for (const c of v4Of(s.excludeOutboundCidrs)) nat.append(CH.output_, [daddr(c), counter, ret]);
-  for (const c of v6Of(s.excludeOutboundCidrs)) nat.append(CH.output_, [daddr(c), counter, ret]);
-  for (const p of s.includeOutboundPorts) nat.append(CH.output_, [dport('tcp', p), counter, jump(CH.redirect)]);
+  nat.append(CH.istioOutput, [daddr(LO4), counter, ret]);
+  if (v6) nat.append(CH.istioOutput, [daddr(LO6), counter, ret]);
+  for (const c of v4Of(s.excludeOutboundCidrs)) nat.append(CH.istioOutput, [daddr(c), counter, ret]);
+  for (const c of v6Of(s.excludeOutboundCidrs)) nat.append(CH.istioOutput, [daddr(c), counter, ret]);
+  for (const p of s.includeOutboundPorts) nat.append(CH.istioOutput, [dport('tcp', p), counter, jump(CH.redirect)]);
 
   if (s.includeOutboundCidrs.all) {
-    nat.append(CH.output_, [counter, jump(CH.redirect)]);
+    nat.append(CH.istioOutput, [counter, jump(CH.redirect)]);
     for (const ifc of s.rerouteInterfaces) nat.insert(CH.prerouting, 0, [iif(ifc), counter, jump(CH.redirect)]);
   } else {
     const cidrs = s.includeOutboundCidrs.cidrs;
     for (const c of [...v4Of(cidrs), ...v6Of(cidrs)]) {
       for (const ifc of s.rerouteInterfaces)
         nat.insert(CH.prerouting, 0, [iif(ifc), daddr(c), counter, jump(CH.redirect)]);
-      nat.append(CH.output_, [daddr(c), counter, jump(CH.redirect)]);
+      nat.append(CH.istioOutput, [daddr(c), counter, jump(CH.redirect)]);
     }
   }
 

@@ -11,7 +11,7 @@ import { decideCapture } from './decision.js';
 import { buildIptables } from './iptables.js';
 import { buildIstioNftTables } from './istio-nftables.js';
 import { buildNftTables } from './nftables.js';
-import { INJECT_KEY, PROXY_CONTAINER, podFromObject } from './pod.js';
+import { INJECT_KEY, PROXY_CONTAINER, globalAddressFamilies, podFromObject, podIpsOf } from './pod.js';
 import { redirectSettings, type RedirectSettings } from './settings.js';
 
 export type RulesPlan =
@@ -76,6 +76,7 @@ export function planKey(obj: unknown): string | null {
   const o = obj as {
     metadata?: Meta;
     spec?: { containers?: unknown; initContainers?: unknown; hostNetwork?: unknown };
+    status?: unknown;
   };
   const ann = o.metadata?.annotations ?? {};
   const relevant = Object.keys(ann)
@@ -98,5 +99,19 @@ export function planKey(obj: unknown): string | null {
     ),
   );
   const label = o.metadata?.labels?.[INJECT_KEY] ?? null;
-  return JSON.stringify([o.metadata?.namespace ?? 'default', relevant, shape, label, o.spec?.hostNetwork ?? null]);
+  // Of the pod's IPs only their families matter (whether IPv6 rules are written).
+  let families: (4 | 6)[] = [];
+  try {
+    families = globalAddressFamilies(podIpsOf(obj as Record<string, unknown>) ?? []);
+  } catch {
+    return null; // planning reports what is wrong with the pod
+  }
+  return JSON.stringify([
+    o.metadata?.namespace ?? 'default',
+    relevant,
+    shape,
+    label,
+    o.spec?.hostNetwork ?? null,
+    families,
+  ]);
 }

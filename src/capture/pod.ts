@@ -1,5 +1,6 @@
 // The parts of a Kubernetes Pod the capture engine reads, validated out of a plain object (as the
 // API server or `kubectl get pod -o yaml` gives it) or out of YAML/JSON text.
+import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { CaptureError } from './errors.js';
 
@@ -28,6 +29,8 @@ export interface PodView {
   hostNetwork: boolean;
   initContainers: ContainerView[];
   containers: ContainerView[];
+  /** The pod's IPs (`status.podIPs`, else `status.podIP`), in order; absent when the object has none. */
+  podIps?: string[];
 }
 
 /** Go's strconv.ParseBool, as Istio reads the proxy's env and the inject label; undefined when neither. */
@@ -144,7 +147,54 @@ export function podFromObject(obj: unknown): PodView {
   };
   if (injectLabel !== undefined) view.injectLabel = injectLabel;
   if (typeof meta.uid === 'string' && meta.uid !== '') view.uid = meta.uid;
+  const ips = podIpsOf(obj);
+  if (ips) view.podIps = ips;
   return view;
+}
+
+/** `status.podIPs[].ip` (else `status.podIP`), each an IP address; undefined when there are none. */
+export function podIpsOf(obj: Record<string, unknown>): string[] | undefined {
+  const status = isObject(obj.status) ? obj.status : null;
+  if (!status) return undefined;
+  const list = Array.isArray(status.podIPs)
+    ? status.podIPs.map((e, i) => {
+        const ip = isObject(e) ? e.ip : e;
+        if (typeof ip !== 'string' || isIP(ip) === 0)
+          throw new CaptureError(`status.podIPs[${i}].ip`, ip, 'not an IP address');
+        return ip;
+      })
+    : [];
+  if (list.length === 0 && status.podIP !== undefined && status.podIP !== '') {
+    if (typeof status.podIP !== 'string' || isIP(status.podIP) === 0)
+      throw new CaptureError('status.podIP', status.podIP, 'not an IP address');
+    list.push(status.podIP);
+  }
+  return list.length ? list : undefined;
+}
+
+/** The pod object with its IPs as the runtime reported them at ADD (the API's may not be set yet). */
+export function withPodIps(obj: Record<string, unknown>, ips: readonly string[]): Record<string, unknown> {
+  const status = isObject(obj.status) ? obj.status : {};
+  return { ...obj, status: { ...status, podIPs: ips.map((ip) => ({ ip })) } };
+}
+
+/**
+ * The address families of a pod's IPs as Istio's getLocalIP sees them: IPv4-mapped addresses
+ * count as IPv4; loopback and link-local addresses are not counted.
+ */
+export function globalAddressFamilies(ips: readonly string[]): (4 | 6)[] {
+  return ips.flatMap((raw): (4 | 6)[] => {
+    const ip = raw.toLowerCase();
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(ip);
+    const v4 = mapped ? mapped[1]! : isIP(ip) === 4 ? ip : null;
+    if (v4) {
+      const [a, b, c] = v4.split('.').map(Number) as [number, number, number];
+      const local = a === 127 || (a === 169 && b === 254) || (a === 224 && b === 0 && c === 0);
+      return local ? [] : [4];
+    }
+    const local = ip === '::1' || /^fe[89ab]/.test(ip) || ip.startsWith('ff02:');
+    return local ? [] : [6];
+  });
 }
 
 /** YAML or JSON text of one Pod → its object. */

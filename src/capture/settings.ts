@@ -3,7 +3,7 @@
 // value is a CaptureError naming the annotation (or env var) and the value.
 import { parsePrefix, formatPrefix } from '../nft/addr.js';
 import type { CaptureConfig, IstioVersionSetting } from './config.js';
-import { parseGoBool, PROXY_CONTAINER, proxyContainer, type PodView } from './pod.js';
+import { globalAddressFamilies, parseGoBool, PROXY_CONTAINER, proxyContainer, type PodView } from './pod.js';
 import { CaptureError } from './errors.js';
 
 export type InterceptionMode = 'REDIRECT' | 'TPROXY';
@@ -40,6 +40,7 @@ export interface RedirectSettings {
   excludeInterfaces: string[];
   rerouteInterfaces: string[];
   dnsCapture: boolean;
+  /** IPv6 rules beside the IPv4 ones (Istio's EnableIPv6; see ipv6Rules). */
   dualStack: boolean;
   dropInvalid: boolean;
   /** TPROXY: the mark that routes to the proxy, the policy-routing table, the outbound mark. */
@@ -130,17 +131,23 @@ function cidr(setting: string, raw: string): string {
   }
 }
 
-/** Whether the address of a prefix as written (before masking) is a loopback address: Go's netip Addr.IsLoopback. */
-function isLoopbackAddress(raw: string): boolean {
+/**
+ * Whether the address of a prefix as written (before masking) is a loopback address: Go's netip
+ * Addr.IsLoopback. The Go Istio 1.30.3 is built with also unmaps IPv4-mapped addresses
+ * (::ffff:127.0.0.1); the one 1.17.8 was built with did not (`unmapped`).
+ */
+function isLoopbackAddress(raw: string, unmapped: boolean): boolean {
   const addr = raw.slice(0, raw.indexOf('/'));
   if (!addr.includes(':')) return addr.split('.')[0] === '127';
-  const p = parsePrefix(`${addr}/128`);
-  return p.addr.every((b, i) => b === (i === 15 ? 1 : 0));
+  const b = parsePrefix(`${addr}/128`).addr;
+  const mapped = b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
+  if (mapped) return unmapped && b[12] === 127;
+  return b.every((x, i) => x === (i === 15 ? 1 : 0));
 }
 
-function cidrList(setting: string, value: string): { cidrs: string[]; loopback: boolean } {
+function cidrList(setting: string, value: string, unmapped = false): { cidrs: string[]; loopback: boolean } {
   const items = splitList(setting, value);
-  return { cidrs: items.map((c) => cidr(setting, c)), loopback: items.some(isLoopbackAddress) };
+  return { cidrs: items.map((c) => cidr(setting, c)), loopback: items.some((c) => isLoopbackAddress(c, unmapped)) };
 }
 
 const IFNAME = /^[A-Za-z0-9_.:@-]{1,15}$/;
@@ -182,6 +189,18 @@ export function istioRulesFor(version: IstioVersionSetting, image: string | unde
   return minor >= RULES_1_30_MINORS.first && minor <= RULES_1_30_MINORS.last ? '1.30' : '1.17';
 }
 
+/**
+ * Whether IPv6 rules are written. 1.17.8 has no dual stack: meshcni's documented ISTIO_DUAL_STACK
+ * (else the config's dualStack). 1.30.3 decides as its getLocalIP does from the pod's addresses:
+ * single stack, the family of the first; dual stack, whether any is IPv6. Without known addresses
+ * (a manifest with no status, a runtime result with no IPs) the flag alone decides.
+ */
+function ipv6Rules(rules: IstioRules, dualStack: boolean, ips: readonly string[] | undefined): boolean {
+  const families = rules === '1.30' && ips ? globalAddressFamilies(ips) : [];
+  if (families.length === 0) return dualStack;
+  return dualStack ? families.includes(6) : families[0] === 6;
+}
+
 export function redirectSettings(pod: PodView, config: CaptureConfig): RedirectSettings {
   const ann = (key: string): string | undefined => pod.annotations.get(key);
   const proxy = proxyContainer(pod);
@@ -195,7 +214,9 @@ export function redirectSettings(pod: PodView, config: CaptureConfig): RedirectS
   const reroute = ann(ANNOTATIONS.rerouteVirtualInterfaces);
   const rerouteKey = reroute !== undefined ? ANNOTATIONS.rerouteVirtualInterfaces : ANNOTATIONS.kubevirtInterfaces;
   const includeRaw = ann(ANNOTATIONS.includeOutboundIPRanges) ?? '*';
-  const include = includeRaw === '*' ? null : cidrList(ANNOTATIONS.includeOutboundIPRanges, includeRaw);
+  const istioRules = istioRulesFor(config.istioVersion, proxy?.image);
+  const include =
+    includeRaw === '*' ? null : cidrList(ANNOTATIONS.includeOutboundIPRanges, includeRaw, istioRules === '1.30');
   const rerouteInterfaces = interfaces(rerouteKey, ann(rerouteKey) ?? '');
   // Istio writes one PREROUTING rule per (interface, include CIDR) pair: bound the product too.
   const pairs = rerouteInterfaces.length * (include?.cidrs.length ?? 1);
@@ -208,7 +229,7 @@ export function redirectSettings(pod: PodView, config: CaptureConfig): RedirectS
   }
 
   return {
-    istioRules: istioRulesFor(config.istioVersion, proxy?.image),
+    istioRules,
     mode: modeRaw,
     proxyUid: proxy?.runAsUser ? proxy.runAsUser : DEFAULT_PROXY_ID,
     proxyGid: proxy?.runAsGroup ? proxy.runAsGroup : DEFAULT_PROXY_ID,
@@ -228,7 +249,11 @@ export function redirectSettings(pod: PodView, config: CaptureConfig): RedirectS
     excludeInterfaces: interfaces(ANNOTATIONS.excludeInterfaces, ann(ANNOTATIONS.excludeInterfaces) ?? ''),
     rerouteInterfaces,
     dnsCapture: envBool('ISTIO_META_DNS_CAPTURE', env.get('ISTIO_META_DNS_CAPTURE')) ?? false,
-    dualStack: envBool('ISTIO_DUAL_STACK', env.get('ISTIO_DUAL_STACK')) ?? config.dualStack,
+    dualStack: ipv6Rules(
+      istioRules,
+      envBool('ISTIO_DUAL_STACK', env.get('ISTIO_DUAL_STACK')) ?? config.dualStack,
+      pod.podIps,
+    ),
     dropInvalid: envBool('INVALID_DROP', env.get('INVALID_DROP')) ?? false,
     tproxyMark: 1337,
     tproxyTable: 133,

@@ -4,9 +4,11 @@
 // `S` in the pod index, so they also start during an agent outage while the native sidecar waits. Root.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { Agent } from '../../src/agent/agent.js';
 import type { MeshcniEntry } from '../../src/runtime/sandbox.js';
-import { NetnsPool, inNetns } from '../helpers/netns.js';
+import { NetnsPool, inNetns, normaliseSave } from '../helpers/netns.js';
 import { World, nftRuleset, pluginFailure, saveIn } from './helpers.js';
 
 const fixture = readFileSync(new URL('../fixtures/istio-sidecar-default.v4.rules', import.meta.url), 'utf8');
@@ -56,8 +58,10 @@ const SKIPPED: [keyof typeof PODS, RegExp][] = [
 ];
 
 const worlds: World[] = [];
+const agents: Agent[] = [];
 const pool = new NetnsPool('ipods');
 afterEach(async () => {
+  for (const a of agents.splice(0)) await a.stop();
   for (const w of worlds.splice(0)) await w.cleanup();
   pool.cleanup();
 });
@@ -110,5 +114,45 @@ describe("today's injected pods through the real chain", () => {
     await sandboxOf(w, PODS.gateway, entry).add();
     const e = await pluginFailure(sandboxOf(w, PODS.native, entry).add());
     expect(e.cniError?.code).toBe(11);
+  });
+});
+
+describe('whether IPv6 rules are written, through the real chain (an IPv4-only bridge)', () => {
+  const silent = pino({ level: 'silent' });
+  const dualFlag = pod('dual-flag', {
+    containers: [app, proxy({ env: [{ name: 'ISTIO_DUAL_STACK', value: 'true' }] })],
+  });
+  async function agentWorld(istioVersion: string): Promise<{ w: World; agent: Agent }> {
+    const w = new World();
+    worlds.push(w);
+    w.addPodObject(dualFlag);
+    const agent = new Agent(w.agentSettings({ istioVersion, warmStart: false }), silent);
+    agents.push(agent);
+    await agent.start();
+    return { w, agent };
+  }
+
+  it("Istio 1.30.3 decides from the pod's addresses: ISTIO_DUAL_STACK on an IPv4-only pod writes none, and reconcile agrees", async () => {
+    const { w, agent } = await agentWorld('auto');
+    const s = sandboxOf(w, dualFlag);
+    await s.add();
+    expect(saveIn(s.netnsName)).toContain('! --dport 15008'); // the 1.30 rules
+    expect(normaliseSave(inNetns(s.netnsName, 'ip6tables-nft-save', []))).toBe('');
+    // The API's copy of the pod has no IPs: reconcile plans with those the runtime gave the ADD.
+    const rec = JSON.parse(readFileSync(join(w.stateDir, 'pods', `${s.containerId}.json`), 'utf8')) as {
+      podIps?: string[];
+    };
+    expect(rec.podIps).toEqual([expect.stringMatching(/^\d+\.\d+\.\d+\.\d+$/)]);
+    const report = await agent.reconcile();
+    expect(report.errors).toEqual([]);
+    expect(report.repaired).toEqual([]);
+    expect(report.intact).toBe(1);
+  });
+
+  it('with the 1.17 rules ISTIO_DUAL_STACK alone decides, as documented (1.17.8 has no dual stack)', async () => {
+    const { w } = await agentWorld('1.17');
+    const s = sandboxOf(w, dualFlag);
+    await s.add();
+    expect(inNetns(s.netnsName, 'ip6tables-nft-save', [])).toContain('-A ISTIO_OUTPUT -d ::1/128 -j RETURN');
   });
 });

@@ -11,9 +11,11 @@ import {
   convertResult,
   podArgs,
   podArgsOrEmpty,
+  prevResultIps,
   runtimeValueError,
   type CniRequest,
 } from '../cni.js';
+import { withPodIps } from '../../capture/pod.js';
 import { KeyedLock } from '../keyed-lock.js';
 import { planDiff, planDigest, releasePlan, type CapturePlan, type PodPlan } from '../plan/types.js';
 import type { PodEvents } from '../pod-events.js';
@@ -115,12 +117,19 @@ function podIdentity(req: CniRequest): PodIdentity | null {
   return uid ? { namespace, name, uid } : { namespace, name };
 }
 
+/** A request's pod, its plan, and the pod's IPs from the runtime's result when it had them. */
+interface Planned {
+  pod: PodIdentity | null;
+  plan: PodPlan;
+  podIps?: string[];
+}
+
 export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promise<Record<string, unknown> | null> {
   const { log, metrics } = deps;
   const lock = deps.lock ?? new KeyedLock();
 
   /** Pod → plan, or the reason it is skipped. Errors in the pod's settings fail the request. */
-  async function plan(req: CniRequest): Promise<{ pod: PodIdentity | null; plan: PodPlan }> {
+  async function plan(req: CniRequest): Promise<Planned> {
     const pod = podIdentity(req);
     if (!pod)
       return {
@@ -139,8 +148,10 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
         503,
       );
     }
+    // The runtime's result holds the pod's IPs now; the API server's status may not have them yet.
+    const ips = prevResultIps(req.config.prevResult);
     try {
-      return { pod, plan: await deps.planPod(obj) };
+      return { pod, plan: await deps.planPod(ips ? withPodIps(obj, ips) : obj), ...(ips ? { podIps: ips } : {}) };
     } catch (e) {
       if (e instanceof CniError) throw e; // the planner's own verdict (queue full, worker died)
       throw new CniError(CNI_ERR.invalidConfig, `pod ${pod.namespace}/${pod.name}: ${(e as Error).message}`, '', 400);
@@ -159,11 +170,7 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     }
   }
 
-  async function add(
-    req: CniRequest,
-    t0: number,
-    { pod, plan: p }: { pod: PodIdentity | null; plan: PodPlan },
-  ): Promise<Record<string, unknown>> {
+  async function add(req: CniRequest, t0: number, { pod, plan: p, podIps }: Planned): Promise<Record<string, unknown>> {
     const base = { namespace: pod?.namespace, pod: pod?.name, containerId: req.containerId, netns: req.netns };
     if (!p.capture) {
       log.info({ ...base, decision: 'skip', reason: p.reason, ms: performance.now() - t0 }, 'pod not captured');
@@ -180,6 +187,7 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
       ...(pod!.uid ? { uid: pod!.uid } : {}),
       rulesDigest: planDigest(p),
       layout: p.layout,
+      ...(podIps ? { podIps } : {}),
       tables: 'held' in p ? p.held.labels : tableLabels(p.tables),
       capturedAt: new Date().toISOString(),
     };
@@ -226,7 +234,7 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
     );
   }
 
-  async function check(req: CniRequest, { pod, plan: p }: { pod: PodIdentity | null; plan: PodPlan }): Promise<null> {
+  async function check(req: CniRequest, { pod, plan: p }: Planned): Promise<null> {
     if (!p.capture) {
       metrics.requests.inc({ command: 'CHECK', result: 'skipped' });
       return null;

@@ -3,6 +3,7 @@
 // drift by policy — repair in place, delete the pod through the API, or only report.
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { withPodIps } from '../../capture/pod.js';
 import type { TableContents } from '../../nft/model.js';
 import type { RepairPolicy } from '../config.js';
 import { planDiff, planDigest, releasePlan, type CapturePlan, type PodPlan } from '../plan/types.js';
@@ -119,7 +120,9 @@ async function checkPod(
   obj: Record<string, unknown>,
   netns: string,
 ): Promise<void> {
-  const plan = await deps.planPod(obj);
+  // Planned with the IPs its ADD planned with (the runtime's result), so the two plans agree.
+  const ips = Array.isArray(rec.podIps) && rec.podIps.every((ip) => typeof ip === 'string') ? rec.podIps : null;
+  const plan = await deps.planPod(ips ? withPodIps(obj, ips) : obj);
   if (!plan.capture) return;
   try {
     const diffs = await planDiff(plan, netns, deps.readTables);

@@ -27,6 +27,8 @@ export interface PodRecord {
   namespace: string;
   name: string;
   uid?: string;
+  /** The pod's IPs from the runtime's ADD result: reconcile plans with them, as the ADD did. */
+  podIps?: string[];
   /** sha256 of the programmed tables' canonical description. */
   rulesDigest: string;
   layout: string;
