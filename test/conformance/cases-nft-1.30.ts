@@ -550,3 +550,25 @@ export const ALL_NFT_GOLDENS_1_30: string[] = [
   `${TOOLS}inbound-ports-empty-tproxy.golden`,
   ...AMBIENT_GOLDENS,
 ];
+
+/**
+ * The git blob id of each case's golden at ISTIO_1_30_COMMIT (`git ls-tree 1.30.3 <testdata dir>`): a
+ * case's text hashes to it only if it is byte for byte the golden Istio's own test compares against.
+ */
+export const NFT_GOLDEN_BLOBS_1_30: Record<string, string> = {
+  'basic-exclude-nic': 'c228881ee1432eb8e8f599a9120603152e11eaa6',
+  'drop-invalid': 'adf2c8b38fefc601c0f7695101ccb26a57c23d98',
+  empty: '13a98e25ee64f346ab3ad5ac941b22d96f3538cb',
+  'inbound-ports-include': '1d6bf9abcb4ad8efa9a6bf780c3062361bd188ad',
+  'inbound-ports-tproxy': '4f89a6ac8b4d12c9e6170910123aa8fd9f1f19aa',
+  ipnets: '730022d630a8970c9262fb15dfc687f9d3044b44',
+  'ipnets-with-kube-virt-interfaces': '0baafae4c1c94a0ea5ac44b66826c01e5ecbd8f2',
+  'kube-virt-interfaces': 'c307bf5b09c3c1d3642346bb33714ec55bd7bcc7',
+  'outbound-ports-include': 'f872875e53dae022d4a2d4b5913ba8d2c98aa989',
+  'ipv6-empty-inbound-ports': 'b10b5c4dfbb1d159b2572b8baa6998c739bd72bf',
+  'ipv6-inbound-ports': '2ca74f843effbef202fb2ce88d7ceae40f125579',
+  'ipv6-virt-interfaces': 'cbaf53552b6b94875974eb82662bf35ac32a98e7',
+  'ipv6-ipnets': '794bbb2d54827b4293e3cb5a94174da0b7a22bc3',
+  'ipv6-outbound-ports': 'eb63b5ede496ce102ea0b0195d3c3c38ad40b138',
+  'inbound-ports-empty-tproxy': 'f19c39669867a26d09b1734e368caa25998fd8e2',
+};

@@ -2,6 +2,7 @@
 // meshcni's plan applied (one netlink transaction) in another; the kernel must read both back the
 // same. `meshcni-agent rules --pod` must print exactly that read-back. Root.
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -27,6 +28,7 @@ import {
   ALL_NFT_GOLDENS_1_30,
   NFT_CASES_1_30,
   NFT_CNI_1_30,
+  NFT_GOLDEN_BLOBS_1_30,
   NFT_SKIPPED_1_30,
   type NftConformanceCase,
 } from './cases-nft-1.30.js';
@@ -152,6 +154,16 @@ describe('the conformance suite covers Istio 1.30.3 native nftables', () => {
     coversEveryGolden(NFT_CASES_1_30, NFT_SKIPPED_1_30, ALL_NFT_GOLDENS_1_30);
     expect(NFT_CASES_1_30).toHaveLength(15);
     expect(ALL_NFT_GOLDENS_1_30).toHaveLength(42);
+  });
+
+  it("writes each case's expected text byte for byte as Istio's golden (the golden's git blob id)", () => {
+    for (const c of NFT_CASES_1_30) {
+      const blob = createHash('sha1')
+        .update(`blob ${Buffer.byteLength(c.nft)}\0`)
+        .update(c.nft)
+        .digest('hex');
+      expect([c.golden, blob]).toEqual([c.golden, NFT_GOLDEN_BLOBS_1_30[c.golden.replace(/^.*\/|\.golden$/g, '')]]);
+    }
   });
 });
 
