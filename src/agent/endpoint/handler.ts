@@ -148,10 +148,16 @@ export function createCniHandler(deps: HandlerDeps): (req: CniRequest) => Promis
         503,
       );
     }
-    // The runtime's result holds the pod's IPs now; the API server's status may not have them yet.
-    const ips = prevResultIps(req.config.prevResult);
     try {
-      return { pod, plan: await deps.planPod(ips ? withPodIps(obj, ips) : obj), ...(ips ? { podIps: ips } : {}) };
+      const first = await deps.planPod(obj);
+      // Istio 1.30.3's rules depend on the pod's IPs (whether IPv6 rules are written): the runtime's
+      // result holds them now, the API server's status may not yet. Other rule sets never read them,
+      // so their pods are planned once, from the object alone.
+      const ips =
+        first.capture && first.summary.istioRules === '1.30' ? prevResultIps(req.config.prevResult) : undefined;
+      if (!ips) return { pod, plan: first };
+      releasePlan(first);
+      return { pod, plan: await deps.planPod(withPodIps(obj, ips)), podIps: ips };
     } catch (e) {
       if (e instanceof CniError) throw e; // the planner's own verdict (queue full, worker died)
       throw new CniError(CNI_ERR.invalidConfig, `pod ${pod.namespace}/${pod.name}: ${(e as Error).message}`, '', 400);
