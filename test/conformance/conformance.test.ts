@@ -85,6 +85,21 @@ interface Release {
   cliConfig?: string;
 }
 
+/** `meshcni-agent rules --pod` of the manifest (with the settings file, if any): its stdout; it must succeed silently. */
+function rulesCli(manifest: string, index: string, cliConfig?: string): string {
+  const file = join(dir, `${index}.json`);
+  writeFileSync(file, manifest);
+  const args = [MAIN, 'rules', '--pod', file];
+  if (cliConfig !== undefined) {
+    writeFileSync(join(dir, `${index}.yaml`), cliConfig);
+    args.push('--config', join(dir, `${index}.yaml`));
+  }
+  const cli = spawnSync(process.execPath, args, { encoding: 'utf8' });
+  expect(cli.stderr).toBe('');
+  expect(cli.status).toBe(0);
+  return cli.stdout;
+}
+
 async function conforms(c: ConformanceCase, index: string, r: Release): Promise<void> {
   const manifest = podManifest(c, r.commit, r.image);
   const plan = planRules(parsePodManifest(manifest), r.config);
@@ -102,17 +117,7 @@ async function conforms(c: ConformanceCase, index: string, r: Release): Promise<
   // The CLI prints IPv4 then (dual stack) IPv6 rules in iptables-save syntax, user chains in
   // creation order (iptables-nft-save lists them by name): every chain's lines must be the
   // kernel's, and restoring the printed text must read back identically.
-  const file = join(dir, `${index}.json`);
-  writeFileSync(file, manifest);
-  const args = [MAIN, 'rules', '--pod', file];
-  if (r.cliConfig !== undefined) {
-    writeFileSync(join(dir, `${index}.yaml`), r.cliConfig);
-    args.push('--config', join(dir, `${index}.yaml`));
-  }
-  const cli = spawnSync(process.execPath, args, { encoding: 'utf8' });
-  expect(cli.stderr).toBe('');
-  expect(cli.status).toBe(0);
-  const [v4, v6 = ''] = cli.stdout.split(/^# IPv6.*$/m);
+  const [v4, v6 = ''] = rulesCli(manifest, index, r.cliConfig).split(/^# IPv6.*$/m);
   expect(byChain(v4!)).toEqual(byChain(want4));
   expect(byChain(v6)).toEqual(byChain(c.v6 ? want6 : ''));
   const printed = pool.create();
@@ -190,16 +195,8 @@ async function conformsNft(c: NftConformanceCase, index: string): Promise<void> 
   expect(nftJson(ours)).toEqual(nftJson(istio));
   expect(diffTables(plan.tables, await readTables(netnsPath(istio)))).toEqual([]);
 
-  const file = join(dir, `${index}.json`);
-  writeFileSync(file, manifest);
-  writeFileSync(join(dir, `${index}.yaml`), "istioVersion: 'auto'\nlayout: 'nft'\n");
-  const cli = spawnSync(process.execPath, [MAIN, 'rules', '--pod', file, '--config', join(dir, `${index}.yaml`)], {
-    encoding: 'utf8',
-  });
-  expect(cli.stderr).toBe('');
-  expect(cli.status).toBe(0);
   const printed = pool.create();
-  inNetns(printed, 'nft', ['-f', '/dev/stdin'], cli.stdout);
+  inNetns(printed, 'nft', ['-f', '/dev/stdin'], rulesCli(manifest, index, "istioVersion: 'auto'\nlayout: 'nft'\n"));
   expect(nftBytecode(printed)).toBe(want);
 }
 
